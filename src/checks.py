@@ -1,0 +1,87 @@
+"""Input validation shared by every stage. Each problem is an `InputError` whose message
+names the file, the row or column, and what was expected."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class InputError(ValueError):
+    """Bad input from the user: a message meant to be printed as is, without a traceback."""
+
+
+def read_csv(path: str | Path, what: str = "file") -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        return pd.read_csv(path, dtype={0: str})
+    except Exception as e:  # pandas raises several kinds for malformed files
+        raise InputError(f"{path}: cannot be read as CSV ({e})") from e
+
+
+def check_columns(df: pd.DataFrame, required, path) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+
+
+def check_unique_ids(df: pd.DataFrame, id_col: str, path) -> None:
+    ids = df[id_col].astype(str)
+    if df[id_col].isna().any():
+        row = int(np.flatnonzero(df[id_col].isna().to_numpy())[0])
+        raise InputError(f"{path}: row {row + 2}: empty {id_col!r}")
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        rows = [int(i) + 2 for i in np.flatnonzero((ids == first).to_numpy())]
+        raise InputError(f"{path}: {id_col!r} {first!r} repeats (rows {rows}; "
+                         f"{dup.nunique()} repeated id(s) in all); ids must be unique")
+
+
+def check_binary_target(df: pd.DataFrame, target_col: str, path) -> None:
+    t = pd.to_numeric(df[target_col], errors="coerce")
+    bad = t.isna() | ~t.isin([0, 1])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{path}: row {row + 2}: {target_col!r} = {df[target_col].iloc[row]!r}; "
+                         f"expected 0 (good) or 1 (defect) ({int(bad.sum())} bad row(s))")
+    counts = t.value_counts()
+    for cls, label in ((0, "good (0)"), (1, "defect (1)")):
+        if counts.get(cls, 0) == 0:
+            raise InputError(f"{path}: no {label} rows in {target_col!r}; both classes are needed")
+
+
+def check_train_table(df: pd.DataFrame, id_col: str, target_col: str, path) -> pd.DataFrame:
+    """Columns present, ids unique, targets binary with both classes. Returns df with int targets."""
+    check_columns(df, [id_col, target_col], path)
+    check_unique_ids(df, id_col, path)
+    check_binary_target(df, target_col, path)
+    df = df.copy()
+    df[id_col] = df[id_col].astype(str)
+    df[target_col] = pd.to_numeric(df[target_col]).astype(int)
+    return df
+
+
+def check_images_exist(ids, image_dir: Path, ext: str, table_path) -> list[Path]:
+    """Every id has its image file. Returns the paths in id order."""
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise InputError(f"{image_dir}: image folder not found (needed by {table_path})")
+    paths = [image_dir / f"{i}{ext}" for i in ids]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"{missing[0]}: image missing for id {missing[0].stem!r} listed in {table_path} "
+                         f"({len(missing)} missing in all)")
+    return paths
+
+
+def check_predictions(values, path, col: str = "pred") -> None:
+    v = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: row {row + 2}: {col!r} is {v[row]}; predictions must be finite "
+                         f"({int(bad.sum())} bad row(s))")

