@@ -22,6 +22,13 @@ def read_csv(path: str | Path, what: str = "file") -> pd.DataFrame:
         raise InputError(f"{path}: cannot be read as CSV ({e})") from e
 
 
+def _shown(value) -> str:
+    """A cell's value as a person reads it: 2, 'yes', empty (not np.int64(2) or nan)."""
+    if pd.isna(value):
+        return "empty"
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
 def check_columns(df: pd.DataFrame, required, path) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -46,7 +53,7 @@ def check_binary_target(df: pd.DataFrame, target_col: str, path) -> None:
     bad = t.isna() | ~t.isin([0, 1])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{path}: row {row + 2}: {target_col!r} = {df[target_col].iloc[row]!r}; "
+        raise InputError(f"{path}: row {row + 2}: {target_col!r} = {_shown(df[target_col].iloc[row])}; "
                          f"expected 0 (good) or 1 (defect) ({int(bad.sum())} bad row(s))")
     counts = t.value_counts()
     for cls, label in ((0, "good (0)"), (1, "defect (1)")):

@@ -69,6 +69,8 @@ class Recipe:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     freeze_epochs: int = 0  # train the head alone for the first N epochs
+    freeze_stages: int = 0  # keep the stem + first N-1 stages frozen for the whole run
+    cache_frozen: bool = False  # run the frozen stages once per image and TTA symmetry, train the rest
     accum_steps: int = 1
     ema: float = 0.0  # EMA decay of weights, 0 = off (e.g. 0.999)
     patience: int = 0  # early stopping on val AUC, 0 = off

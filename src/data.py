@@ -147,6 +147,24 @@ class ImageDataset(Dataset):
         return x, self.targets[i]
 
 
+class FeatureDataset(Dataset):
+    """Cached output of a model's frozen stages, (N, V, C, H, W) for the first V symmetries of
+    the square (V = 8: the `light` augmentation, exactly). Training draws one symmetry per sample
+    from its seed; evaluation returns all V (TTA without recomputing the frozen stages)."""
+
+    def __init__(self, feats: np.ndarray, targets, indices, train: bool):
+        self.feats, self.targets, self.indices, self.train = feats, np.asarray(targets, np.float32), indices, train
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key):
+        k, seed = key if isinstance(key, tuple) else (key, 0)
+        i = self.indices[k]
+        x = self.feats[i, seed % self.feats.shape[1]] if self.train else self.feats[i]
+        return torch.from_numpy(np.array(x, dtype=np.float32)), self.targets[i]
+
+
 class SeededSampler(Sampler):
     """Shuffled (or ordered) indices, each paired with its own augmentation seed.
 

@@ -141,14 +141,81 @@ def head_parameters(model: nn.Module) -> set[int]:
     return {id(p) for p in model.get_classifier().parameters()}
 
 
+def stage_groups(model: nn.Module) -> list[list[str]]:
+    """Parameter names per stage, input to output, from timm's own coarse grouping (stem,
+    then each stage of blocks, then the head): the unit of `freeze_stages`."""
+    from timm.models import group_parameters
+    return list(group_parameters(model, model.group_matcher(coarse=True)).values())
+
+
+def set_train_mode(net: nn.Module, freeze_stages: int = 0, head_only: bool = False) -> None:
+    """net.train(), with the first `freeze_stages` stages (or, with head_only, everything but
+    the classifier) frozen: no gradients, and BatchNorm statistics kept (eval mode)."""
+    net.train()
+    model = unwrap(net)
+    head = {n for n, p in model.named_parameters() if id(p) in head_parameters(model)}
+    frozen = {n for g in stage_groups(model)[:freeze_stages] for n in g} - head
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in head or (not head_only and name not in frozen))
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.requires_grad:
+            m.eval()
+
+
 def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
-    """Freeze/unfreeze everything but the classifier. A frozen backbone also keeps its BatchNorm
-    statistics (eval mode), so head-only epochs are true feature extraction."""
-    head = head_parameters(model)
-    for p in model.parameters():
-        if id(p) not in head:
-            p.requires_grad_(trainable)
-    if not trainable:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+    set_train_mode(model, 0, head_only=not trainable)
+
+
+# --- cached frozen stages -----------------------------------------------------------------------
+
+def split_stages(model: nn.Module, freeze_stages: int) -> tuple[list[nn.Module], list]:
+    """(prefix modules, suffix steps) of a timm model cut after `freeze_stages` stages (the stem
+    counts as one). Supported: the EfficientNet/MobileNet family (conv_stem, bn1, blocks,
+    conv_head, bn2) and the ResNet family (conv1, bn1, act1, maxpool, layer1..4)."""
+    if freeze_stages < 1:
+        raise InputError("cache_frozen needs freeze_stages >= 1 (the stem)")
+    if hasattr(model, "conv_stem") and isinstance(getattr(model, "blocks", None), nn.Sequential):
+        blocks = list(model.blocks)
+        k = freeze_stages - 1
+        if k >= len(blocks):
+            raise InputError(f"freeze_stages={freeze_stages}: {type(model).__name__} has the stem and "
+                             f"{len(blocks)} stages; keep at least one stage trainable")
+        return [model.conv_stem, model.bn1, *blocks[:k]], [*blocks[k:], model.conv_head, model.bn2]
+    if hasattr(model, "layer4") and hasattr(model, "conv1"):
+        layers = [model.layer1, model.layer2, model.layer3, model.layer4]
+        k = freeze_stages - 1
+        if k >= len(layers):
+            raise InputError(f"freeze_stages={freeze_stages}: ResNet has the stem and 4 stages")
+        return [model.conv1, model.bn1, model.act1, model.maxpool, *layers[:k]], layers[k:]
+    raise InputError(f"cache_frozen supports timm's EfficientNet/MobileNet and ResNet families, not "
+                     f"{type(model).__name__}; use freeze_stages without cache_frozen")
+
+
+class CachedPrefixNet(nn.Module):
+    """The trainable rest of a model, fed with the cached output of its frozen stages."""
+
+    def __init__(self, model: nn.Module, freeze_stages: int):
+        super().__init__()
+        self.model = model
+        self.freeze_stages = freeze_stages
+        split_stages(model, freeze_stages)  # fail early on an unsupported arch
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = feats
+        for step in split_stages(self.model, self.freeze_stages)[1]:
+            x = step(x)
+        return self.model.forward_head(x)
+
+
+@torch.inference_mode()
+def frozen_features(model: nn.Module, freeze_stages: int, x: torch.Tensor) -> torch.Tensor:
+    """Output of the frozen stages for a normalised input batch (model in eval mode)."""
+    for m in split_stages(model, freeze_stages)[0]:
+        x = m(x)
+    return x
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The full timm model inside a CachedPrefixNet, an EMA copy or a compiled module."""
+    net = getattr(net, "_orig_mod", net)
+    return net.model if isinstance(net, CachedPrefixNet) else net

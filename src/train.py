@@ -34,12 +34,12 @@ from checks import InputError
 from config import (Config, add_config_flags, add_recipe_flags, config_from_args, config_hash,
                     default_num_workers, fold_paths, save_config)
 from fileio import file_hash, save_figure_atomic, save_torch_atomic, write_csv_atomic, write_json_atomic
-from models import create_model, head_parameters
+from models import CachedPrefixNet, create_model, head_parameters, set_train_mode, stage_groups, unwrap
 
 # Recipe fields that change what a fold's model predicts (a complete fold is reused only if
 # these agree); the rest (device, workers, blend method...) do not.
 MODEL_KEYS = ("n_folds", "seed", "img_size", "border_crop", "epochs", "batch_size", "lr", "backbone_lr_factor",
-              "weight_decay", "warmup_epochs", "min_lr_ratio", "freeze_epochs", "accum_steps", "ema",
+              "weight_decay", "warmup_epochs", "min_lr_ratio", "freeze_epochs", "freeze_stages", "cache_frozen", "accum_steps", "ema",
               "patience", "aug", "mixup", "mixup_alpha", "drop_rate", "tta", "pretrained", "weights")
 
 
@@ -116,26 +116,47 @@ class FoldRun:
         tr_idx = np.flatnonzero(folds != fold)
         y = self.train_df[comp.target_col].to_numpy()
         self.y_val = y[self.val_idx]
-        workers = rec.num_workers if rec.num_workers >= 0 else default_num_workers(self.device.type)
-        dtype = self.device.type
-        self.train_loader = data.make_loader(
-            data.ImageDataset(train_imgs, y, data.build_transform(rec.aug), tr_idx),
-            rec.batch_size, True, dtype, workers, rec.seed)
-        self.val_loader = data.make_loader(data.ImageDataset(train_imgs, y, None, self.val_idx),
-                                           rec.batch_size * 2, False, dtype, workers)
-        self.test_loader = data.make_loader(data.ImageDataset(test_imgs), rec.batch_size * 2, False, dtype, workers)
 
-        # model, optimizer (head lr, backbone lr * factor), warmup + cosine per step
         torch.manual_seed(rec.seed)
         self.model, self.info = create_model(arch, rec.pretrained, rec.weights or None, 1, rec.drop_rate)
         self.model.to(self.device)
         self.setup = engine.make_setup(self.device, self.info.mean, self.info.std, rec.amp, rec.channels_last)
         if self.setup.channels_last:
             self.model.to(memory_format=torch.channels_last)
+
+        workers = rec.num_workers if rec.num_workers >= 0 else default_num_workers(self.device.type)
+        dev = self.device.type
+        if rec.cache_frozen:
+            # the frozen stages run once per image and symmetry; the rest trains on their output
+            if rec.aug not in ("light", "none"):
+                raise InputError(f"cache_frozen trains on the 8 cached symmetries (aug light); aug={rec.aug} "
+                                 "needs images: turn cache_frozen off")
+            self.net = CachedPrefixNet(self.model, rec.freeze_stages)
+            # the cache holds the symmetries TTA uses (8 with --tta 8); training draws among them
+            n_var = max(rec.tta, 2)
+            tag = f"feats_{arch}_{self.info.source.split()[-1].replace('/', '_')}_s{rec.freeze_stages}_x{n_var}"
+            train_x, test_x = (engine.extract_frozen_features(
+                self.model, rec.freeze_stages, imgs, self.setup, cache / f"{tag}_{Path(imgs.filename).stem}.npy",
+                progress=progress, n_variants=n_var) for imgs in (train_imgs, test_imgs))
+            train_ds = data.FeatureDataset(train_x, y, tr_idx, train=rec.aug == "light")
+            val_ds = data.FeatureDataset(train_x, y, self.val_idx, train=False)
+            test_ds = data.FeatureDataset(test_x, np.zeros(len(test_x)), np.arange(len(test_x)), train=False)
+            workers = 0  # a memory map read per sample: worker processes only add overhead
+        else:
+            self.net = self.model
+            train_ds = data.ImageDataset(train_imgs, y, data.build_transform(rec.aug), tr_idx)
+            val_ds = data.ImageDataset(train_imgs, y, None, self.val_idx)
+            test_ds = data.ImageDataset(test_imgs)
+        self.train_loader = data.make_loader(train_ds, rec.batch_size, True, dev, workers, rec.seed)
+        self.val_loader = data.make_loader(val_ds, rec.batch_size * 2, False, dev, workers)
+        self.test_loader = data.make_loader(test_ds, rec.batch_size * 2, False, dev, workers)
+
+        # optimizer (head lr, backbone lr * factor) over the trainable parameters; warmup + cosine per step
         head = head_parameters(self.model)
-        groups = [{"params": [p for p in self.model.parameters() if id(p) not in head],
-                   "lr": rec.lr * rec.backbone_lr_factor},
-                  {"params": [p for p in self.model.parameters() if id(p) in head], "lr": rec.lr}]
+        frozen = {n for g in stage_groups(self.model)[:rec.freeze_stages] for n in g}
+        params = [(n, p) for n, p in self.model.named_parameters() if n not in frozen or id(p) in head]
+        groups = [{"params": [p for _, p in params if id(p) not in head], "lr": rec.lr * rec.backbone_lr_factor},
+                  {"params": [p for _, p in params if id(p) in head], "lr": rec.lr}]
         self.optimizer = torch.optim.AdamW(groups, lr=rec.lr, weight_decay=rec.weight_decay)
         steps = -(-len(self.train_loader) // rec.accum_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -144,12 +165,13 @@ class FoldRun:
         self.ema = None
         if rec.ema > 0:
             from timm.utils import ModelEmaV3
-            self.ema = ModelEmaV3(self.model, decay=rec.ema)
-        self.train_model = torch.compile(self.model) if rec.compile else self.model
+            self.ema = ModelEmaV3(self.net, decay=rec.ema)
+        self.train_net = torch.compile(self.net) if rec.compile else self.net
 
     @property
-    def eval_model(self):
-        return self.ema.module if self.ema is not None else self.model
+    def eval_net(self):
+        """What predicts: the EMA copy when EMA is on (a CachedPrefixNet when features are cached)."""
+        return self.ema.module if self.ema is not None else self.net
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self, epoch: int, best_auc: float, best_epoch: int, bad: int, log: list) -> dict:
@@ -198,12 +220,13 @@ class FoldRun:
             bar = tqdm(total=len(self.train_loader), desc=f"{self.exp} f{self.fold} ep {epoch + 1}/{rec.epochs}",
                        unit="batch", leave=False, disable=not self.progress)
             try:
-                tr = engine.train_one_epoch(self.train_model, self.train_loader, self.optimizer, self.setup,
-                                            self.scheduler, self.scaler, self.ema, rec.accum_steps, rec.mixup,
-                                            rec.mixup_alpha, progress=bar, freeze_backbone=epoch < rec.freeze_epochs)
+                tr = engine.train_one_epoch(
+                    self.train_net, self.train_loader, self.optimizer, self.setup, self.scheduler, self.scaler,
+                    self.ema, rec.accum_steps, rec.mixup, rec.mixup_alpha, progress=bar,
+                    train_mode=lambda m: set_train_mode(m, rec.freeze_stages, head_only=epoch < rec.freeze_epochs))
             finally:
                 bar.close()
-            p_val = engine.predict(self.eval_model, self.val_loader, self.setup, tta=1)
+            p_val = engine.predict(self.eval_net, self.val_loader, self.setup, tta=1)
             auc, vloss = _auc(self.y_val, p_val), engine.bce(p_val, self.y_val)
             log.append({"epoch": epoch + 1, "train_loss": round(tr["loss"], 5), "val_loss": round(vloss, 5),
                         "val_auc": round(auc, 5), "lr": self.optimizer.param_groups[1]["lr"],
@@ -211,7 +234,7 @@ class FoldRun:
             improved = auc > best_auc
             if improved:
                 best_auc, best_epoch, bad = auc, epoch, 0
-                save_torch_atomic({"model": self.eval_model.state_dict(), "arch": self.arch, "epoch": epoch,
+                save_torch_atomic({"model": unwrap(self.eval_net).state_dict(), "arch": self.arch, "epoch": epoch,
                                    "val_auc": auc, "mean": self.info.mean, "std": self.info.std,
                                    "img_size": rec.img_size, "border_crop": rec.border_crop,
                                    "config": self.cfg.to_dict()}, self.paths.best)
@@ -234,8 +257,8 @@ class FoldRun:
     def write_predictions(self, best_epoch: int, best_auc: float, epochs_run: int) -> dict:
         rec, comp = self.cfg.recipe, self.cfg.competition
         ck = torch.load(self.paths.best, map_location=self.device, weights_only=False)
-        model = self.eval_model
-        model.load_state_dict(ck["model"])
+        model = self.eval_net
+        unwrap(model).load_state_dict(ck["model"])
         n = len(self.val_loader) + len(self.test_loader)
         with tqdm(total=n, desc=f"{self.exp} f{self.fold} predict tta{rec.tta}", unit="batch", leave=False,
                   disable=not self.progress) as bar:

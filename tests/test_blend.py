@@ -1,0 +1,161 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import blend
+from checks import InputError
+from config import load_config
+from oofs import make_blend_workdir, sigmoid, write_experiment
+
+
+def _comp(base, name="syn"):
+    return load_config(base / "configs" / f"{name}.yaml").competition
+
+
+@pytest.fixture
+def complementary(tmp_path):
+    """Two models, each seeing a different half of the signal: together they are better."""
+    w = make_blend_workdir(tmp_path)
+    rng, y = w["rng"], w["y"]
+    a_sig, b_sig = rng.normal(0, 1, len(y)), rng.normal(0, 1, len(y))
+    latent = y * 1.6
+    write_experiment(tmp_path, "model_a", w, sigmoid(latent * 0.5 + a_sig + rng.normal(0, 0.8, len(y))))
+    write_experiment(tmp_path, "model_b", w, sigmoid(latent * 0.5 - a_sig + b_sig + rng.normal(0, 0.8, len(y))))
+    write_experiment(tmp_path, "weak", w, sigmoid(latent * 0.1 + rng.normal(0, 1, len(y))))
+    return tmp_path, w
+
+
+def test_fast_auc_equals_sklearn_with_ties():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    s = np.round(rng.random(500) + y * 0.3, 1)  # many ties
+    assert abs(blend.fast_auc(y, s) - roc_auc_score(y, s)) < 1e-12
+
+
+def test_hill_blend_beats_best_single_when_signal_is_complementary(complementary):
+    base, w = complementary
+    rep = blend.run_blend(_comp(base), base, "hill", verbose=False)
+    best_single = max(r["oof_auc"] for r in rep["table"])
+    assert rep["blend_oof_auc"] > best_single + 0.01
+    assert set(rep["weights"]) >= {"model_a", "model_b"}
+    assert rep["cross_check"]["blend_auc_mean"] > rep["cross_check"]["best_single_auc_mean"]
+    # the submission matches sample_submission exactly in columns, ids and order
+    sub = pd.read_csv(base / "submissions/submission.csv", dtype={"id": str})
+    sample = pd.read_csv(base / "input/syn/sample_submission.csv", dtype={"id": str})
+    assert list(sub.columns) == list(sample.columns) and list(sub.id) == list(sample.id)
+    assert sub.target.between(0, 1).all() and sub.target.notna().all()
+    # the local leaderboard scores it against solution.csv, and it beats each model there too
+    lb = rep["local_leaderboard"]
+    sol = pd.read_csv(base / "input/syn/solution.csv", dtype={"id": str})
+    assert abs(lb["blend"] - roc_auc_score(sol.target, sub.target)) < 1e-5  # reported to 5 digits
+    assert lb["blend"] > max(lb["model_a"], lb["model_b"])
+    saved = json.loads((base / "submissions/blend.json").read_text())
+    assert saved["weights"] == rep["weights"] and (base / "submissions/roc.png").stat().st_size > 1000
+
+
+def test_hill_is_never_below_best_single(tmp_path):
+    w = make_blend_workdir(tmp_path, seed=3)
+    rng, y = w["rng"], w["y"]
+    for j in range(4):
+        write_experiment(tmp_path, f"m{j}", w, sigmoid(y * rng.uniform(0.2, 1.5) + rng.normal(0, 1, len(y))))
+    O = np.column_stack([pd.concat([pd.read_csv(tmp_path / f"oof/m{j}/fold{k}.csv") for k in range(4)])
+                         .set_index("id").loc[w["ids"][:w["n"]], "pred"] for j in range(4)])
+    y_tr = y[:w["n"]]
+    weights, hist = blend.hill_climb(y_tr, O)
+    assert hist[0] == max(blend.fast_auc(y_tr, O[:, j]) for j in range(4))  # starts from best single
+    assert all(b > a for a, b in zip(hist, hist[1:]))  # every step improves
+    assert blend.fast_auc(y_tr, O @ weights) >= hist[0] and abs(weights.sum() - 1) < 1e-9
+
+
+def test_rank_blend_is_invariant_to_monotone_transform(complementary):
+    base, w = complementary
+    rep1 = blend.run_blend(_comp(base), base, "rank", verbose=False)
+    sub1 = pd.read_csv(base / "submissions/submission.csv")
+    for k in range(4):  # squash model_a's predictions monotonically
+        for f in (f"fold{k}.csv", f"test_fold{k}.csv"):
+            p = base / "oof/model_a" / f
+            df = pd.read_csv(p)
+            df["pred"] = df["pred"] ** 5
+            df.to_csv(p, index=False)
+    rep2 = blend.run_blend(_comp(base), base, "rank", verbose=False)
+    sub2 = pd.read_csv(base / "submissions/submission.csv")
+    assert rep1["blend_oof_auc"] == rep2["blend_oof_auc"]
+    assert rep1["local_leaderboard"]["blend"] == rep2["local_leaderboard"]["blend"]
+    # the mean of probabilities, by contrast, does change
+    m1 = blend.run_blend(_comp(base), base, "mean", verbose=False)["blend_oof_auc"]
+    assert m1 != rep1["blend_oof_auc"]
+    np.testing.assert_allclose(sub1.target, sub2.target)  # same submission, not just the same AUC
+
+
+def test_operating_points_are_chosen_on_oof():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    s = y * 1.5 + rng.normal(0, 1, 2000)
+    ops = blend.operating_points(y, s, "accuracy")
+    assert ops["recall_95"]["recall"] >= 0.95 and ops["recall_99"]["recall"] >= 0.99
+    assert ops["recall_99"]["fpr"] >= ops["recall_95"]["fpr"]
+    acc = [((s >= t) == y).mean() for t in np.quantile(s, np.linspace(0.01, 0.99, 99))]
+    assert ops["chosen"]["accuracy"] >= max(acc) - 1e-9
+
+
+def test_incomplete_experiment_is_left_out_or_strict_error(complementary, capsys):
+    base, w = complementary
+    write_experiment(base, "half_done", w, sigmoid(w["y"] * 1.0), skip_folds=(2, 3))
+    rep = blend.run_blend(_comp(base), base, "hill")
+    assert "half_done" in rep["left_out"] and "half_done" not in rep["experiments"]
+    assert "left out half_done: folds [2, 3] missing" in capsys.readouterr().out
+    with pytest.raises(InputError, match="--strict: half_done"):
+        blend.run_blend(_comp(base), base, "hill", strict=True, verbose=False)
+
+
+def test_other_folds_file_is_not_mixed(complementary):
+    base, w = complementary
+    write_experiment(base, "old_folds", w, sigmoid(w["y"] * 3.0), folds_hash="0123456789abcdef")
+    rep = blend.run_blend(_comp(base), base, "hill", verbose=False)
+    assert "another folds file" in rep["left_out"]["old_folds"]
+
+
+@pytest.mark.parametrize("corrupt, match", [
+    (lambda d: d.assign(pred=[np.nan] + list(d.pred[1:])), r"fold0.csv: row 2: 'pred' is nan"),
+    (lambda d: d.assign(pred=[np.inf] + list(d.pred[1:])), r"fold0.csv: row 2: 'pred' is inf"),
+    (lambda d: pd.concat([d, d.iloc[:1]]), "appears in more than one OOF row"),
+    (lambda d: d.iloc[1:], "do not cover the training ids"),
+    (lambda d: d.drop(columns="pred"), r"missing column\(s\) \['pred'\]"),
+])
+def test_bad_oof_file_is_a_clear_error(complementary, corrupt, match):
+    base, _ = complementary
+    p = base / "oof/model_a/fold0.csv"
+    corrupt(pd.read_csv(p)).to_csv(p, index=False)
+    with pytest.raises(InputError, match=match):
+        blend.run_blend(_comp(base), base, "hill", verbose=False)
+    assert not (base / "submissions/submission.csv").exists()  # nothing half-written
+
+
+def test_test_file_not_covering_submission_ids(complementary):
+    base, _ = complementary
+    p = base / "oof/model_b/test_fold1.csv"
+    pd.read_csv(p).iloc[:-3].to_csv(p, index=False)
+    with pytest.raises(InputError, match="test_fold1.csv: ids do not match sample_submission.csv"):
+        blend.run_blend(_comp(base), base, "hill", verbose=False)
+
+
+def test_submission_columns_come_from_the_competition(tmp_path):
+    w = make_blend_workdir(tmp_path, name="nex", sub_cols=("id", "label"))
+    write_experiment(tmp_path, "m", w, sigmoid(w["y"] * 2.0 + w["rng"].normal(0, 1, len(w["y"]))),
+                     competition="nex", name="nex")
+    (tmp_path / "input/nex/solution.csv").unlink()  # a real contest keeps its answers
+    rep = blend.run_blend(_comp(tmp_path, "nex"), tmp_path, "hill", verbose=False)
+    sub = pd.read_csv(tmp_path / "submissions/submission.csv")
+    assert list(sub.columns) == ["id", "label"] and rep["local_leaderboard"] is None
+
+
+def test_blend_cli_prints_table(complementary, capsys):
+    base, _ = complementary
+    assert blend.main(["--competition", "syn", "--workdir", str(base), "--method", "hill"]) == 0
+    out = capsys.readouterr().out
+    for word in ("experiment", "oof_auc", "fold_auc_std", "max_corr_others", "blend (hill) weights",
+                 "cross-check", "recall_95", "local leaderboard"):
+        assert word in out

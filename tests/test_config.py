@@ -1,0 +1,49 @@
+import argparse
+
+import pytest
+import yaml
+
+from checks import InputError
+from config import add_recipe_flags, load_config, recipe_overrides
+
+
+def _write(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_variant_inherits_base_and_overrides_only_what_differs(tmp_path):
+    _write(tmp_path / "base.yaml", {"competition": {"name": "c", "id_col": "image"},
+                                    "recipe": {"img_size": 300, "epochs": 20, "archs": ["a", "b"]}})
+    v = _write(tmp_path / "small.yaml", {"base": "base.yaml", "recipe": {"img_size": 128}})
+    cfg = load_config(v)
+    assert cfg.competition.name == "c" and cfg.competition.id_col == "image"
+    assert cfg.recipe.img_size == 128 and cfg.recipe.epochs == 20 and cfg.recipe.archs == ["a", "b"]
+
+
+def test_flags_override_yaml(tmp_path):
+    path = _write(tmp_path / "c.yaml", {"recipe": {"epochs": 20, "tta": 8}})
+    p = argparse.ArgumentParser()
+    add_recipe_flags(p)
+    args = p.parse_args(["--epochs", "3", "--cache-frozen", "true", "--archs", "x", "y"])
+    cfg = load_config(path, recipe_overrides(args))
+    assert (cfg.recipe.epochs, cfg.recipe.tta, cfg.recipe.cache_frozen, cfg.recipe.archs) == (3, 8, True, ["x", "y"])
+    assert cfg.competition.name == "c"  # defaults to the file name
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"recipe": {"epoch": 3}}, "unknown key.*epoch"),
+    ({"recipe": {"tta": 3}}, "tta=3"),
+    ({"competition": {"submission_columns": ["id"]}}, "submission_columns"),
+    ({"recipes": {}}, "unknown section"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, data, match):
+    with pytest.raises(InputError, match=match):
+        load_config(_write(tmp_path / "c.yaml", data))
+
+
+def test_shipped_configs_load():
+    from config import CONFIG_DIR
+    for path in CONFIG_DIR.glob("*.yaml"):
+        cfg = load_config(path)
+        assert cfg.recipe.archs and cfg.competition.name

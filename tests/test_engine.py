@@ -1,0 +1,71 @@
+import numpy as np
+import torch
+
+import engine
+from data import FeatureDataset, ImageDataset, SeededSampler, build_transform, make_loader
+from models import CachedPrefixNet, create_model
+
+
+def _setup():
+    return engine.make_setup(torch.device("cpu"), (0.5,) * 3, (0.5,) * 3, amp=False, channels_last=True)
+
+
+def _images(n=6, size=24, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_d4_is_the_eight_distinct_symmetries():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    outs = [t(x) for t in engine.D4]
+    assert len({tuple(o.flatten().tolist()) for o in outs}) == 8
+    for o in outs:  # each is a permutation of the same pixels
+        assert sorted(o.flatten().tolist()) == list(range(16))
+
+
+def test_tta8_equals_mean_of_eight_transformed_single_passes():
+    torch.manual_seed(0)
+    model, _ = create_model("resnet10t", pretrained="none")
+    setup = _setup()
+    imgs = _images()
+    loader = make_loader(ImageDataset(imgs), 4, False, "cpu", 0)
+    got = engine.predict(model, loader, setup, tta=8)
+    x = engine.to_input(torch.from_numpy(imgs).permute(0, 3, 1, 2), setup)
+    with torch.no_grad():
+        model.eval()
+        want = torch.stack([torch.sigmoid(model(t(x)).squeeze(1)) for t in engine.D4]).mean(0).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, engine.predict(model, loader, setup, tta=1))  # TTA changes something
+
+
+def test_cached_frozen_features_predict_like_the_full_model(tmp_path):
+    """Training on cached frozen-stage output must see exactly what the full model sees."""
+    torch.manual_seed(0)
+    model, _ = create_model("tf_efficientnet_lite0", pretrained="none")
+    setup = _setup()
+    imgs = _images(5, 32)
+    feats = engine.extract_frozen_features(model, 4, imgs, setup, tmp_path / "f.npy", batch_size=2, progress=False)
+    assert feats.shape[:2] == (5, 8) and feats.dtype == np.float16
+    net = CachedPrefixNet(model, 4)
+    via_cache = engine.predict(net, make_loader(FeatureDataset(feats, np.zeros(5), np.arange(5), False), 2, False,
+                                                "cpu", 0), setup, tta=8)
+    via_images = engine.predict(model, make_loader(ImageDataset(imgs), 2, False, "cpu", 0), setup, tta=8)
+    np.testing.assert_allclose(via_cache, via_images, atol=2e-3)  # float16 cache
+
+
+def test_sampler_and_augmentation_are_reproducible_per_epoch():
+    ds = ImageDataset(_images(8), np.arange(8) % 2, build_transform("strong"))
+    s = SeededSampler(8, True, seed=3)
+    s.set_epoch(2)
+    a = [ds[k][0] for k in s]
+    s.set_epoch(2)
+    b = [ds[k][0] for k in s]
+    s.set_epoch(3)
+    c = [ds[k][0] for k in s]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_warmup_cosine_schedule():
+    f = engine.warmup_cosine(100, 10, 0.01)
+    assert f(0) == 0.1 and f(9) == 1.0 and abs(f(100) - 0.01) < 1e-9
+    assert all(f(i) >= f(i + 1) for i in range(10, 99))

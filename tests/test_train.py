@@ -1,0 +1,114 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import engine
+import train
+from checks import InputError
+from config import fold_paths, load_config
+
+ROOT = train.Path(train.__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def work(toy_base, tmp_path):
+    for d in ("input", "configs", "folds"):
+        shutil.copytree(toy_base / d, tmp_path / d)
+    return tmp_path
+
+
+def _cfg(work, **over):
+    return load_config(work / "configs/toy.yaml", {"archs": ["resnet10t"], **over})
+
+
+def test_small_model_learns_toy_task_and_writes_documented_files(work):
+    cfg = _cfg(work)
+    meta = train.train_fold(cfg, "resnet10t", 1, work, progress=False)
+    p = fold_paths(work, "resnet10t", 1)
+    assert meta["val_auc"] > 0.95 and meta["oof_auc"] > 0.95
+    oof, test = pd.read_csv(p.oof, dtype={"id": str}), pd.read_csv(p.test, dtype={"id": str})
+    folds = pd.read_csv(work / "folds/toy.csv", dtype={"id": str})
+    val = folds[folds.fold == 1]
+    assert list(oof.columns) == ["id", "target", "fold", "pred"] and list(test.columns) == ["id", "pred"]
+    assert sorted(oof.id) == sorted(val.id) and oof.id.is_unique  # every validation id once
+    assert (oof.set_index("id").target == val.set_index("id").target).all() and (oof.fold == 1).all()
+    sample = pd.read_csv(work / "input/toy/sample_submission.csv", dtype={"id": str})
+    assert list(test.id) == list(sample.id) and test.pred.between(0, 1).all()
+    info = json.loads(p.meta.read_text())
+    assert info["folds_hash"] and info["n_folds"] == 2 and info["tta"] == 2
+    log = pd.read_csv(p.log)
+    assert list(log.epoch) == [1, 2, 3, 4] and {"val_auc", "train_loss", "lr", "img_s"} <= set(log.columns)
+    assert p.curves.stat().st_size > 1000 and p.best.exists() and p.last.exists() and p.config.exists()
+
+
+def test_resume_after_interruption_gives_the_same_run(work):
+    cfg = _cfg(work, epochs=4, name="full", aug="strong", ema=0.9)
+    train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    full = pd.read_csv(fold_paths(work, "full", 0).oof)
+
+    cfg2 = _cfg(work, epochs=4, name="cut", aug="strong", ema=0.9)
+
+    def interrupt(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train_fold(cfg2, "resnet10t", 0, work, progress=False, on_epoch_end=interrupt)
+    p = fold_paths(work, "cut", 0)
+    assert not p.oof.exists() and torch.load(p.last, weights_only=False)["epoch"] == 1
+    meta = train.train_fold(cfg2, "resnet10t", 0, work, resume=True, progress=False)
+    assert meta["epochs_run"] == 4 and list(pd.read_csv(p.log).epoch) == [1, 2, 3, 4]
+    resumed = pd.read_csv(p.oof)
+    np.testing.assert_allclose(resumed.pred, full.pred, rtol=1e-4, atol=1e-5)
+
+
+def test_cache_frozen_run_learns(work):
+    cfg = _cfg(work, archs=["tf_efficientnet_lite0"], pretrained="auto", freeze_stages=4, cache_frozen=True,
+               epochs=3, name="lite_cached")
+    meta = train.train_fold(cfg, "tf_efficientnet_lite0", 0, work, progress=False)
+    assert meta["oof_auc"] > 0.9
+    assert list(work.glob("input/toy/.cache/feats_tf_efficientnet_lite0_*")), "frozen features cached on disk"
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(work, monkeypatch):
+    cfg = _cfg(work, epochs=3, name="nan")
+    real = engine.F.binary_cross_entropy_with_logits
+    calls = {"n": 0}
+
+    def flaky(logits, y):
+        calls["n"] += 1
+        return real(logits, y) * (float("nan") if calls["n"] > 4 else 1.0)  # 3 batches per epoch
+
+    monkeypatch.setattr(engine.F, "binary_cross_entropy_with_logits", flaky)
+    with pytest.raises(engine.NonFiniteLossError, match="loss is nan"):
+        train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    assert torch.load(fold_paths(work, "nan", 0).last, weights_only=False)["epoch"] == 0
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--fold", "7"], "--fold 7: .* has folds 0..1"),
+    (["--fold", "0", "--arch", "resnet5O"], "unknown arch 'resnet5O'; did you mean"),
+    (["--fold", "0", "--device", "cuda"], "CUDA asked for but not available"),
+])
+def test_cli_bad_input_is_a_clear_error(work, args, match, capsys):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    rc = train.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", *args])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and __import__("re").search(match, err), err
+
+
+def test_cli_runs_as_a_script(work):
+    out = subprocess.run([sys.executable, str(ROOT / "src/train.py"), "--competition", "toy", "--workdir", str(work),
+                          "--fold", "0", "--arch", "resnet10t", "--epochs", "2", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "epoch  2/2" in out.stdout + out.stderr and "OOF AUC" in out.stdout
+    assert fold_paths(work, "resnet10t", 0).meta.exists()
