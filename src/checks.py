@@ -22,7 +22,7 @@ def read_csv(path: str | Path, what: str = "file") -> pd.DataFrame:
         raise InputError(f"{path}: cannot be read as CSV ({e})") from e
 
 
-def _shown(value) -> str:
+def shown(value) -> str:
     """A cell's value as a person reads it: 2, 'yes', empty (not np.int64(2) or nan)."""
     if pd.isna(value):
         return "empty"
@@ -53,7 +53,7 @@ def check_binary_target(df: pd.DataFrame, target_col: str, path) -> None:
     bad = t.isna() | ~t.isin([0, 1])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{path}: row {row + 2}: {target_col!r} = {_shown(df[target_col].iloc[row])}; "
+        raise InputError(f"{path}: row {row + 2}: {target_col!r} = {shown(df[target_col].iloc[row])}; "
                          f"expected 0 (good) or 1 (defect) ({int(bad.sum())} bad row(s))")
     counts = t.value_counts()
     for cls, label in ((0, "good (0)"), (1, "defect (1)")):

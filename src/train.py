@@ -89,6 +89,7 @@ class FoldRun:
 
     def __init__(self, cfg: Config, arch: str, fold: int, base: Path, progress: bool = True):
         self.cfg, self.arch, self.fold, self.base, self.progress = cfg, arch, fold, Path(base), progress
+        self.t0 = time.time()
         rec, comp = cfg.recipe, cfg.competition
         self.exp = cfg.exp_name(arch)
         self.paths = fold_paths(self.base, self.exp, fold)
@@ -275,6 +276,7 @@ class FoldRun:
                 "config_hash": config_hash(self.cfg, MODEL_KEYS), "weights": self.info.source,
                 "best_epoch": best_epoch + 1, "epochs_run": epochs_run, "val_auc": best_auc, "tta": rec.tta,
                 "oof_auc": oof_auc, "n_val": len(oof), "n_test": len(test), "device": str(self.device),
+                "secs": round(time.time() - self.t0, 1),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "config": self.cfg.to_dict()}
         write_json_atomic(self.paths.meta, meta)

@@ -1,0 +1,147 @@
+"""The main job: prepare -> folds -> train every arch x fold -> blend -> submission, in one command.
+
+    python src/run.py --config configs/elpv_cpu.yaml          # the README's quick start (CPU)
+    python src/run.py --config configs/elpv.yaml              # the full GPU recipe
+    python src/run.py --competition elpv --archs tf_efficientnet_lite0 --epochs 3   # any flag overrides
+
+A rerun skips every fold whose outputs are complete and were made by the same recipe and folds
+file, and resumes an interrupted fold from its last checkpoint: kill it any time and run it again.
+A complete fold made by another recipe is an error (give the experiment another `name`, or --force).
+Ends with a table: per experiment OOF AUC, fold AUC mean +- std, held-out test AUC, wall time;
+then the blend's OOF and held-out test AUC.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from blend import run_blend
+from checks import InputError
+from config import Config, add_config_flags, add_recipe_flags, config_from_args, config_hash, fold_paths
+from fileio import file_hash, write_json_atomic
+from make_folds import fold_summary, folds_path, make_folds
+from prepare import prepare_from_config
+
+
+def ensure_data(cfg: Config, base: Path, say=print) -> None:
+    """Prepare the competition when its source is known (a no-op when already prepared)."""
+    comp = cfg.competition
+    if (comp.source or {}).get("type") in ("elpv", "folder", "kaggle"):
+        say(prepare_from_config(comp, base=base))
+    elif not (comp.root(base) / comp.train_csv).exists():
+        raise InputError(f"{comp.root(base) / comp.train_csv} not found and competition {comp.name!r} names no "
+                         "source (elpv, folder or kaggle) to prepare it from; see python src/prepare.py --help")
+
+
+def ensure_folds(cfg: Config, base: Path, say=print) -> Path:
+    path = folds_path(cfg.competition, base)
+    if not path.exists():
+        folds = make_folds(cfg.competition, cfg.recipe.n_folds, cfg.recipe.seed, base=base)
+        say(f"wrote {path}:\n{fold_summary(folds).to_string()}")
+    else:
+        n = pd.read_csv(path, usecols=["fold"])["fold"].max() + 1
+        if n != cfg.recipe.n_folds:
+            raise InputError(f"{path} has {n} folds but the recipe asks for {cfg.recipe.n_folds}; re-run "
+                             "python src/make_folds.py (this invalidates existing OOF files) or set n_folds")
+    return path
+
+
+def job_state(cfg: Config, arch: str, fold: int, base: Path, folds_hash: str) -> str:
+    """'done' (complete, same recipe and folds), 'stale' (complete, made otherwise) or 'todo'."""
+    from train import MODEL_KEYS
+    meta_path = fold_paths(base, cfg.exp_name(arch), fold).meta
+    if not meta_path.exists():
+        return "todo"
+    meta = json.loads(meta_path.read_text())
+    same = meta.get("folds_hash") == folds_hash and meta.get("config_hash") == config_hash(cfg, MODEL_KEYS) \
+        and meta.get("arch") == arch
+    return "done" if same else "stale"
+
+
+def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True, say=print) -> dict:
+    from train import train_fold
+    base = Path(base)
+    t_start = time.time()
+    ensure_data(cfg, base, say)
+    fpath = ensure_folds(cfg, base, say)
+    fhash = file_hash(fpath)
+    folds = cfg.recipe.folds or list(range(cfg.recipe.n_folds))
+    jobs = [(arch, k) for arch in cfg.recipe.archs for k in folds]
+    states = {job: job_state(cfg, *job, base, fhash) for job in jobs}
+    stale = [j for j, s in states.items() if s == "stale"]
+    if stale and not force:
+        a, k = stale[0]
+        raise InputError(f"{fold_paths(base, cfg.exp_name(a), k).meta} was made by another recipe or folds file; "
+                         "give this recipe another `name`, or pass --force to retrain "
+                         f"({len(stale)} such fold(s))")
+    todo = [j for j in jobs if states[j] != "done"]
+    say(f"{len(jobs)} jobs ({len(cfg.recipe.archs)} archs x {len(folds)} folds): {len(jobs) - len(todo)} complete, "
+        f"{len(todo)} to run")
+    secs = []
+    for i, (arch, k) in enumerate(todo):
+        eta = f", ETA {sum(secs) / len(secs) * (len(todo) - i) / 60:.1f} min" if secs else ""
+        say(f"[job {i + 1}/{len(todo)}] {cfg.exp_name(arch)} fold {k}{eta}")
+        t0 = time.time()
+        resume = states[(arch, k)] == "todo" and fold_paths(base, cfg.exp_name(arch), k).last.exists()
+        train_fold(cfg, arch, k, base, resume=resume, progress=progress)
+        secs.append(time.time() - t0)
+
+    exps = list(dict.fromkeys(cfg.exp_name(a) for a in cfg.recipe.archs))
+    report = run_blend(cfg.competition, base, cfg.recipe.blend_method, exps, strict=True,
+                       command=shlex.join(["python", "src/run.py", *sys.argv[1:]]), verbose=True)
+    table = final_table(cfg, base, exps, report)
+    total = time.time() - t_start
+    say("\n" + table.to_string(index=False))
+    say(f"wall time {total / 60:.1f} min; submission: {report['submission']}")
+    summary = {"config": cfg.source_file, "table": table.to_dict("records"), "wall_secs": round(total, 1),
+               "blend": {k: report[k] for k in ("method", "weights", "blend_oof_auc", "cross_check",
+                                                "local_leaderboard", "operating_points")}}
+    write_json_atomic(Path(report["submission"]).parent / "run_summary.json", summary)
+    return summary
+
+
+def final_table(cfg: Config, base: Path, exps: list[str], report: dict) -> pd.DataFrame:
+    lb = report.get("local_leaderboard") or {}
+    by_exp = {r["experiment"]: r for r in report["table"]}
+    rows = []
+    for e in exps:
+        metas = [json.loads(p.read_text()) for p in sorted((base / "oof" / e).glob("fold*.json"))]
+        r = by_exp[e]
+        rows.append({"experiment": e, "oof_auc": r["oof_auc"],
+                     "fold_auc": f"{r['fold_auc_mean']:.4f} +- {r['fold_auc_std']:.4f}",
+                     "test_auc": lb.get(e, float("nan")),
+                     "train_min": round(sum(m.get("secs", 0) for m in metas) / 60, 1)})
+    chosen = report["operating_points"]["chosen"]
+    rows.append({"experiment": f"BLEND ({report['method']})", "oof_auc": report["blend_oof_auc"],
+                 "fold_auc": f"{report['cross_check']['blend_auc_mean']:.4f} +- "
+                             f"{report['cross_check']['blend_auc_std']:.4f} (cross-checked)",
+                 "test_auc": lb.get("blend", float("nan")), "train_min": float("nan")})
+    table = pd.DataFrame(rows)
+    table["oof_acc"] = [float("nan")] * (len(rows) - 1) + [chosen["accuracy"]]
+    table["test_acc"] = [float("nan")] * (len(rows) - 1) + [lb.get("at_oof_threshold", {}).get("accuracy", float("nan"))]
+    return table
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p)
+    p.add_argument("--force", action="store_true", help="retrain folds made by another recipe")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_recipe_flags(p)
+    args = p.parse_args(argv)
+    try:
+        run_grid(config_from_args(args), Path(args.workdir), args.force, progress=not args.quiet)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

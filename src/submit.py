@@ -1,0 +1,82 @@
+"""Check submissions/submission.csv against sample_submission.csv, then submit it to Kaggle.
+
+    python src/submit.py --competition nexperia -m "lite0+lite1 hill blend" [--dry-run]
+    python src/submit.py --competition nexperia --slug nexperia-kaggle-comp -m "..." --file other.csv
+
+The file must have exactly the columns, ids and row order of sample_submission.csv, values
+in [0, 1] and no NaN. The Kaggle slug is the competition's `source.slug` or --slug.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from checks import InputError, read_csv, shown
+from config import Competition, add_config_flags, config_from_args
+
+
+def validate_submission(path: Path, sample_path: Path, cols: list[str]) -> pd.DataFrame:
+    """The submission, or an InputError naming the first problem and its row."""
+    sub, sample = read_csv(path, "submission"), read_csv(sample_path, "sample submission")
+    if list(sub.columns) != list(sample.columns):
+        raise InputError(f"{path}: columns {list(sub.columns)}; expected exactly {list(sample.columns)} "
+                         f"as in {sample_path}")
+    id_col, pred_col = cols
+    if len(sub) != len(sample):
+        raise InputError(f"{path}: {len(sub)} rows; {sample_path} has {len(sample)}")
+    ids, want = sub[id_col].astype(str).to_numpy(), sample[id_col].astype(str).to_numpy()
+    if (ids != want).any():
+        row = int(np.flatnonzero(ids != want)[0])
+        raise InputError(f"{path}: row {row + 2}: id {ids[row]!r}, expected {want[row]!r} "
+                         f"(ids and their order must be those of {sample_path})")
+    pred = pd.to_numeric(sub[pred_col], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(pred) | (pred < 0) | (pred > 1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: row {row + 2}: {pred_col!r} = {shown(sub[pred_col].iloc[row])}; expected a "
+                         f"probability in [0, 1] ({int(bad.sum())} bad row(s))")
+    return sub
+
+
+def submit(comp: Competition, base: Path, message: str, file: Path | None = None, slug: str | None = None,
+           dry_run: bool = False, api=None) -> str:
+    path = Path(file or Path(base) / "submissions" / "submission.csv")
+    sub = validate_submission(path, comp.root(base) / comp.sample_submission, comp.submission_columns)
+    slug = slug or (comp.source or {}).get("slug")
+    if not message.strip():
+        raise InputError("-m MESSAGE: Kaggle needs a submission message")
+    if dry_run:
+        return f"{path}: {len(sub)} rows match {comp.sample_submission}; dry run, not submitted"
+    if not slug:
+        raise InputError(f"competition {comp.name!r} has no Kaggle slug: pass --slug, or set source.slug in its YAML")
+    if api is None:
+        from prepare import kaggle_api
+        api = kaggle_api()
+    api.competition_submit(str(path), message, slug)
+    return f"submitted {path} ({len(sub)} rows) to {slug}: {message!r}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p)
+    p.add_argument("-m", "--message", required=True)
+    p.add_argument("--file", help="default: submissions/submission.csv")
+    p.add_argument("--slug", help="Kaggle competition slug (default: the config's source.slug)")
+    p.add_argument("--dry-run", action="store_true", help="validate only")
+    args = p.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        print(submit(cfg.competition, Path(args.workdir), args.message, args.file and Path(args.file), args.slug,
+                     args.dry_run))
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

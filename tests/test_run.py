@@ -1,0 +1,122 @@
+"""The main job end to end on a tiny made-up competition: 2 archs x 2 folds."""
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import run
+from checks import InputError
+from config import load_config
+from toy import make_toy_competition, write_toy_config
+
+
+@pytest.fixture
+def work(tmp_path):
+    make_toy_competition(tmp_path)
+    return tmp_path
+
+
+def test_run_grid_end_to_end_and_rerun_skips(work, capsys):
+    cfg = load_config(write_toy_config(work, archs=["resnet10t", "test_efficientnet"], epochs=4, tta=4))
+    t0 = time.time()
+    summary = run.run_grid(cfg, work, progress=False)
+    assert time.time() - t0 < 60
+    out = capsys.readouterr().out
+    assert "[job 1/4]" in out and "[job 4/4]" in out and "ETA" in out
+    # folds, per-fold files of both experiments, submission, blend report, summary
+    folds = pd.read_csv(work / "folds/toy.csv", dtype={"id": str})
+    assert sorted(folds.fold.unique()) == [0, 1]
+    for exp in ("resnet10t", "test_efficientnet"):
+        oof = pd.concat(pd.read_csv(work / f"oof/{exp}/fold{k}.csv", dtype={"id": str}) for k in (0, 1))
+        assert sorted(oof.id) == sorted(folds.id) and oof.pred.between(0, 1).all()
+        for k in (0, 1):
+            assert (work / f"models/{exp}/fold{k}.pt").exists()
+            assert json.loads((work / f"oof/{exp}/fold{k}.json").read_text())["tta"] == 4
+    sub = pd.read_csv(work / "submissions/submission.csv", dtype={"id": str})
+    sample = pd.read_csv(work / "input/toy/sample_submission.csv", dtype={"id": str})
+    sol = pd.read_csv(work / "input/toy/solution.csv", dtype={"id": str})
+    assert list(sub.columns) == list(sample.columns) and list(sub.id) == list(sample.id)
+    test_auc = roc_auc_score(sol.target, sub.target)
+    assert test_auc > 0.9  # the task is learnt, and held-out scoring matches the file
+    table = pd.DataFrame(summary["table"])
+    assert list(table.experiment) == ["resnet10t", "test_efficientnet", "BLEND (hill)"]
+    assert abs(table.test_auc.iloc[-1] - test_auc) < 1e-5
+    assert (work / "submissions/run_summary.json").exists() and (work / "submissions/blend.json").exists()
+    assert "BLEND (hill)" in out and "test_auc" in out
+
+    stamp = (work / "oof/resnet10t/fold0.csv").stat().st_mtime_ns
+    run.run_grid(cfg, work, progress=False)  # a rerun trains nothing
+    assert "0 to run" in capsys.readouterr().out
+    assert (work / "oof/resnet10t/fold0.csv").stat().st_mtime_ns == stamp
+
+
+def test_rerun_with_another_recipe_is_refused(work):
+    cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
+    run.run_grid(cfg, work, progress=False, say=lambda *a: None)
+    changed = load_config(write_toy_config(work, archs=["resnet10t"], epochs=2))
+    with pytest.raises(InputError, match="made by another recipe.*--force"):
+        run.run_grid(changed, work, progress=False, say=lambda *a: None)
+    run.run_grid(changed, work, force=True, progress=False, say=lambda *a: None)
+    assert json.loads((work / "oof/resnet10t/fold0.json").read_text())["epochs_run"] == 2
+
+
+def test_interrupted_grid_resumes(work, monkeypatch):
+    import train
+    cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=3))
+    real = train.train_fold
+    calls = []
+
+    def dies_on_second_job(*a, **k):
+        calls.append(a)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train, "train_fold", dies_on_second_job)
+    with pytest.raises(KeyboardInterrupt):
+        run.run_grid(cfg, work, progress=False, say=lambda *a: None)
+    monkeypatch.setattr(train, "train_fold", real)
+    lines = []
+    run.run_grid(cfg, work, progress=False, say=lines.append)
+    assert any("1 complete, 1 to run" in str(line) for line in lines)
+
+
+def test_explain_and_notebooks_run_on_the_main_jobs_outputs(work, monkeypatch):
+    """Grad-CAM grids, then both notebooks executed top to bottom (nbclient) on the toy outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    import explain
+    cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=2))
+    run.run_grid(cfg, work, progress=False, say=lambda *a: None)
+    paths = explain.explain(cfg.competition, work, "resnet10t", 0, n=3)
+    assert [p.name for p in paths] == [f"fold0_{g}.png" for g in explain.GROUPS]
+    assert all(p.stat().st_size > 2000 for p in paths)
+    model, mean, std = _loaded(work)
+    maps = explain.gradcam_maps(model, np.full((1, 32, 32, 3), 128, np.uint8), mean, std)
+    assert maps.shape == (1, 32, 32) and 0 <= maps.min() <= maps.max() <= 1
+
+    repo = run.Path(run.__file__).resolve().parent.parent
+    monkeypatch.setenv("DEFECT_REPO", str(repo))
+    monkeypatch.setenv("DEFECT_WORKDIR", str(work))
+    monkeypatch.setenv("DEFECT_COMPETITION", "toy")
+    for name in ("eda.ipynb", "results.ipynb"):
+        nb = nbformat.read(repo / "notebooks" / name, as_version=4)
+        NotebookClient(nb, timeout=180, kernel_name="python3",
+                       resources={"metadata": {"path": str(repo / "notebooks")}}).execute()
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        assert not [o for o in outputs if o.output_type == "error"]
+        assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} shows no figure"
+
+
+def _loaded(work):
+    import torch
+
+    from models import create_model
+    ck = torch.load(work / "models/resnet10t/fold0.pt", weights_only=False)
+    model, _ = create_model("resnet10t", pretrained="none")
+    model.load_state_dict(ck["model"])
+    return model, ck["mean"], ck["std"]
