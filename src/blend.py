@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from checks import InputError, check_columns, check_predictions, read_csv
+from checks import InputError, check_columns, check_predictions, cli_main, read_csv
 from config import Competition, add_config_flags, config_from_args
 from fileio import file_hash, save_figure_atomic, write_csv_atomic, write_json_atomic
 
@@ -365,6 +365,7 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
     return report
 
 
+@cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
@@ -374,14 +375,9 @@ def main(argv=None) -> int:
     p.add_argument("--threshold-by", choices=("accuracy", "f1", "youden"), default="accuracy",
                    help="how the operating threshold is chosen on OOF predictions")
     args = p.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        run_blend(cfg.competition, Path(args.workdir), args.method or cfg.recipe.blend_method, args.exps,
-                  args.strict, args.threshold_by, command=shlex.join(["python", "src/blend.py", *sys.argv[1:]]))
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    cfg = config_from_args(args)
+    run_blend(cfg.competition, Path(args.workdir), args.method or cfg.recipe.blend_method, args.exps,
+              args.strict, args.threshold_by, command=shlex.join(["python", "src/blend.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 names the file, the row or column, and what was expected."""
 from __future__ import annotations
 
+import functools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,19 @@ import pandas as pd
 
 class InputError(ValueError):
     """Bad input from the user: a message meant to be printed as is, without a traceback."""
+
+
+def cli_main(main):
+    """Decorate a script's `main(argv)`: an InputError is printed as one `error: ...` line on
+    stderr (no traceback) and gives exit status 2; a `main` that returns None gives 0."""
+    @functools.wraps(main)
+    def wrapper(argv=None) -> int:
+        try:
+            return main(argv) or 0
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return wrapper
 
 
 def read_csv(path: str | Path, what: str = "file") -> pd.DataFrame:

@@ -32,6 +32,7 @@ class Competition:
     # How `prepare.py` builds input/<name>/: {"type": "elpv"} | {"type": "folder", "path": ...,
     # "good": ..., "defect": ..., "test": ...} | {"type": "kaggle", "slug": ...}.
     source: dict = field(default_factory=dict)
+    kaggle_slug: str = ""  # where submit.py sends the submission (default: source.slug)
     data_dir: str = ""  # default: input/<name>
     train_csv: str = "train.csv"
     train_dir: str = "train"

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from checks import InputError, read_csv
+from checks import InputError, cli_main, read_csv
 from config import Competition, add_config_flags, config_from_args, fold_paths
 from data import crop_resize, read_image
 from fileio import save_figure_atomic
@@ -104,6 +104,7 @@ def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> l
     return out
 
 
+@cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
@@ -111,14 +112,9 @@ def main(argv=None) -> int:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--n", type=int, default=8, help="images per group")
     args = p.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        for path in explain(cfg.competition, Path(args.workdir), args.exp, args.fold, args.n):
-            print(f"wrote {path}")
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    cfg = config_from_args(args)
+    for path in explain(cfg.competition, Path(args.workdir), args.exp, args.fold, args.n):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from checks import InputError, check_columns
+from checks import InputError, check_columns, cli_main
 from config import ROOT, Competition, add_config_flags, add_recipe_flags, config_from_args
 from data import load_train_table
 from fileio import write_csv_atomic
@@ -69,19 +69,16 @@ def folds_path(comp: Competition, base: Path = ROOT) -> Path:
     return base / "folds" / f"{comp.name}.csv"
 
 
+@cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
     add_recipe_flags(p, only=("n_folds", "seed"))
     p.add_argument("--group-col", default=None, help="column of train.csv whose groups are never split")
     args = p.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        n = cfg.recipe.n_folds
-        folds = make_folds(cfg.competition, n, cfg.recipe.seed, args.group_col, base=Path(args.workdir))
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    n = cfg.recipe.n_folds
+    folds = make_folds(cfg.competition, n, cfg.recipe.seed, args.group_col, base=Path(args.workdir))
     print(f"wrote {folds_path(cfg.competition, Path(args.workdir))}: {len(folds)} rows, {n} folds")
     print(fold_summary(folds).to_string())
     return 0

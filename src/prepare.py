@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 from sklearn.model_selection import train_test_split
 
-from checks import InputError, check_train_table
+from checks import InputError, check_train_table, cli_main
 from config import CONFIG_DIR, ROOT, Competition, load_config
 from fileio import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
 
@@ -271,13 +271,15 @@ def prepare_from_config(comp: Competition, force: bool = False, base: Path = ROO
     if kind == "elpv":
         return prepare_elpv(out, src.get("test_size", 0.25), force)
     if kind == "folder":
-        return prepare_folder(Path(src["path"]), out, src["good"], src["defect"], src.get("test"),
+        path = Path(src["path"]) if Path(src["path"]).is_absolute() else Path(base) / src["path"]
+        return prepare_folder(path, out, src["good"], src["defect"], src.get("test"),
                               src.get("test_size", 0.25), comp.submission_columns, force)
     if kind == "kaggle":
         return prepare_kaggle(src["slug"], out, force=force)
     raise InputError(f"competition {comp.name!r}: source.type must be elpv, folder or kaggle, got {kind!r}")
 
 
+@cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="prepare the source named in this competition YAML")
@@ -297,32 +299,28 @@ def main(argv=None) -> int:
     k.add_argument("--competition", required=True, help="competition slug")
     k.add_argument("--name", help="local name (default: the slug)")
     args = p.parse_args(argv)
-    try:
-        if args.config:
-            print(prepare_from_config(load_config(args.config).competition, args.force))
-        elif args.source == "elpv":
-            print(prepare_elpv(ROOT / "input" / "elpv", args.test_size, args.force))
-        elif args.source == "folder":
-            cols = [c.strip() for c in args.submission_columns.split(",")]
-            if len(cols) != 2:
-                raise InputError(f"--submission-columns {args.submission_columns!r}: expected two names, e.g. id,label")
-            print(prepare_folder(Path(args.path), ROOT / "input" / args.name, args.good, args.defect,
-                                 args.test, args.test_size, cols, args.force))
-            cfg_path = CONFIG_DIR / f"{args.name}.yaml"
-            if not cfg_path.exists():
-                ext = json.loads((ROOT / "input" / args.name / MARKER).read_text())["files"][-1]
-                source = {"type": "folder", "path": str(Path(args.path).resolve()), "good": args.good,
-                          "defect": args.defect, **({"test": args.test} if args.test else {})}
-                write_text_atomic(cfg_path, competition_yaml(args.name, source, Path(ext).suffix, cols))
-                print(f"wrote {cfg_path.relative_to(ROOT)}: edit its recipe, then run "
-                      f"python src/make_folds.py --competition {args.name}")
-        elif args.source == "kaggle":
-            print(prepare_kaggle(args.competition, ROOT / "input" / (args.name or args.competition), force=args.force))
-        else:
-            p.print_help()
-            return 2
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if args.config:
+        print(prepare_from_config(load_config(args.config).competition, args.force))
+    elif args.source == "elpv":
+        print(prepare_elpv(ROOT / "input" / "elpv", args.test_size, args.force))
+    elif args.source == "folder":
+        cols = [c.strip() for c in args.submission_columns.split(",")]
+        if len(cols) != 2:
+            raise InputError(f"--submission-columns {args.submission_columns!r}: expected two names, e.g. id,label")
+        print(prepare_folder(Path(args.path), ROOT / "input" / args.name, args.good, args.defect,
+                             args.test, args.test_size, cols, args.force))
+        cfg_path = CONFIG_DIR / f"{args.name}.yaml"
+        if not cfg_path.exists():
+            ext = json.loads((ROOT / "input" / args.name / MARKER).read_text())["files"][-1]
+            source = {"type": "folder", "path": str(Path(args.path).resolve()), "good": args.good,
+                      "defect": args.defect, **({"test": args.test} if args.test else {})}
+            write_text_atomic(cfg_path, competition_yaml(args.name, source, Path(ext).suffix, cols))
+            print(f"wrote {cfg_path}: edit its recipe, then run "
+                  f"python src/make_folds.py --competition {args.name}")
+    elif args.source == "kaggle":
+        print(prepare_kaggle(args.competition, ROOT / "input" / (args.name or args.competition), force=args.force))
+    else:
+        p.print_help()
         return 2
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from blend import run_blend
-from checks import InputError
+from checks import InputError, cli_main
 from config import Config, add_config_flags, add_recipe_flags, config_from_args, config_hash, fold_paths
 from fileio import file_hash, write_json_atomic
 from make_folds import fold_summary, folds_path, make_folds
@@ -85,7 +86,8 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
         f"{len(todo)} to run")
     secs = []
     for i, (arch, k) in enumerate(todo):
-        eta = f", ETA {sum(secs) / len(secs) * (len(todo) - i) / 60:.1f} min" if secs else ""
+        # median: the first fold of each arch also builds the caches and would inflate a mean
+        eta = f", ETA {statistics.median(secs) * (len(todo) - i) / 60:.1f} min" if secs else ""
         say(f"[job {i + 1}/{len(todo)}] {cfg.exp_name(arch)} fold {k}{eta}")
         t0 = time.time()
         resume = states[(arch, k)] == "todo" and fold_paths(base, cfg.exp_name(arch), k).last.exists()
@@ -128,6 +130,7 @@ def final_table(cfg: Config, base: Path, exps: list[str], report: dict) -> pd.Da
     return table
 
 
+@cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
@@ -135,12 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_recipe_flags(p)
     args = p.parse_args(argv)
-    try:
-        run_grid(config_from_args(args), Path(args.workdir), args.force, progress=not args.quiet)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    run_grid(config_from_args(args), Path(args.workdir), args.force, progress=not args.quiet)
 
 
 if __name__ == "__main__":

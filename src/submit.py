@@ -4,7 +4,7 @@
     python src/submit.py --competition nexperia --slug nexperia-kaggle-comp -m "..." --file other.csv
 
 The file must have exactly the columns, ids and row order of sample_submission.csv, values
-in [0, 1] and no NaN. The Kaggle slug is the competition's `source.slug` or --slug.
+in [0, 1] and no NaN. The Kaggle slug is --slug, or the competition's `kaggle_slug` (or `source.slug`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from checks import InputError, read_csv, shown
+from checks import InputError, cli_main, read_csv, shown
 from config import Competition, add_config_flags, config_from_args
 
 
@@ -46,13 +46,13 @@ def submit(comp: Competition, base: Path, message: str, file: Path | None = None
            dry_run: bool = False, api=None) -> str:
     path = Path(file or Path(base) / "submissions" / "submission.csv")
     sub = validate_submission(path, comp.root(base) / comp.sample_submission, comp.submission_columns)
-    slug = slug or (comp.source or {}).get("slug")
+    slug = slug or comp.kaggle_slug or (comp.source or {}).get("slug")
     if not message.strip():
         raise InputError("-m MESSAGE: Kaggle needs a submission message")
     if dry_run:
         return f"{path}: {len(sub)} rows match {comp.sample_submission}; dry run, not submitted"
     if not slug:
-        raise InputError(f"competition {comp.name!r} has no Kaggle slug: pass --slug, or set source.slug in its YAML")
+        raise InputError(f"competition {comp.name!r} has no Kaggle slug: pass --slug, or set kaggle_slug in its YAML")
     if api is None:
         from prepare import kaggle_api
         api = kaggle_api()
@@ -60,6 +60,7 @@ def submit(comp: Competition, base: Path, message: str, file: Path | None = None
     return f"submitted {path} ({len(sub)} rows) to {slug}: {message!r}"
 
 
+@cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
@@ -68,14 +69,9 @@ def main(argv=None) -> int:
     p.add_argument("--slug", help="Kaggle competition slug (default: the config's source.slug)")
     p.add_argument("--dry-run", action="store_true", help="validate only")
     args = p.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        print(submit(cfg.competition, Path(args.workdir), args.message, args.file and Path(args.file), args.slug,
-                     args.dry_run))
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    cfg = config_from_args(args)
+    print(submit(cfg.competition, Path(args.workdir), args.message, args.file and Path(args.file), args.slug,
+                 args.dry_run))
 
 
 if __name__ == "__main__":

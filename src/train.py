@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 import data
 import engine
-from checks import InputError
+from checks import InputError, cli_main
 from config import (Config, add_config_flags, add_recipe_flags, config_from_args, config_hash,
                     default_num_workers, fold_paths, save_config)
 from fileio import file_hash, save_figure_atomic, save_torch_atomic, write_csv_atomic, write_json_atomic
@@ -302,17 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    arch = args.arch or cfg.recipe.archs[0]
+    cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, archs=[arch]))
+    t0 = time.time()
     try:
-        cfg = config_from_args(args)
-        arch = args.arch or cfg.recipe.archs[0]
-        cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, archs=[arch]))
-        t0 = time.time()
         meta = train_fold(cfg, arch, args.fold, Path(args.workdir), args.resume, progress=not args.quiet)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except engine.NonFiniteLossError as e:
         last = fold_paths(Path(args.workdir), cfg.exp_name(arch), args.fold).last
         print(f"error: training stopped, {e}. The last good epoch is kept in {last} (continue with --resume "

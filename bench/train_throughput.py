@@ -1,0 +1,121 @@
+"""Training images/s of train.py's loop against a bare timm forward/backward loop, same model,
+batch and resolution, in one run; the ratio shows what the data pipeline costs.
+
+    python bench/train_throughput.py [--arch tf_efficientnet_lite0] [--img-size 160] [--batch-size 32]
+                                     [--steps 15] [--repeats 3] [--device auto] [--aug light]
+
+"train.py loop" = engine.train_one_epoch over a DataLoader of an (N, S, S, 3) uint8 image array
+(the on-disk cache's format) with the augmentation preset, uint8 -> device, normalised there,
+channels_last, AMP on CUDA, plus the optimizer and LR schedule steps.
+"bare loop" = the same model on a batch already on the device, normalised, forward + BCE +
+backward + AdamW step, nothing else. Each is timed over --steps steps after warm-up, alternately
+--repeats times; the medians are compared. Writes bench/results/train_throughput_<device>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+import data  # noqa: E402
+import engine  # noqa: E402
+from config import default_num_workers  # noqa: E402
+from models import create_model  # noqa: E402
+from train import pick_device, set_threads  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_loop(model, opt, setup, x, y, steps: int) -> float:
+    model.train()
+    sync(setup.device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        with setup.autocast():
+            logits = model(x).squeeze(1)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    sync(setup.device)
+    return steps * x.shape[0] / (time.perf_counter() - t0)
+
+
+def pipeline_loop(model, opt, sched, setup, loader, steps: int) -> float:
+    """engine.train_one_epoch over exactly `steps` batches (the loader holds that many)."""
+    return engine.train_one_epoch(model, loader, opt, setup, sched)["img_s"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="tf_efficientnet_lite0")
+    p.add_argument("--img-size", type=int, default=160)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--aug", default="light", choices=("none", "light", "strong"))
+    p.add_argument("--workers", type=int, default=-1, help="-1 = train.py's automatic choice")
+    p.add_argument("--channels-last", type=int, default=1)
+    p.add_argument("--out", default=None, help="default: bench/results/train_throughput_<device>.json")
+    args = p.parse_args(argv)
+
+    device = pick_device(args.device)
+    set_threads(device, 0)
+    model, info = create_model(args.arch, pretrained="auto")
+    model.to(device)
+    setup = engine.make_setup(device, info.mean, info.std, amp=True, channels_last=bool(args.channels_last))
+    if setup.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, engine.warmup_cosine(10**6, 10, 0.01))
+
+    n = args.batch_size * args.steps
+    images = np.random.default_rng(0).integers(0, 255, (n, args.img_size, args.img_size, 3), dtype=np.uint8)
+    workers = args.workers if args.workers >= 0 else default_num_workers(device.type)
+    loader = data.make_loader(data.ImageDataset(images, np.arange(n) % 2, data.build_transform(args.aug)),
+                              args.batch_size, True, device.type, workers, seed=0)
+    x = engine.to_input(torch.from_numpy(images[:args.batch_size]).permute(0, 3, 1, 2), setup)
+    y = torch.tensor(np.arange(args.batch_size) % 2, dtype=torch.float32, device=device)
+
+    bare_loop(model, opt, setup, x, y, 3)  # warm-up: allocator, cudnn autotune, worker start
+    pipeline_loop(model, opt, sched, setup, loader, args.steps)
+    bare, pipe = [], []
+    for r in range(args.repeats):
+        bare.append(bare_loop(model, opt, setup, x, y, args.steps))
+        pipe.append(pipeline_loop(model, opt, sched, setup, loader, args.steps))
+        print(f"repeat {r + 1}: bare {bare[-1]:.1f} img/s, train.py loop {pipe[-1]:.1f} img/s", flush=True)
+    b, t = statistics.median(bare), statistics.median(pipe)
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    result = {"arch": args.arch, "img_size": args.img_size, "batch_size": args.batch_size, "steps": args.steps,
+              "repeats": args.repeats, "aug": args.aug, "workers": workers, "channels_last": setup.channels_last,
+              "amp": str(setup.amp_dtype), "device": dev_name, "torch": torch.__version__,
+              "platform": platform.platform(), "bare_img_s": round(b, 1), "train_loop_img_s": round(t, 1),
+              "ratio": round(t / b, 3), "target_ratio": 0.90,
+              "command": "python bench/train_throughput.py " + " ".join(sys.argv[1:])}
+    print(f"{args.arch} {args.img_size}px batch {args.batch_size} on {dev_name}: bare {b:.1f} img/s, "
+          f"train.py loop {t:.1f} img/s, ratio {t / b:.3f} (target >= 0.90)")
+    out = Path(args.out or ROOT / "bench" / "results" / f"train_throughput_{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
