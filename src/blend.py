@@ -33,8 +33,10 @@ METHODS = ("mean", "rank", "hill")
 # --- fast, tie-aware AUC ------------------------------------------------------------------------
 
 def fast_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula with mid-ranks for ties; equals sklearn's."""
-    order = np.argsort(s, kind="stable")
+    """ROC AUC by the rank-sum (Mann-Whitney) formula with mid-ranks for ties; equals sklearn's.
+    Ties are grouped by value, so the sort need not be stable: numpy's SIMD quicksort is ~7x
+    faster than its stable sort on 40,000 floats, and this runs thousands of times per blend."""
+    order = np.argsort(s)
     ss, ys = s[order], y[order]
     edges = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1], True])
     ranks = np.repeat((edges[:-1] + edges[1:] + 1) / 2.0, np.diff(edges))
@@ -85,6 +87,7 @@ def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash:
     if any(m.get("folds_hash") != folds_hash for m in meta):
         return None, "made with another folds file (hash differs); re-train it or remove it"
     n_folds = int(folds["fold"].max()) + 1
+    test_index = pd.Index(test_ids)
     have = sorted(m["fold"] for m in meta)
     if have != list(range(n_folds)):
         return None, f"folds {sorted(set(range(n_folds)) - set(have))} missing (has {have})"
@@ -102,21 +105,22 @@ def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash:
         t = read_csv(tpath, "test predictions")
         check_columns(t, ["id", "pred"], tpath)
         check_predictions(t["pred"], tpath)
-        t["id"] = t["id"].astype(str)
-        if len(t) != len(test_ids) or set(t["id"]) != set(test_ids) or t["id"].duplicated().any():
+        tid = pd.Index(t["id"].astype(str))
+        if len(tid) != len(test_index) or not tid.is_unique or not tid.isin(test_index).all():
             raise InputError(f"{tpath}: ids do not match {comp.sample_submission} ({len(t)} rows, "
-                             f"{len(set(test_ids) - set(t['id']))} submission ids missing)")
-        tests.append(t.set_index("id").loc[test_ids, "pred"].to_numpy(float))
+                             f"{int((~test_index.isin(tid)).sum())} submission ids missing)")
+        tests.append(t["pred"].set_axis(tid).reindex(test_index).to_numpy(float))
     oof = pd.concat(parts)
-    oof["id"] = oof["id"].astype(str)
-    dup = oof["id"][oof["id"].duplicated()]
-    if len(dup):
-        raise InputError(f"{d}: id {dup.iloc[0]!r} appears in more than one OOF row; every training id once")
-    missing = set(folds["id"]) - set(oof["id"])
-    if missing or len(oof) != len(folds):
+    oid = pd.Index(oof["id"].astype(str))
+    if not oid.is_unique:
+        raise InputError(f"{d}: id {oid[oid.duplicated()][0]!r} appears in more than one OOF row; "
+                         "every training id once")
+    fid = pd.Index(folds["id"])
+    missing = fid[~fid.isin(oid)]
+    if len(missing) or len(oid) != len(fid):
         raise InputError(f"{d}: OOF rows do not cover the training ids of the folds file "
-                         f"({len(missing)} missing, e.g. {sorted(missing)[:2]})")
-    oof = oof.set_index("id").loc[folds["id"]]
+                         f"({len(missing)} missing, e.g. {list(missing[:2])})")
+    oof = oof.set_axis(oid).reindex(fid)
     if not (oof["fold"].to_numpy() == folds["fold"].to_numpy()).all():
         raise InputError(f"{d}: OOF fold numbers differ from the folds file")
     return Experiment(d.name, oof["pred"].to_numpy(float), tests, folds["fold"].to_numpy(int), fold_auc, meta), ""
@@ -251,9 +255,10 @@ def plot_roc(y, curves: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
     fig, ax = plt.subplots(figsize=(5.5, 5))
+    grid = np.linspace(0, 1, 1001)  # a fixed FPR grid: 40,000-point lines are slow to draw, no sharper
     for name, s in curves.items():
         fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(fpr, tpr, lw=2.5 if name.startswith("blend") else 1.2,
+        ax.plot(grid, np.interp(grid, fpr, tpr), lw=2.5 if name.startswith("blend") else 1.2,
                 label=f"{name} (AUC {fast_auc(y, s):.4f})")
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("false positive rate"), ax.set_ylabel("defect recall (TPR)"), ax.set_title(title)
