@@ -55,7 +55,22 @@ def pick_device(name: str) -> torch.device:
         raise InputError(f"--device {name}: {e}") from e
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory in the heap. PyTorch frees and re-allocates the same large
+    activation buffers every step; by default glibc hands them back to the OS each time, so every
+    step page-faults them in again (on 2 cores: 23 % of a fold's wall time, sys 6.1 s -> 0.8 s).
+    No-op where the C library is not glibc."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: the largest value glibc accepts
+    libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never trim the heap's top
+
+
 def set_threads(device: torch.device, threads: int) -> None:
+    keep_freed_memory()
     if device.type == "cpu":
         torch.set_num_threads(threads or os.cpu_count() or 1)
     else:
