@@ -26,7 +26,7 @@ import yaml
 from sklearn.model_selection import train_test_split
 
 from checks import InputError, check_train_table, cli_main
-from config import CONFIG_DIR, ROOT, Competition, load_config
+from config import ROOT, Competition, load_config
 from fileio import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
 
 MARKER = ".prepared.json"
@@ -45,8 +45,8 @@ def is_prepared(out: Path, args: dict) -> bool:
     return info.get("args") == args and all((out / f).exists() for f in info.get("files", []))
 
 
-def write_marker(out: Path, args: dict, files: list[str]) -> None:
-    write_json_atomic(out / MARKER, {"args": args, "files": files})
+def write_marker(out: Path, args: dict, files: list[str], **extra) -> None:
+    write_json_atomic(out / MARKER, {"args": args, "files": files, **extra})
 
 
 def held_out_split(strata: np.ndarray, test_size: float, seed: int = SPLIT_SEED) -> np.ndarray:
@@ -169,7 +169,6 @@ def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | Non
     all_files = classes[0] + classes[1] + test_files
     exts = {p.suffix.lower() for p in all_files}
     ext = exts.pop() if len(exts) == 1 else ".png"  # mixed formats are re-encoded as PNG
-    ext = ".jpg" if ext == ".jpeg" else ext
     rows = [(p, t, name) for t, name in ((0, good), (1, defect)) for p in classes[t]]
     stems = [p.stem for p, _, _ in rows]
     clash = len(set(stems)) < len(stems)  # same file name in both classes: prefix the class
@@ -199,7 +198,7 @@ def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | Non
     sol = None if test else solution_table(frame.id[is_test], frame.target[is_test], sub_cols[0], sub_cols[1])
     files = write_competition(out, train, test_ids, list(sub_cols), sol)
     files += [f"{folder.name}/{i}{ext}" for _, folder, i in jobs]
-    write_marker(out, args, files)
+    write_marker(out, args, files, image_ext=ext)
     return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), {len(test_ids)} test"
             + ("" if test else " (held out from the labelled images; answers in solution.csv)")
             + f", images as {ext}")
@@ -284,6 +283,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="prepare the source named in this competition YAML")
     p.add_argument("--force", action="store_true", help="rebuild even if already prepared")
+    p.add_argument("--workdir", default=str(ROOT), help="folder holding input/ and configs/ (default: the repository)")
     sub = p.add_subparsers(dest="source")
     e = sub.add_parser("elpv", help="ELPV solar cells from the elpv-dataset package")
     e.add_argument("--test-size", type=float, default=0.25)
@@ -299,26 +299,27 @@ def main(argv=None) -> int:
     k.add_argument("--competition", required=True, help="competition slug")
     k.add_argument("--name", help="local name (default: the slug)")
     args = p.parse_args(argv)
+    base = Path(args.workdir)
     if args.config:
-        print(prepare_from_config(load_config(args.config).competition, args.force))
+        print(prepare_from_config(load_config(args.config).competition, args.force, base))
     elif args.source == "elpv":
-        print(prepare_elpv(ROOT / "input" / "elpv", args.test_size, args.force))
+        print(prepare_elpv(base / "input" / "elpv", args.test_size, args.force))
     elif args.source == "folder":
         cols = [c.strip() for c in args.submission_columns.split(",")]
         if len(cols) != 2:
             raise InputError(f"--submission-columns {args.submission_columns!r}: expected two names, e.g. id,label")
-        print(prepare_folder(Path(args.path), ROOT / "input" / args.name, args.good, args.defect,
+        print(prepare_folder(Path(args.path), base / "input" / args.name, args.good, args.defect,
                              args.test, args.test_size, cols, args.force))
-        cfg_path = CONFIG_DIR / f"{args.name}.yaml"
+        cfg_path = base / "configs" / f"{args.name}.yaml"
         if not cfg_path.exists():
-            ext = json.loads((ROOT / "input" / args.name / MARKER).read_text())["files"][-1]
+            ext = json.loads((base / "input" / args.name / MARKER).read_text())["image_ext"]
             source = {"type": "folder", "path": str(Path(args.path).resolve()), "good": args.good,
                       "defect": args.defect, **({"test": args.test} if args.test else {})}
-            write_text_atomic(cfg_path, competition_yaml(args.name, source, Path(ext).suffix, cols))
+            write_text_atomic(cfg_path, competition_yaml(args.name, source, ext, cols))
             print(f"wrote {cfg_path}: edit its recipe, then run "
                   f"python src/make_folds.py --competition {args.name}")
     elif args.source == "kaggle":
-        print(prepare_kaggle(args.competition, ROOT / "input" / (args.name or args.competition), force=args.force))
+        print(prepare_kaggle(args.competition, base / "input" / (args.name or args.competition), force=args.force))
     else:
         p.print_help()
         return 2

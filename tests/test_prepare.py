@@ -90,16 +90,17 @@ def test_folder_import_with_unlabelled_test_folder_nexperia_shape(tmp_path):
     assert len(pd.read_csv(out / "train.csv")) == 20
 
 
-def test_folder_cli_writes_competition_yaml(tmp_path, monkeypatch):
+def test_folder_cli_writes_competition_yaml(tmp_path):
     src = _class_folders(tmp_path / "src", test=4)
-    monkeypatch.setattr(prepare, "ROOT", tmp_path)
-    monkeypatch.setattr(prepare, "CONFIG_DIR", tmp_path / "configs")
-    assert prepare.main(["folder", str(src), "--good", "good_0", "--defect", "bad_1", "--test", "all_tests",
+    assert prepare.main(["--workdir", str(tmp_path), "folder", str(src), "--good", "good_0", "--defect", "bad_1", "--test", "all_tests",
                          "--name", "nex", "--submission-columns", "id,label"]) == 0
     from config import load_config
     cfg = load_config(tmp_path / "configs" / "nex.yaml")
     assert cfg.competition.submission_columns == ["id", "label"] and cfg.competition.image_ext == ".jpg"
     assert cfg.competition.source["test"] == "all_tests"
+    assert (tmp_path / "input/nex/test").is_dir()
+    assert prepare.main(["--workdir", str(tmp_path), "folder", str(src), "--good", "good_0", "--defect", "nope",
+                         "--name", "x"]) == 2  # a clear error, exit status 2
 
 
 def test_folder_import_bad_inputs(tmp_path):
