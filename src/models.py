@@ -207,6 +207,20 @@ class CachedPrefixNet(nn.Module):
         return self.model.forward_head(x)
 
 
+def prefix_fingerprint(model: nn.Module, freeze_stages: int, *extra: object) -> str:
+    """A short hash of the frozen stages' weights and buffers (plus `extra`, e.g. the input
+    normalisation): the key of a frozen-feature cache, so features computed with other
+    weights (another --weights file at the same path, another hub revision) are never reused."""
+    import hashlib
+    h = hashlib.sha256(repr(extra).encode())
+    for i, m in enumerate(split_stages(model, freeze_stages)[0]):
+        for name, t in m.state_dict().items():
+            t = t.detach().cpu().contiguous()
+            h.update(f"{i}.{name}|{t.dtype}|{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:10]
+
+
 @torch.inference_mode()
 def frozen_features(model: nn.Module, freeze_stages: int, x: torch.Tensor) -> torch.Tensor:
     """Output of the frozen stages for a normalised input batch (model in eval mode)."""

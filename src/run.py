@@ -65,6 +65,21 @@ def job_state(cfg: Config, arch: str, fold: int, base: Path, folds_hash: str) ->
     return "done" if same else "stale"
 
 
+def estimate_eta(done: list[tuple[bool, float]], remaining_firsts: list[bool]) -> float | None:
+    """Seconds left, from the jobs done so far as (first of its arch?, seconds) and, per job
+    still to run, whether it is the first of its arch (it builds caches: extra time).
+
+    A job costs the median of the other jobs done (robust to one slow fold); a first job costs
+    that plus the median extra time the firsts done so far took. None before any job is done."""
+    if not done:
+        return None
+    rest = [s for first, s in done if not first]
+    firsts = [s for first, s in done if first]
+    per_job = statistics.median(rest or firsts)
+    extra = max(statistics.median(firsts) - per_job, 0.0) if firsts and rest else 0.0
+    return per_job * len(remaining_firsts) + extra * sum(remaining_firsts)
+
+
 def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True, say=print) -> dict:
     from train import train_fold
     base = Path(base)
@@ -84,15 +99,17 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
     todo = [j for j in jobs if states[j] != "done"]
     say(f"{len(jobs)} jobs ({len(cfg.recipe.archs)} archs x {len(folds)} folds): {len(jobs) - len(todo)} complete, "
         f"{len(todo)} to run")
-    secs = []
+    # the first job of each arch in this run also builds its caches: timed apart for the ETA
+    firsts = [i == 0 or todo[i - 1][0] != a for i, (a, _) in enumerate(todo)]
+    done: list[tuple[bool, float]] = []
     for i, (arch, k) in enumerate(todo):
-        # median: the first fold of each arch also builds the caches and would inflate a mean
-        eta = f", ETA {statistics.median(secs) * (len(todo) - i) / 60:.1f} min" if secs else ""
+        eta = estimate_eta(done, firsts[i:])
+        eta = f", ETA {eta / 60:.1f} min" if eta is not None else ""
         say(f"[job {i + 1}/{len(todo)}] {cfg.exp_name(arch)} fold {k}{eta}")
         t0 = time.time()
         resume = states[(arch, k)] == "todo" and fold_paths(base, cfg.exp_name(arch), k).last.exists()
         train_fold(cfg, arch, k, base, resume=resume, progress=progress)
-        secs.append(time.time() - t0)
+        done.append((firsts[i], time.time() - t0))
 
     exps = list(dict.fromkeys(cfg.exp_name(a) for a in cfg.recipe.archs))
     report = run_blend(cfg.competition, base, cfg.recipe.blend_method, exps, strict=True,

@@ -34,7 +34,8 @@ from checks import InputError, cli_main
 from config import (Config, add_config_flags, add_recipe_flags, config_from_args, config_hash,
                     default_num_workers, fold_paths, save_config)
 from fileio import file_hash, save_figure_atomic, save_torch_atomic, write_csv_atomic, write_json_atomic
-from models import CachedPrefixNet, create_model, head_parameters, set_train_mode, stage_groups, unwrap
+from models import (CachedPrefixNet, create_model, head_parameters, prefix_fingerprint, set_train_mode, stage_groups,
+                    unwrap)
 
 # Recipe fields that change what a fold's model predicts (a complete fold is reused only if
 # these agree); the rest (device, workers, blend method...) do not.
@@ -150,7 +151,9 @@ class FoldRun:
             self.net = CachedPrefixNet(self.model, rec.freeze_stages)
             # the cache holds the symmetries TTA uses (8 with --tta 8); training draws among them
             n_var = max(rec.tta, 2)
-            tag = f"feats_{arch}_{self.info.source.split()[-1].replace('/', '_')}_s{rec.freeze_stages}_x{n_var}"
+            # keyed by the frozen weights themselves: another --weights file at the same path is a new cache
+            key = prefix_fingerprint(self.model, rec.freeze_stages, self.info.mean, self.info.std)
+            tag = f"feats_{arch}_s{rec.freeze_stages}_x{n_var}_{key}"
             train_x, test_x = (engine.extract_frozen_features(
                 self.model, rec.freeze_stages, imgs, self.setup, cache / f"{tag}_{Path(imgs.filename).stem}.npy",
                 progress=progress, n_variants=n_var) for imgs in (train_imgs, test_imgs))

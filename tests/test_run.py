@@ -120,3 +120,12 @@ def _loaded(work):
     model, _ = create_model("resnet10t", pretrained="none")
     model.load_state_dict(ck["model"])
     return model, ck["mean"], ck["std"]
+
+
+def test_eta_counts_the_cache_building_first_job_of_each_arch_apart():
+    assert run.estimate_eta([], [True, False]) is None
+    # arch A: first job 100 s (caches), then 10 s jobs; 2 more of A and a new arch B (3 jobs) to go
+    done = [(True, 100.0), (False, 10.0), (False, 12.0), (False, 10.0)]
+    assert run.estimate_eta(done, [False, False, True, False, False]) == 10.0 * 5 + 90.0
+    # only first jobs seen so far: they are all we know
+    assert run.estimate_eta([(True, 50.0)], [False, True]) == 100.0

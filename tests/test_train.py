@@ -76,6 +76,29 @@ def test_cache_frozen_run_learns(work):
     assert list(work.glob("input/toy/.cache/feats_tf_efficientnet_lite0_*")), "frozen features cached on disk"
 
 
+def test_frozen_feature_cache_is_keyed_by_the_weights_not_their_file_name(work):
+    """Overwriting a --weights file must not reuse features computed with the old weights."""
+    import timm
+    wfile = work / "w.pt"
+    feats = lambda: set(work.glob("input/toy/.cache/feats_resnet10t_*"))
+    cfg = _cfg(work, weights=str(wfile), freeze_stages=2, cache_frozen=True, epochs=1, name="wfile")
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet10t", num_classes=1).state_dict(), wfile)
+    train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    first = feats()
+    assert len(first) == 2  # train and test images
+    train.train_fold(cfg, "resnet10t", 1, work, progress=False)
+    assert feats() == first, "same weights, other fold: the cache is shared"
+    torch.manual_seed(1)
+    torch.save(timm.create_model("resnet10t", num_classes=1).state_dict(), wfile)
+    train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    new = feats() - first
+    assert len(new) == 2, "new weights at the same path build a new feature cache"
+    # sorted by name, the train and test caches pair up (same image-cache suffix after the key)
+    old_x, new_x = (np.load(sorted(f)[0], mmap_mode="r") for f in (first, new))
+    assert old_x.shape == new_x.shape and not np.allclose(old_x, new_x)
+
+
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(work, monkeypatch):
     cfg = _cfg(work, epochs=3, name="nan")
     real = engine.F.binary_cross_entropy_with_logits
