@@ -10,9 +10,6 @@ Target: under 10 s on a 2-core machine. Writes bench/results/blend_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +22,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 import blend  # noqa: E402
 from config import load_config  # noqa: E402
+from benchlib import save_result  # noqa: E402
 from oofs import make_blend_workdir, sigmoid, write_experiment  # noqa: E402
 
 
@@ -53,16 +51,10 @@ def main(argv=None) -> int:
     result = {"experiments": args.experiments, "rows": args.rows, "test_rows": args.test_rows, "folds": 5,
               "method": args.method, "blend_secs": round(secs, 2), "target_secs": 10.0,
               "files_written_secs": round(setup_s, 1), "best_single_oof_auc": best,
-              "blend_oof_auc": rep["blend_oof_auc"], "selected": len(rep["weights"]),
-              "cpu": f"{os.cpu_count()} cores", "platform": platform.platform(),
-              "command": "python bench/blend_speed.py " + " ".join(sys.argv[1:])}
-    print(f"blend ({args.method}) of {args.experiments} experiments x {args.rows} OOF rows: {secs:.2f} s "
-          f"(target < 10 s); best single {best:.4f} -> blend {rep['blend_oof_auc']:.4f} "
-          f"with {len(rep['weights'])} experiments")
-    out = ROOT / "bench" / "results" / "blend_speed.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+              "blend_oof_auc": rep["blend_oof_auc"], "selected": len(rep["weights"])}
+    save_result(result, f"blend ({args.method}) of {args.experiments} experiments x {args.rows} OOF rows: "
+                f"{secs:.2f} s (target < 10 s); best single {best:.4f} -> blend {rep['blend_oof_auc']:.4f} "
+                f"with {len(rep['weights'])} experiments", None, "blend_speed")
     return 0
 
 

@@ -14,9 +14,7 @@ backward + AdamW step, nothing else. Each is timed over --steps steps after warm
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,6 +32,7 @@ import engine  # noqa: E402
 from config import default_num_workers  # noqa: E402
 from models import create_model  # noqa: E402
 from train import pick_device, set_threads  # noqa: E402
+from benchlib import save_result  # noqa: E402
 
 
 def sync(device):
@@ -105,15 +104,11 @@ def main(argv=None) -> int:
     result = {"arch": args.arch, "img_size": args.img_size, "batch_size": args.batch_size, "steps": args.steps,
               "repeats": args.repeats, "aug": args.aug, "workers": workers, "channels_last": setup.channels_last,
               "amp": str(setup.amp_dtype), "device": dev_name, "torch": torch.__version__,
-              "platform": platform.platform(), "bare_img_s": round(b, 1), "train_loop_img_s": round(t, 1),
-              "ratio": round(t / b, 3), "target_ratio": 0.90,
-              "command": "python bench/train_throughput.py " + " ".join(sys.argv[1:])}
-    print(f"{args.arch} {args.img_size}px batch {args.batch_size} on {dev_name}: bare {b:.1f} img/s, "
-          f"train.py loop {t:.1f} img/s, ratio {t / b:.3f} (target >= 0.90)")
-    out = Path(args.out or ROOT / "bench" / "results" / f"train_throughput_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+              "bare_img_s": round(b, 1), "train_loop_img_s": round(t, 1),
+              "ratio": round(t / b, 3), "target_ratio": 0.90}
+    save_result(result, f"{args.arch} {args.img_size}px batch {args.batch_size} on {dev_name}: bare {b:.1f} img/s, "
+                f"train.py loop {t:.1f} img/s, ratio {t / b:.3f} (target >= 0.90)", args.out,
+                f"train_throughput_{device.type}")
     return 0
 
 

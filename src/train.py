@@ -58,15 +58,17 @@ def pick_device(name: str) -> torch.device:
 
 def keep_freed_memory() -> None:
     """Ask glibc to keep freed memory in the heap. PyTorch frees and re-allocates the same large
-    activation buffers every step; by default glibc hands them back to the OS each time, so every
-    step page-faults them in again (on 2 cores: 23 % of a fold's wall time, sys 6.1 s -> 0.8 s).
-    No-op where the C library is not glibc."""
+    activation buffers every step; by default glibc maps each large block fresh from the OS and
+    unmaps it on free, so every step page-faults it in again. Measured on 2 cores: a 160 px fold
+    23 % faster (sys 6.1 s -> 0.8 s); frozen-feature extraction at 300 px, batch 64, 2.1x faster
+    (sys 35.7 s -> 1.7 s: its activations exceed the 32 MB largest mmap threshold, so mmap is
+    turned off, not just raised). No-op where the C library is not glibc."""
     import ctypes
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
-    libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: the largest value glibc accepts
+    libc.mallopt(-4, 0)  # M_MMAP_MAX: no block gets its own mapping; glibc still maps if the heap cannot grow
     libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never trim the heap's top
 
 
