@@ -73,7 +73,7 @@ class Recipe:
     freeze_stages: int = 0  # keep the stem + first N-1 stages frozen for the whole run
     cache_frozen: bool = False  # run the frozen stages once per image and TTA symmetry, train the rest
     accum_steps: int = 1
-    ema: float = 0.0  # EMA decay of weights, 0 = off (e.g. 0.999)
+    ema: float = 0.0  # EMA decay of weights, 0 = off (e.g. 0.999); its upper bound: the decay warms up with the step
     patience: int = 0  # early stopping on val AUC, 0 = off
     aug: str = "light"  # none | light | strong
     mixup: float = 0.0  # probability of mixup on a batch

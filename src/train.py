@@ -179,14 +179,13 @@ class FoldRun:
         groups = [{"params": [p for _, p in params if id(p) not in head], "lr": rec.lr * rec.backbone_lr_factor},
                   {"params": [p for _, p in params if id(p) in head], "lr": rec.lr}]
         self.optimizer = torch.optim.AdamW(groups, lr=rec.lr, weight_decay=rec.weight_decay)
-        steps = -(-len(self.train_loader) // rec.accum_steps)
+        steps = self.steps_per_epoch = -(-len(self.train_loader) // rec.accum_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, engine.warmup_cosine(steps * rec.epochs, int(steps * rec.warmup_epochs), rec.min_lr_ratio))
         self.scaler = torch.amp.GradScaler("cuda") if self.setup.amp_dtype == torch.float16 else None
         self.ema = None
         if rec.ema > 0:
-            from timm.utils import ModelEmaV3
-            self.ema = ModelEmaV3(self.net, decay=rec.ema)
+            self.ema = engine.make_ema(self.net, rec.ema)
         self.train_net = torch.compile(self.net) if rec.compile else self.net
 
     @property
@@ -244,7 +243,8 @@ class FoldRun:
                 tr = engine.train_one_epoch(
                     self.train_net, self.train_loader, self.optimizer, self.setup, self.scheduler, self.scaler,
                     self.ema, rec.accum_steps, rec.mixup, rec.mixup_alpha, progress=bar,
-                    train_mode=lambda m: set_train_mode(m, rec.freeze_stages, head_only=epoch < rec.freeze_epochs))
+                    train_mode=lambda m: set_train_mode(m, rec.freeze_stages, head_only=epoch < rec.freeze_epochs),
+                    first_step=epoch * self.steps_per_epoch)
             finally:
                 bar.close()
             p_val = engine.predict(self.eval_net, self.val_loader, self.setup, tta=1)
