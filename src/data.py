@@ -99,12 +99,15 @@ def cached_images(paths: list[Path], size: int, border_crop: float, cache_dir: P
 def build_transform(aug: str) -> A.Compose | None:
     """Albumentations presets on uint8 images already at the training size.
 
-    light:  flips and 90-degree rotations (defects have no orientation)
+    light:  the 8 symmetries of the square (flips, 90-degree rotations, transposes), each with
+            probability 1/8: the same group that TTA averages over, drawn uniformly, so no
+            symmetry is rarer in training than at prediction (flips + RandomRotate90(p=0.5)
+            showed the 4 transposed ones 1/16 of the time each, the others 3/16)
     strong: light + shift-scale-rotate, brightness/contrast, blur or noise, coarse dropout
     """
     if aug == "none":
         return None
-    dihedral = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)]
+    dihedral = [A.D4(p=1.0)]
     if aug == "light":
         return A.Compose(dihedral)
     if aug == "strong":

@@ -89,3 +89,24 @@ def test_ema_with_a_long_horizon_still_follows_a_short_run():
     assert (ema_w - moved).norm() < 0.5 * (ema_w - init).norm()
     # a later epoch (first_step > 0, as after --resume) continues the warmed-up schedule
     assert ema.get_decay(30 + 1) > ema.get_decay(1) and ema.get_decay(10**6) == 0.999
+
+
+def test_augmentation_draws_the_eight_tta_symmetries_uniformly():
+    """TTA x8 averages the 8 symmetries with equal weight; training must show them equally often,
+    or the model is worse on the rarer ones and TTA x8 averages in its worse views."""
+    img = np.arange(16, dtype=np.uint8).reshape(4, 4, 1).repeat(3, 2)
+    as_tensor = torch.from_numpy(img[..., 0].copy())[None, None]
+    tta_views = {t(as_tensor)[0, 0].numpy().tobytes() for t in engine.D4}
+    for aug in ("light", "strong"):
+        if aug == "strong":  # only the geometry: compare the dihedral part of the preset
+            t = build_transform(aug).transforms[0]
+            transform = lambda image: {"image": t(image=image)["image"]}  # noqa: E731
+        else:
+            transform = build_transform(aug)
+        counts: dict[bytes, int] = {}
+        n = 4000
+        for _ in range(n):
+            key = transform(image=img)["image"][..., 0].tobytes()
+            counts[key] = counts.get(key, 0) + 1
+        assert set(counts) == tta_views, aug
+        assert all(abs(c / n - 1 / 8) < 0.03 for c in counts.values()), (aug, sorted(counts.values()))
