@@ -135,3 +135,18 @@ def test_cli_runs_as_a_script(work):
     assert out.returncode == 0, out.stderr
     assert "epoch  2/2" in out.stdout + out.stderr and "OOF AUC" in out.stdout
     assert fold_paths(work, "resnet10t", 0).meta.exists()
+
+
+def test_tta_symmetry_bench_reproduces_the_folds_own_scores(work):
+    """bench/tta_symmetries.py re-predicts a fold under each symmetry: identity alone must give
+    the checkpoint's validation AUC, and the mean of the first --tta views the fold's OOF AUC."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tta_symmetries", ROOT / "bench/tta_symmetries.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = _cfg(work, name="sym", pretrained="none")
+    meta = train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    r = bench.symmetry_aucs(cfg.competition, work, "sym", 0, device="cpu")
+    assert len(r["symmetry_auc"]) == 8 and r["n_val"] == meta["n_val"]
+    assert abs(r["symmetry_auc"][0] - meta["val_auc"]) < 1e-4
+    assert abs(r["tta_auc"][cfg.recipe.tta] - meta["oof_auc"]) < 1e-4
