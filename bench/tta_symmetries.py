@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,34 +23,19 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import data  # noqa: E402
 import engine  # noqa: E402
-from checks import InputError, cli_main, read_csv  # noqa: E402
+from checks import cli_main, read_csv  # noqa: E402
 from config import add_config_flags, config_from_args, fold_paths  # noqa: E402
-from models import create_model  # noqa: E402
+from models import load_fold_model  # noqa: E402
 from train import pick_device, set_threads  # noqa: E402
 from benchlib import save_result  # noqa: E402
 
 
-class Under(torch.nn.Module):
-    """`model` applied to the batch after one symmetry."""
-
-    def __init__(self, model: torch.nn.Module, sym):
-        super().__init__()
-        self.model, self.sym = model, sym
-
-    def forward(self, x):
-        return self.model(self.sym(x))
-
-
 def symmetry_aucs(comp, base: Path, exp: str, fold: int, device: str = "auto", batch_size: int = 32) -> dict:
     paths = fold_paths(base, exp, fold)
-    if not paths.best.exists():
-        raise InputError(f"{paths.best}: no checkpoint; train it first (python src/train.py --fold {fold} ...)")
-    ck = torch.load(paths.best, map_location="cpu", weights_only=False)
+    model, ck = load_fold_model(paths.best, fold)
     dev = pick_device(device)
     set_threads(dev, None)
-    model, _ = create_model(ck["arch"], pretrained="none", num_classes=1)
-    model.load_state_dict(ck["model"])
-    model.to(dev).eval()
+    model.to(dev)
     oof = read_csv(paths.oof, "OOF file")
     root = comp.root(base) / comp.train_dir
     imgs = np.stack([data.crop_resize(data.read_image(root / f"{i}{comp.image_ext}"), ck["img_size"],
@@ -59,10 +43,10 @@ def symmetry_aucs(comp, base: Path, exp: str, fold: int, device: str = "auto", b
     y = oof["target"].to_numpy()
     setup = engine.make_setup(dev, ck["mean"], ck["std"], amp=True, channels_last=True)
     loader = data.make_loader(data.ImageDataset(imgs), batch_size, False, dev.type, 0)
-    preds = [engine.predict(Under(model, sym), loader, setup, tta=1) for sym in engine.D4]
+    views = engine.predict_views(model, loader, setup, tta=8)
     return {"exp": exp, "fold": fold, "arch": ck["arch"], "img_size": ck["img_size"], "n_val": len(y),
-            "symmetry_auc": [round(float(roc_auc_score(y, p)), 5) for p in preds],
-            "tta_auc": {n: round(float(roc_auc_score(y, np.mean(preds[:n], 0))), 5) for n in (1, 2, 4, 8)}}
+            "symmetry_auc": [round(float(roc_auc_score(y, p)), 5) for p in views],
+            "tta_auc": {n: round(float(roc_auc_score(y, views[:n].mean(0))), 5) for n in (1, 2, 4, 8)}}
 
 
 @cli_main

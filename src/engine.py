@@ -138,31 +138,43 @@ def train_one_epoch(model: nn.Module, loader, optimizer, setup: DeviceSetup, sch
     return {"loss": total.item() / max(n_seen, 1), "img_s": n_seen / secs, "secs": secs}
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, loader, setup: DeviceSetup, tta: int = 1, progress=None) -> np.ndarray:
-    """Probabilities of the positive class, averaged over the first `tta` symmetries of D4.
+def _view_probs(model: nn.Module, loader, setup: DeviceSetup, tta: int, progress=None):
+    """Per batch, the list of positive-class probabilities under the first `tta` symmetries of D4.
 
     A batch of shape (B, V, C, H, W) holds V >= tta symmetries already applied (cached features
     of the frozen stages, in D4 order): variant v is then taken instead of computed."""
     if tta not in (1, 2, 4, 8):
         raise ValueError(f"tta={tta}: expected 1, 2, 4 or 8")
     model.eval()
-    out = []
     for x, _ in loader:
         if x.dim() == 5 and x.shape[1] < tta:
             raise ValueError(f"tta={tta} but only {x.shape[1]} cached symmetries")
         x = to_input(x, setup)
-        prob = torch.zeros(x.shape[0], device=setup.device)
+        views = []
         for v, t in enumerate(D4[:tta]):
             xv = x[:, v] if x.dim() == 5 else t(x)
             if setup.channels_last and x.dim() == 5:
                 xv = xv.contiguous(memory_format=torch.channels_last)
             with setup.autocast():
-                prob += torch.sigmoid(model(xv).squeeze(1).float())
-        out.append((prob / tta).cpu())
+                views.append(torch.sigmoid(model(xv).squeeze(1).float()))
+        yield views
         if progress is not None:
             progress.update(1)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader, setup: DeviceSetup, tta: int = 1, progress=None) -> np.ndarray:
+    """Probabilities of the positive class, averaged over the first `tta` symmetries of D4
+    (batches of cached symmetries: see `_view_probs`)."""
+    out = [(sum(views) / tta).cpu() for views in _view_probs(model, loader, setup, tta, progress)]
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+@torch.inference_mode()
+def predict_views(model: nn.Module, loader, setup: DeviceSetup, tta: int = 8) -> np.ndarray:
+    """(tta, N): the probabilities under each of the first `tta` symmetries, unaveraged."""
+    out = [torch.stack(views).cpu() for views in _view_probs(model, loader, setup, tta)]
+    return torch.cat(out, 1).numpy() if out else np.zeros((tta, 0), np.float32)
 
 
 @torch.inference_mode()

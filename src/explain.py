@@ -24,7 +24,7 @@ from checks import InputError, cli_main, read_csv
 from config import Competition, add_config_flags, config_from_args, fold_paths
 from data import crop_resize, read_image
 from fileio import save_figure_atomic
-from models import create_model
+from models import load_fold_model
 
 GROUPS = ("confident_defects", "missed_defects", "false_alarms")
 
@@ -84,11 +84,7 @@ def plot_grid(images, maps, titles, path: Path, title: str) -> None:
 def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> list[Path]:
     base = Path(base)
     paths = fold_paths(base, exp, fold)
-    if not paths.best.exists():
-        raise InputError(f"{paths.best}: no checkpoint; train it first (python src/train.py --fold {fold} ...)")
-    ck = torch.load(paths.best, map_location="cpu", weights_only=False)
-    model, _ = create_model(ck["arch"], pretrained="none", num_classes=1)
-    model.load_state_dict(ck["model"])
+    model, ck = load_fold_model(paths.best, fold)
     oof = read_csv(paths.oof, "OOF file")
     oof["id"] = oof["id"].astype(str)
     root = comp.root(base) / comp.train_dir

@@ -233,3 +233,14 @@ def unwrap(net: nn.Module) -> nn.Module:
     """The full timm model inside a CachedPrefixNet, an EMA copy or a compiled module."""
     net = getattr(net, "_orig_mod", net)
     return net.model if isinstance(net, CachedPrefixNet) else net
+
+
+def load_fold_model(path: Path, fold: int) -> tuple[nn.Module, dict]:
+    """The model saved as a fold's best checkpoint (train.py's fold<k>.pt), in eval mode on the
+    CPU, with the checkpoint (arch, img_size, border_crop, mean, std, ...)."""
+    if not Path(path).exists():
+        raise InputError(f"{path}: no checkpoint; train it first (python src/train.py --fold {fold} ...)")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model, _ = create_model(ck["arch"], pretrained="none", num_classes=1)
+    model.load_state_dict(ck["model"])
+    return model.eval(), ck
