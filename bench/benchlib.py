@@ -1,4 +1,5 @@
-"""What every benchmark does with its figures: print one line, then save them with the machine,
+"""Imported first by every benchmark: puts src/ on the path. And what every benchmark does
+with its figures: print one line, then save them with the machine,
 the date and the command that made them to bench/results/<name>.json (atomically)."""
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-
-from fileio import write_json_atomic  # noqa: E402
+if str(ROOT / "src") not in sys.path:  # the benchmarks import the pipeline's modules by plain name
+    sys.path.insert(0, str(ROOT / "src"))
 
 
 def _script_name() -> str:
@@ -24,6 +24,7 @@ def save_result(result: dict, summary: str, out: str | Path | None, default_name
     result = {**result, "cpu": f"{os.cpu_count()} cores", "platform": platform.platform(),
               "date": datetime.date.today().isoformat(),
               "command": " ".join(["python", _script_name(), *sys.argv[1:]])}
+    from fileio import write_json_atomic
     print(summary)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, result)

@@ -15,15 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
-
-import blend  # noqa: E402
-from config import load_config  # noqa: E402
-from benchlib import save_result  # noqa: E402
-from oofs import make_blend_workdir, sigmoid, write_experiment  # noqa: E402
+from benchlib import save_result  # first: puts src/ on the path
+import blend
+from config import load_config
+from synthetic import make_blend_workdir, sigmoid, write_experiment
 
 
 def main(argv=None) -> int:

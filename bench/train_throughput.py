@@ -18,21 +18,16 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-
-import data  # noqa: E402
-import engine  # noqa: E402
-from config import default_num_workers  # noqa: E402
-from models import create_model  # noqa: E402
-from train import pick_device, set_threads  # noqa: E402
-from benchlib import save_result  # noqa: E402
+from benchlib import save_result  # first: puts src/ on the path
+import data
+import engine
+import runtime
+from models import create_model
 
 
 def sync(device):
@@ -70,15 +65,15 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--aug", default="light", choices=("none", "light", "strong"))
     p.add_argument("--workers", type=int, default=-1, help="-1 = train.py's automatic choice")
-    p.add_argument("--channels-last", type=int, default=1)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--out", default=None, help="default: bench/results/train_throughput_<device>.json")
     args = p.parse_args(argv)
 
-    device = pick_device(args.device)
-    set_threads(device, 0)
+    device = runtime.pick_device(args.device)
+    runtime.configure(device)
     model, info = create_model(args.arch, pretrained="auto")
     model.to(device)
-    setup = engine.make_setup(device, info.mean, info.std, amp=True, channels_last=bool(args.channels_last))
+    setup = engine.make_setup(device, info.mean, info.std, amp=True, channels_last=args.channels_last)
     if setup.channels_last:
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -86,7 +81,7 @@ def main(argv=None) -> int:
 
     n = args.batch_size * args.steps
     images = np.random.default_rng(0).integers(0, 255, (n, args.img_size, args.img_size, 3), dtype=np.uint8)
-    workers = args.workers if args.workers >= 0 else default_num_workers(device.type)
+    workers = args.workers if args.workers >= 0 else runtime.default_num_workers(device.type)
     loader = data.make_loader(data.ImageDataset(images, np.arange(n) % 2, data.build_transform(args.aug)),
                               args.batch_size, True, device.type, workers, seed=0)
     x = engine.to_input(torch.from_numpy(images[:args.batch_size]).permute(0, 3, 1, 2), setup)

@@ -14,39 +14,35 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import roc_auc_score
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import data  # noqa: E402
-import engine  # noqa: E402
-from checks import cli_main, read_csv  # noqa: E402
-from config import add_config_flags, config_from_args, fold_paths  # noqa: E402
-from models import load_fold_model  # noqa: E402
-from train import pick_device, set_threads  # noqa: E402
-from benchlib import save_result  # noqa: E402
+from benchlib import save_result  # first: puts src/ on the path
+import data
+import engine
+import metrics
+import runtime
+from checks import cli_main, read_csv
+from config import add_config_flags, config_from_args
+from explain import fold_images
+from layout import Layout
+from models import load_fold_model
 
 
 def symmetry_aucs(comp, base: Path, exp: str, fold: int, device: str = "auto", batch_size: int = 32) -> dict:
-    paths = fold_paths(base, exp, fold)
+    layout = Layout(base)
+    paths = layout.fold(exp, fold)
     model, ck = load_fold_model(paths.best, fold)
-    dev = pick_device(device)
-    set_threads(dev, None)
+    dev = runtime.pick_device(device)
+    runtime.configure(dev)
     model.to(dev)
     oof = read_csv(paths.oof, "OOF file")
-    root = comp.root(base) / comp.train_dir
-    imgs = np.stack([data.crop_resize(data.read_image(root / f"{i}{comp.image_ext}"), ck["img_size"],
-                                      ck["border_crop"]) for i in oof["id"].astype(str)])
+    imgs = fold_images(ck, layout.train_dir(comp), oof["id"], comp.image_ext)
     y = oof["target"].to_numpy()
     setup = engine.make_setup(dev, ck["mean"], ck["std"], amp=True, channels_last=True)
     loader = data.make_loader(data.ImageDataset(imgs), batch_size, False, dev.type, 0)
-    views = engine.predict_views(model, loader, setup, tta=8)
+    n = 8 if imgs.shape[1] == imgs.shape[2] else 4
+    views = engine.predict_views(model, loader, setup, tta=n)
     return {"exp": exp, "fold": fold, "arch": ck["arch"], "img_size": ck["img_size"], "n_val": len(y),
-            "symmetry_auc": [round(float(roc_auc_score(y, p)), 5) for p in views],
-            "tta_auc": {n: round(float(roc_auc_score(y, views[:n].mean(0))), 5) for n in (1, 2, 4, 8)}}
+            "symmetry_auc": [round(metrics.auc(y, p), 5) for p in views],
+            "tta_auc": {k: round(metrics.auc(y, views[:k].mean(0)), 5) for k in (1, 2, 4, 8) if k <= n}}
 
 
 @cli_main

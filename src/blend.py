@@ -1,15 +1,15 @@
 """Blend the out-of-fold predictions of every experiment by OOF AUC and write the submission.
 
-    python src/blend.py --competition elpv [--method hill|rank|mean] [--exps A B ...] [--strict]
+    python src/blend.py --competition elpv [--blend-method hill|rank|mean] [--exps A B ...] [--strict]
 
 Reads oof/<exp>/fold<k>.{csv,json} and test_fold<k>.csv of every experiment made for this
 competition with the current folds file; checks them; prints per-experiment OOF AUC, per-fold
 mean +- std and correlations; finds blend weights (hill = Caruana ensemble selection with
 replacement on rank-transformed OOF predictions, from the best single model, until no step
 improves OOF AUC); cross-checks the weights fold-wise; reports operating points chosen on OOF;
-writes submissions/submission.csv (columns and row order of sample_submission.csv),
-submissions/blend.json and submissions/roc.png; scores against input/<comp>/solution.csv
-when it exists (local leaderboard).
+scores against input/<comp>/solution.csv when it exists (local leaderboard); and writes
+submissions/submission.csv (columns and row order of sample_submission.csv), blend.json and
+roc.png as one result set: all three are replaced together, or none is.
 """
 from __future__ import annotations
 
@@ -23,26 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from checks import InputError, check_columns, check_predictions, cli_main, read_csv
-from config import Competition, add_config_flags, config_from_args
-from fileio import file_hash, save_figure_atomic, write_csv_atomic, write_json_atomic
+import metrics
+from checks import (InputError, check_binary_target, check_columns, check_predictions, check_unique_ids, cli_main,
+                    read_csv)
+from config import Competition, add_config_flags, add_recipe_flags, config_from_args
+from data import load_test_ids
+from fileio import file_hash, write_csv_atomic, write_json_atomic
+from layout import Layout
+from plots import figure
+from results import ResultSet
 
 METHODS = ("mean", "rank", "hill")
-
-
-# --- fast, tie-aware AUC ------------------------------------------------------------------------
-
-def fast_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula with mid-ranks for ties; equals sklearn's.
-    Ties are grouped by value, so the sort need not be stable: numpy's SIMD quicksort is ~7x
-    faster than its stable sort on 40,000 floats, and this runs thousands of times per blend."""
-    order = np.argsort(s)
-    ss, ys = s[order], y[order]
-    edges = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1], True])
-    ranks = np.repeat((edges[:-1] + edges[1:] + 1) / 2.0, np.diff(edges))
-    n_pos = ys.sum()
-    n_neg = len(ys) - n_pos
-    return float((ranks[ys == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def rank_pct(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -74,42 +65,83 @@ class Experiment:
         return np.mean([rank_pct(self.oof[self.fold == k], t) for k, t in enumerate(self.test_folds)], axis=0)
 
 
+@dataclass
+class BlendInputs:
+    """The folds file, the test ids and every usable experiment, checked against each other."""
+
+    folds: pd.DataFrame
+    folds_hash: str
+    test_ids: list[str]
+    sample: pd.DataFrame
+    exps: list[Experiment]
+    left_out: dict
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.folds["target"].to_numpy(int)
+
+    @property
+    def fold(self) -> np.ndarray:
+        return self.folds["fold"].to_numpy(int)
+
+
+def _why_left_out(meta: list[dict], comp: Competition, folds_hash: str, n_folds: int) -> str:
+    if any(m.get("competition") != comp.name for m in meta):
+        return f"made for competition {meta[0].get('competition')!r}"
+    if any(m.get("folds_hash") != folds_hash for m in meta):
+        return "made with another folds file (hash differs); re-train it or remove it"
+    have = sorted(m["fold"] for m in meta)
+    if have != list(range(n_folds)):
+        return f"folds {sorted(set(range(n_folds)) - set(have))} missing (has {have})"
+    hashes = {m.get("config_hash") for m in meta}
+    if len(hashes) > 1:
+        by = {h: [m["fold"] for m in meta if m.get("config_hash") == h] for h in hashes}
+        return f"its folds were made by different recipes ({by}); retrain them with one recipe"
+    return ""
+
+
+def _read_fold(d: Path, k: int, folds: pd.DataFrame, test_index: pd.Index, sample_name: str):
+    """Fold k's OOF rows (checked against the folds file) and its test predictions (aligned)."""
+    path = d / f"fold{k}.csv"
+    df = read_csv(path, "OOF file")
+    check_columns(df, ["id", "target", "fold", "pred"], path)
+    check_predictions(df["pred"], path)
+    if (df["fold"] != k).any():
+        raise InputError(f"{path}: rows of fold {int(df['fold'][df['fold'] != k].iloc[0])} in the file of fold {k}")
+    truth = folds["target"].reindex(df["id"].astype(str))
+    wrong = truth.notna().to_numpy() & (truth.to_numpy() != df["target"].to_numpy())
+    if wrong.any():
+        row = int(np.flatnonzero(wrong)[0])
+        raise InputError(f"{path}: row {row + 2}: target of id {df['id'].iloc[row]!r} is {df['target'].iloc[row]} "
+                         f"but the folds file says {int(truth.iloc[row])} ({int(wrong.sum())} such row(s))")
+    tpath = d / f"test_fold{k}.csv"
+    t = read_csv(tpath, "test predictions")
+    check_columns(t, ["id", "pred"], tpath)
+    check_predictions(t["pred"], tpath)
+    tid = pd.Index(t["id"].astype(str))
+    if len(tid) != len(test_index) or not tid.is_unique or not tid.isin(test_index).all():
+        raise InputError(f"{tpath}: ids do not match {sample_name} ({len(t)} rows, "
+                         f"{int((~test_index.isin(tid)).sum())} submission ids missing)")
+    return df, t["pred"].set_axis(tid).reindex(test_index).to_numpy(float)
+
+
 def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash: str,
                     test_ids: list[str]) -> tuple[Experiment | None, str]:
     """An experiment's files checked and aligned, or (None, why it is left out). Files that
-    are present but wrong (NaN, repeated or unknown ids) are errors, not reasons."""
-    metas = sorted(d.glob("fold*.json"))
+    are present but wrong (NaN, repeated or unknown ids, targets that contradict the folds
+    file) are errors, not reasons."""
+    metas = sorted(d.glob("fold[0-9]*.json"))
     if not metas:
         return None, "no finished fold"
     meta = [json.loads(m.read_text()) for m in metas]
-    if any(m.get("competition") != comp.name for m in meta):
-        return None, f"made for competition {meta[0].get('competition')!r}"
-    if any(m.get("folds_hash") != folds_hash for m in meta):
-        return None, "made with another folds file (hash differs); re-train it or remove it"
     n_folds = int(folds["fold"].max()) + 1
-    test_index = pd.Index(test_ids)
-    have = sorted(m["fold"] for m in meta)
-    if have != list(range(n_folds)):
-        return None, f"folds {sorted(set(range(n_folds)) - set(have))} missing (has {have})"
-    parts, tests, fold_auc = [], [], []
-    for k in range(n_folds):
-        path = d / f"fold{k}.csv"
-        df = read_csv(path, "OOF file")
-        check_columns(df, ["id", "target", "fold", "pred"], path)
-        check_predictions(df["pred"], path)
-        if (df["fold"] != k).any():
-            raise InputError(f"{path}: rows of fold {int(df['fold'][df['fold'] != k].iloc[0])} in the file of fold {k}")
-        fold_auc.append(fast_auc(df["target"].to_numpy(), df["pred"].to_numpy(float)))
-        parts.append(df)
-        tpath = d / f"test_fold{k}.csv"
-        t = read_csv(tpath, "test predictions")
-        check_columns(t, ["id", "pred"], tpath)
-        check_predictions(t["pred"], tpath)
-        tid = pd.Index(t["id"].astype(str))
-        if len(tid) != len(test_index) or not tid.is_unique or not tid.isin(test_index).all():
-            raise InputError(f"{tpath}: ids do not match {comp.sample_submission} ({len(t)} rows, "
-                             f"{int((~test_index.isin(tid)).sum())} submission ids missing)")
-        tests.append(t["pred"].set_axis(tid).reindex(test_index).to_numpy(float))
+    why = _why_left_out(meta, comp, folds_hash, n_folds)
+    if why:
+        return None, why
+    folds_by_id = folds.set_index("id")
+    parts, tests = zip(*(_read_fold(d, k, folds_by_id, pd.Index(test_ids), comp.sample_submission)
+                         for k in range(n_folds)))
+    fold_auc = [metrics.auc(p["target"].to_numpy(), p["pred"].to_numpy(float)) for p in parts]
     oof = pd.concat(parts)
     oid = pd.Index(oof["id"].astype(str))
     if not oid.is_unique:
@@ -123,13 +155,14 @@ def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash:
     oof = oof.set_axis(oid).reindex(fid)
     if not (oof["fold"].to_numpy() == folds["fold"].to_numpy()).all():
         raise InputError(f"{d}: OOF fold numbers differ from the folds file")
-    return Experiment(d.name, oof["pred"].to_numpy(float), tests, folds["fold"].to_numpy(int), fold_auc, meta), ""
+    return Experiment(d.name, oof["pred"].to_numpy(float), list(tests), folds["fold"].to_numpy(int), fold_auc,
+                      meta), ""
 
 
-def load_experiments(oof_root: Path, comp: Competition, folds: pd.DataFrame, folds_hash: str,
+def load_experiments(layout: Layout, comp: Competition, folds: pd.DataFrame, folds_hash: str,
                      test_ids: list[str], names: list[str] | None = None, strict: bool = False):
     """All usable experiments, plus {name: reason} for those left out."""
-    dirs = [oof_root / n for n in names] if names else sorted(p for p in oof_root.glob("*") if p.is_dir())
+    dirs = [layout.oof_root / n for n in names] if names else layout.experiment_dirs()
     exps, left_out = [], {}
     for d in dirs:
         if names and not d.is_dir():
@@ -144,9 +177,23 @@ def load_experiments(oof_root: Path, comp: Competition, folds: pd.DataFrame, fol
     if strict and left_out:
         raise InputError("--strict: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()))
     if not exps:
-        raise InputError(f"{oof_root}: no complete experiment for competition {comp.name!r}"
+        raise InputError(f"{layout.oof_root}: no complete experiment for competition {comp.name!r}"
                          + (f" (left out: {left_out})" if left_out else "; run python src/train.py first"))
     return exps, left_out
+
+
+def load_inputs(comp: Competition, layout: Layout, names=None, strict: bool = False) -> BlendInputs:
+    folds_file = layout.folds_file(comp)
+    folds = read_csv(folds_file, "folds file")
+    check_columns(folds, ["id", "target", "fold"], folds_file)
+    folds["id"] = folds["id"].astype(str)
+    sample_path = layout.sample_submission(comp)
+    sample = read_csv(sample_path, "sample submission", (comp.submission_columns[0],))
+    check_columns(sample, comp.submission_columns, sample_path)
+    test_ids = load_test_ids(comp, layout, check_images=False)
+    fh = file_hash(folds_file)
+    exps, left_out = load_experiments(layout, comp, folds, fh, test_ids, names, strict)
+    return BlendInputs(folds, fh, test_ids, sample, exps, left_out)
 
 
 # --- blending -----------------------------------------------------------------------------------
@@ -156,14 +203,14 @@ def hill_climb(y: np.ndarray, P: np.ndarray, max_rounds: int = 100) -> tuple[np.
     add (again) the column that most raises the AUC of the running mean, stop when nothing
     improves. Returns weights (selection counts / rounds) and the AUC after each step."""
     m = P.shape[1]
-    single = [fast_auc(y, P[:, j]) for j in range(m)]
+    single = [metrics.auc(y, P[:, j]) for j in range(m)]
     best = int(np.argmax(single))
     counts = np.zeros(m, int)
     counts[best] = 1
     total = P[:, best].copy()
     history = [single[best]]
     for _ in range(max_rounds):
-        scores = [fast_auc(y, total + P[:, j]) for j in range(m)]
+        scores = [metrics.auc(y, total + P[:, j]) for j in range(m)]
         j = int(np.argmax(scores))
         if scores[j] <= history[-1] + 1e-12:
             break
@@ -196,76 +243,26 @@ def cross_check(method: str, y: np.ndarray, O: np.ndarray, fold: np.ndarray) -> 
     for k in np.unique(fold):
         tr, va = fold != k, fold == k
         w = find_weights(method, y[tr], O[tr])
-        blend.append(fast_auc(y[va], O[va] @ w))
-        best = int(np.argmax([fast_auc(y[tr], O[tr, j]) for j in range(O.shape[1])]))
-        single.append(fast_auc(y[va], O[va, best]))
+        blend.append(metrics.auc(y[va], O[va] @ w))
+        best = int(np.argmax([metrics.auc(y[tr], O[tr, j]) for j in range(O.shape[1])]))
+        single.append(metrics.auc(y[va], O[va, best]))
     return {"blend_auc_mean": float(np.mean(blend)), "blend_auc_std": float(np.std(blend)),
             "best_single_auc_mean": float(np.mean(single)), "per_fold": [round(a, 5) for a in blend]}
 
 
-# --- operating points ---------------------------------------------------------------------------
-
-def threshold_for_recall(y: np.ndarray, s: np.ndarray, recall: float) -> float:
-    """The highest threshold whose recall of defects (score >= t) is at least `recall`."""
-    pos = np.sort(s[y == 1])[::-1]
-    k = int(np.ceil(recall * len(pos))) - 1
-    return float(pos[max(k, 0)])
-
-
-def best_threshold(y: np.ndarray, s: np.ndarray, by: str = "accuracy") -> float:
-    cands = np.unique(s)
-    pred = s[None, :] >= cands[:, None] if len(cands) * len(s) <= 2e7 else None
-    if pred is None:  # too many candidates for one matrix: use quantiles
-        cands = np.quantile(s, np.linspace(0, 1, 2001))
-        pred = s[None, :] >= cands[:, None]
-    tp = (pred & (y == 1)).sum(1)
-    fp = (pred & (y == 0)).sum(1)
-    fn = (y == 1).sum() - tp
-    if by == "f1":
-        score = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    elif by == "youden":
-        score = tp / max((y == 1).sum(), 1) - fp / max((y == 0).sum(), 1)
-    else:
-        score = (tp + (y == 0).sum() - fp) / len(y)
-    return float(cands[int(np.argmax(score))])
-
-
-def confusion_metrics(y: np.ndarray, s: np.ndarray, t: float) -> dict:
-    pred = s >= t
-    tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
-    fn, tn = int((~pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
-    prec = tp / max(tp + fp, 1)
-    rec = tp / max(tp + fn, 1)
-    return {"threshold": round(t, 6), "precision": round(prec, 4), "recall": round(rec, 4),
-            "f1": round(2 * prec * rec / max(prec + rec, 1e-12), 4), "accuracy": round((tp + tn) / len(y), 4),
-            "fpr": round(fp / max(fp + tn, 1), 4), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
-
-
-def operating_points(y: np.ndarray, s: np.ndarray, by: str) -> dict:
-    out = {f"recall_{int(r * 100)}": confusion_metrics(y, s, threshold_for_recall(y, s, r)) for r in (0.95, 0.99)}
-    out["chosen"] = {"by": by, **confusion_metrics(y, s, best_threshold(y, s, by))}
-    return out
-
-
-# --- the whole blend ----------------------------------------------------------------------------
+# --- reporting ----------------------------------------------------------------------------------
 
 def plot_roc(y, curves: dict, path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    grid = np.linspace(0, 1, 1001)  # a fixed FPR grid: 40,000-point lines are slow to draw, no sharper
-    for name, s in curves.items():
-        fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(grid, np.interp(grid, fpr, tpr), lw=2.5 if name.startswith("blend") else 1.2,
-                label=f"{name} (AUC {fast_auc(y, s):.4f})")
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set_xlabel("false positive rate"), ax.set_ylabel("defect recall (TPR)"), ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    save_figure_atomic(fig, path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(5.5, 5), dpi=100) as (fig, ax):
+        grid = np.linspace(0, 1, 1001)  # a fixed FPR grid: 40,000-point lines are slow to draw, no sharper
+        for name, s in curves.items():
+            fpr, tpr, _ = roc_curve(y, s)
+            ax.plot(grid, np.interp(grid, fpr, tpr), lw=2.5 if name.startswith("blend") else 1.2,
+                    label=f"{name} (AUC {metrics.auc(y, s):.4f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set_xlabel("false positive rate"), ax.set_ylabel("defect recall (TPR)"), ax.set_title(title)
+        ax.legend(fontsize=7, loc="lower right")
 
 
 def score_table(exps: list[Experiment], y: np.ndarray) -> pd.DataFrame:
@@ -274,99 +271,123 @@ def score_table(exps: list[Experiment], y: np.ndarray) -> pd.DataFrame:
     rows = []
     for j, e in enumerate(exps):
         others = np.delete(corr[j], j)
-        rows.append({"experiment": e.name, "oof_auc": round(fast_auc(y, e.oof), 5),
+        rows.append({"experiment": e.name, "oof_auc": round(metrics.auc(y, e.oof), 5),
                      "fold_auc_mean": round(float(np.mean(e.fold_auc)), 5),
                      "fold_auc_std": round(float(np.std(e.fold_auc)), 5),
                      "max_corr_others": round(float(others.max()), 4) if len(others) else float("nan")})
     return pd.DataFrame(rows).sort_values("oof_auc", ascending=False).reset_index(drop=True)
 
 
-def local_leaderboard(comp: Competition, base: Path, test_ids: list[str], scores: dict,
-                      threshold: float) -> dict | None:
-    """Scores of the submission (and of each experiment) on solution.csv, if the competition has one."""
-    path = comp.root(base) / comp.solution
+def read_solution(comp: Competition, layout: Layout, test_ids: list[str]) -> pd.DataFrame | None:
+    """solution.csv checked like train.csv (unique ids, 0/1 answers, both classes), in the
+    submission's id order; None when the competition has none."""
+    path = layout.solution(comp)
     if not path.exists():
         return None
-    sol = read_csv(path, "solution")
-    check_columns(sol, [comp.submission_columns[0], comp.submission_columns[1]], path)
-    sol = sol.set_index(sol[comp.submission_columns[0]].astype(str))
+    id_col, col = comp.submission_columns
+    sol = read_csv(path, "solution", (id_col,))
+    check_columns(sol, [id_col, col], path)
+    check_unique_ids(sol, id_col, path)
+    check_binary_target(sol, col, path)
+    sol = sol.set_index(sol[id_col].astype(str))
     missing = set(test_ids) - set(sol.index)
     if missing:
         raise InputError(f"{path}: no answer for {len(missing)} submission ids, e.g. {sorted(missing)[:2]}")
-    sol = sol.loc[test_ids]
-    y = sol[comp.submission_columns[1]].to_numpy(int)
-    out = {name: round(fast_auc(y, s), 5) for name, s in scores.items()}
+    return sol.loc[test_ids]
+
+
+def local_leaderboard(sol: pd.DataFrame | None, col: str, scores: dict, threshold: float) -> dict | None:
+    """Scores of the submission (and of each experiment) on the answers, if there are any."""
+    if sol is None:
+        return None
+    y = pd.to_numeric(sol[col]).to_numpy(int)
+    out = {name: round(metrics.auc(y, s), 5) for name, s in scores.items()}
     blend = scores["blend"]
     if "Usage" in sol:
         for usage in ("Public", "Private"):
             m = (sol["Usage"] == usage).to_numpy()
             if m.any() and len(np.unique(y[m])) == 2:
-                out[f"blend_{usage.lower()}"] = round(fast_auc(y[m], blend[m]), 5)
-    out["at_oof_threshold"] = confusion_metrics(y, blend, threshold)
+                out[f"blend_{usage.lower()}"] = round(metrics.auc(y[m], blend[m]), 5)
+    out["at_oof_threshold"] = metrics.confusion_metrics(y, blend, threshold)
     return out
 
 
-def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[str] | None = None,
-              strict: bool = False, threshold_by: str = "accuracy", out_dir: Path | None = None,
-              command: str = "", verbose: bool = True) -> dict:
-    from data import load_test_ids
-    say = print if verbose else (lambda *a, **k: None)
-    base = Path(base)
-    folds_file = base / "folds" / f"{comp.name}.csv"
-    folds = read_csv(folds_file, "folds file")
-    check_columns(folds, ["id", "target", "fold"], folds_file)
-    folds["id"] = folds["id"].astype(str)
-    sample_path = comp.root(base) / comp.sample_submission
-    sample = read_csv(sample_path, "sample submission")
-    check_columns(sample, comp.submission_columns, sample_path)
-    test_ids = load_test_ids(comp, base)
-    exps, left_out = load_experiments(base / "oof", comp, folds, file_hash(folds_file), test_ids, names, strict)
-    for name, why in left_out.items():
-        say(f"left out {name}: {why}")
-    y, fold = folds["target"].to_numpy(int), folds["fold"].to_numpy(int)
-    table = score_table(exps, y)
-    say(table.to_string(index=False))
+# --- the whole blend ----------------------------------------------------------------------------
 
-    O, T = blend_space(method, exps)
+def compute_blend(inp: BlendInputs, method: str, threshold_by: str) -> dict:
+    """Weights, blended OOF and test scores, the cross-check and the operating points."""
+    y = inp.y
+    O, T = blend_space(method, inp.exps)
     w = find_weights(method, y, O)
     oof_blend, test_blend = O @ w, T @ w
     check_predictions(test_blend, "blend of test predictions")
-    blend_auc = fast_auc(y, oof_blend)
-    cv = cross_check(method, y, O, fold)
-    best = table.iloc[0]
-    weights = {e.name: round(float(x), 4) for e, x in zip(exps, w) if x > 0}
-    say(f"blend ({method}) weights: " + ", ".join(f"{k} {v:.3f}" for k, v in weights.items()))
-    say(f"blend OOF AUC {blend_auc:.5f} (best single {best.experiment} {best.oof_auc:.5f}); "
+    return {"weights": w, "oof": oof_blend, "test": test_blend, "auc": metrics.auc(y, oof_blend),
+            "cv": cross_check(method, y, O, inp.fold), "ops": metrics.operating_points(y, oof_blend, threshold_by)}
+
+
+def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str) -> None:
+    best, cv = table.iloc[0], b["cv"]
+    say(f"blend ({method}) weights: " + ", ".join(f"{e.name} {x:.3f}" for e, x in zip(inp.exps, b["weights"]) if x > 0))
+    say(f"blend OOF AUC {b['auc']:.5f} (best single {best.experiment} {best.oof_auc:.5f}); "
         f"fold-wise cross-check: blend {cv['blend_auc_mean']:.5f} +- {cv['blend_auc_std']:.5f} vs best single "
         f"{cv['best_single_auc_mean']:.5f} (weights found on k-1 folds, scored on the held-out fold)")
-    ops = operating_points(y, oof_blend, threshold_by)
-    for key, op in ops.items():
+    for key, op in b["ops"].items():
         say(f"  OOF operating point {key:>9}: threshold {op['threshold']:.4f} recall {op['recall']:.3f} "
             f"FPR {op['fpr']:.3f} precision {op['precision']:.3f} F1 {op['f1']:.3f} accuracy {op['accuracy']:.3f}")
 
-    out_dir = Path(out_dir or base / "submissions")
-    sub = sample.copy()
-    sub[comp.submission_columns[0]] = sub[comp.submission_columns[0]].astype(str)
-    sub[comp.submission_columns[1]] = pd.Series(test_blend, index=test_ids).loc[sub[comp.submission_columns[0]]].to_numpy()
-    sub_path = out_dir / "submission.csv"
-    write_csv_atomic(sub, sub_path)
-    plot_roc(y, {**{e.name: e.oof for e in exps}, f"blend {method}": oof_blend}, out_dir / "roc.png",
-             f"{comp.name}: OOF ROC")
-    test_scores = {"blend": test_blend, **{e.name: e.test for e in exps}}
-    lb = local_leaderboard(comp, base, test_ids, test_scores, ops["chosen"]["threshold"])
+
+def print_leaderboard(say, lb: dict | None, comp: Competition) -> None:
     if lb:
         c = lb["at_oof_threshold"]
         say(f"local leaderboard ({comp.solution}): blend test AUC {lb['blend']:.5f}"
             + "".join(f", {k.split('_')[1]} {v:.5f}" for k, v in lb.items() if k.startswith("blend_"))
             + f"; at the OOF threshold: accuracy {c['accuracy']:.4f}, recall {c['recall']:.3f}, "
               f"precision {c['precision']:.3f}")
-    report = {"competition": comp.name, "method": method, "experiments": [e.name for e in exps],
-              "left_out": left_out, "weights": weights, "table": table.to_dict("records"),
-              "blend_oof_auc": round(blend_auc, 5), "cross_check": cv, "operating_points": ops,
-              "local_leaderboard": lb, "submission": str(sub_path), "folds_hash": file_hash(folds_file),
-              "command": command}
-    write_json_atomic(out_dir / "blend.json", report)
-    say(f"wrote {sub_path} ({len(sub)} rows), {out_dir / 'blend.json'}, {out_dir / 'roc.png'}")
+
+
+def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[str] | None = None,
+              strict: bool = False, threshold_by: str = "accuracy", command: str = "", verbose: bool = True,
+              extra=None) -> dict:
+    """Blend, score, and publish submission.csv + blend.json + roc.png as one result set.
+    `extra(result_set, report)` may add files (run.py's summary) before the set is committed."""
+    say = print if verbose else (lambda *a, **k: None)
+    layout = Layout(base)
+    inp = load_inputs(comp, layout, names, strict)
+    for name, why in inp.left_out.items():
+        say(f"left out {name}: {why}")
+    table = score_table(inp.exps, inp.y)
+    say(table.to_string(index=False))
+    b = compute_blend(inp, method, threshold_by)
+    print_blend(say, inp, table, b, method)
+    sol = read_solution(comp, layout, inp.test_ids)  # checked before anything is written
+    lb = local_leaderboard(sol, comp.submission_columns[1], {"blend": b["test"], **{e.name: e.test for e in inp.exps}},
+                           b["ops"]["chosen"]["threshold"])
+    print_leaderboard(say, lb, comp)
+    id_col, col = comp.submission_columns
+    sub = inp.sample.copy()
+    sub[id_col] = sub[id_col].astype(str)
+    sub[col] = pd.Series(b["test"], index=inp.test_ids).loc[sub[id_col]].to_numpy()
+    rs = ResultSet(layout)
+    try:
+        write_csv_atomic(sub, rs.path("submission.csv"))
+        plot_roc(inp.y, {**{e.name: e.oof for e in inp.exps}, f"blend {method}": b["oof"]}, rs.path("roc.png"),
+                 f"{comp.name}: OOF ROC")
+        report = {"competition": comp.name, "method": method, "experiments": [e.name for e in inp.exps],
+                  "left_out": inp.left_out, "weights": {e.name: round(float(x), 4) for e, x in
+                                                        zip(inp.exps, b["weights"]) if x > 0},
+                  "table": table.to_dict("records"), "blend_oof_auc": round(b["auc"], 5), "cross_check": b["cv"],
+                  "operating_points": b["ops"], "local_leaderboard": lb,
+                  "submission": str(rs.final_path("submission.csv")),
+                  "folds_hash": inp.folds_hash, "command": command,
+                  "files": {n: file_hash(rs.path(n)) for n in ("submission.csv", "roc.png")}}
+        write_json_atomic(rs.path("blend.json"), report)
+        if extra is not None:
+            extra(rs, report)
+        rs.commit()
+    except BaseException:
+        rs.discard()
+        raise
+    say(f"wrote {rs.final_path('submission.csv')} ({len(sub)} rows), blend.json, roc.png")
     return report
 
 
@@ -374,15 +395,15 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
-    p.add_argument("--method", choices=METHODS, help="default: the config's blend_method (hill)")
+    add_recipe_flags(p, only=("blend_method",))
     p.add_argument("--exps", nargs="+", help="experiments to blend (default: every complete one)")
     p.add_argument("--strict", action="store_true", help="an incomplete or mismatched experiment is an error")
-    p.add_argument("--threshold-by", choices=("accuracy", "f1", "youden"), default="accuracy",
+    p.add_argument("--threshold-by", choices=metrics.THRESHOLD_RULES, default="accuracy",
                    help="how the operating threshold is chosen on OOF predictions")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
-    run_blend(cfg.competition, Path(args.workdir), args.method or cfg.recipe.blend_method, args.exps,
-              args.strict, args.threshold_by, command=shlex.join(["python", "src/blend.py", *sys.argv[1:]]))
+    run_blend(cfg.competition, Path(args.workdir), cfg.recipe.blend_method, args.exps, args.strict,
+              args.threshold_by, command=shlex.join(["python", "src/blend.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 names the file, the row or column, and what was expected."""
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ class InputError(ValueError):
 
 def cli_main(main):
     """Decorate a script's `main(argv)`: an InputError is printed as one `error: ...` line on
-    stderr (no traceback) and gives exit status 2; a `main` that returns None gives 0."""
+    stderr (no traceback) and gives exit status 2; an OSError (permissions, a full disk) one
+    line naming the path, exit status 1; a `main` that returns None gives 0."""
     @functools.wraps(main)
     def wrapper(argv=None) -> int:
         try:
@@ -24,17 +26,52 @@ def cli_main(main):
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except OSError as e:
+            print(f"error: {describe_os_error(e)}", file=sys.stderr)
+            return 1
     return wrapper
 
 
-def read_csv(path: str | Path, what: str = "file") -> pd.DataFrame:
+def describe_os_error(e: OSError) -> str:
+    """One line for an OSError: the path, what went wrong, and a hint for the usual causes."""
+    where = e.filename or "a file"
+    hint = {errno.ENOSPC: " (the disk is full: free space, or use --workdir elsewhere)",
+            errno.EACCES: " (no permission: check the folder's owner and mode)",
+            errno.EROFS: " (read-only file system)"}.get(e.errno or 0, "")
+    return f"{where}: {e.strerror or e}{hint}"
+
+
+def check_name(value: str, what: str) -> str:
+    """Ids, experiment and competition names are names, not paths: no separators, no '..'."""
+    s = str(value)
+    if not s or s in (".", "..") or "/" in s or "\\" in s or "\0" in s or s.startswith(".."):
+        raise InputError(f"{what} {s!r}: must be a plain name (no '/', '\\' or '..'; not empty)")
+    return s
+
+
+# pandas' default NA strings, minus none: used for every column except id columns, which are
+# names ('NA' and 'null' are valid ids) and become NaN only when empty.
+_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
+def read_csv(path: str | Path, what: str = "file", id_cols=("id",)) -> pd.DataFrame:
+    """A CSV whose id columns (`id_cols`, and always the first column) are read as strings."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise InputError(f"{path}: {what} is a folder, expected a CSV file")
     try:
-        return pd.read_csv(path, dtype={0: str})
-    except Exception as e:  # pandas raises several kinds for malformed files
-        raise InputError(f"{path}: cannot be read as CSV ({e})") from e
+        header = pd.read_csv(path, nrows=0).columns
+        ids = set(id_cols) | ({header[0]} if len(header) else set())
+        na = {c: ([""] if c in ids else _NA) for c in header}
+        return pd.read_csv(path, dtype={c: str for c in ids if c in header}, keep_default_na=False,
+                           na_values=na)
+    except pd.errors.EmptyDataError as e:
+        raise InputError(f"{path}: {what} is empty") from e
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot be read as CSV ({str(e).splitlines()[0]})") from e
 
 
 def shown(value) -> str:
@@ -55,6 +92,11 @@ def check_unique_ids(df: pd.DataFrame, id_col: str, path) -> None:
     if df[id_col].isna().any():
         row = int(np.flatnonzero(df[id_col].isna().to_numpy())[0])
         raise InputError(f"{path}: row {row + 2}: empty {id_col!r}")
+    for row, i in enumerate(ids):
+        try:
+            check_name(i, f"row {row + 2}: {id_col!r}")
+        except InputError as e:
+            raise InputError(f"{path}: {e}; ids name image files inside the competition") from None
     dup = ids[ids.duplicated(keep=False)]
     if len(dup):
         first = dup.iloc[0]

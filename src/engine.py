@@ -17,8 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
-# The 8 symmetries of the square (dihedral group D4) on NCHW tensors. TTA n uses the first n:
-# 1 = identity, 2 = + horizontal flip, 4 = + vertical flip and 180-degree rotation, 8 = all.
+# The 8 symmetries of the square (dihedral group D4) on NCHW tensors, in imaging.D4_NUMPY's order.
+# TTA n uses the first n: 1 = identity, 2 = + horizontal flip, 4 = + vertical flip and 180 degrees
+# (the 4 that keep a rectangle's shape), 8 = all.
 D4 = (
     lambda x: x,
     lambda x: x.flip(3),
@@ -53,7 +54,7 @@ class DeviceSetup:
 
 def make_setup(device: torch.device, mean, std, amp: bool = True, channels_last: bool = True) -> DeviceSetup:
     """AMP (bf16 where supported, else fp16) on CUDA, fp32 on CPU; channels_last on both (it
-    is also ~1.5x faster for EfficientNet training on CPU, bench/train_throughput.py)."""
+    also speeds up EfficientNet training on CPU: bench/train_throughput.py --no-channels-last)."""
     amp_dtype = None  # fp32 on CPU: bf16 autocast is slower than fp32 on most CPUs
     if amp and device.type == "cuda":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -143,8 +144,6 @@ def _view_probs(model: nn.Module, loader, setup: DeviceSetup, tta: int, progress
 
     A batch of shape (B, V, C, H, W) holds V >= tta symmetries already applied (cached features
     of the frozen stages, in D4 order): variant v is then taken instead of computed."""
-    if tta not in (1, 2, 4, 8):
-        raise ValueError(f"tta={tta}: expected 1, 2, 4 or 8")
     model.eval()
     for x, _ in loader:
         if x.dim() == 5 and x.shape[1] < tta:
@@ -175,41 +174,6 @@ def predict_views(model: nn.Module, loader, setup: DeviceSetup, tta: int = 8) ->
     """(tta, N): the probabilities under each of the first `tta` symmetries, unaveraged."""
     out = [torch.stack(views).cpu() for views in _view_probs(model, loader, setup, tta)]
     return torch.cat(out, 1).numpy() if out else np.zeros((tta, 0), np.float32)
-
-
-@torch.inference_mode()
-def extract_frozen_features(model: nn.Module, freeze_stages: int, images: np.ndarray, setup: DeviceSetup,
-                            path, batch_size: int = 64, progress: bool = True, n_variants: int = 8) -> np.ndarray:
-    """Output of a model's frozen stages for the first `n_variants` symmetries of D4 of every
-    image, as float16 (N, n_variants, C, H, W) in a .npy file written atomically, memory-mapped after."""
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    from fileio import atomic_path
-    from models import frozen_features
-    path = Path(path)
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    model.eval()
-    with atomic_path(path) as tmp:
-        out = None
-        for start in tqdm(range(0, len(images), batch_size), desc=f"frozen features {path.stem[:40]}",
-                          unit="batch", leave=False, disable=not progress):
-            x = to_input(torch.from_numpy(np.array(images[start:start + batch_size])).permute(0, 3, 1, 2), setup)
-            feats = torch.stack([frozen_features(model, freeze_stages, t(x)) for t in D4[:n_variants]], 1)
-            if out is None:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
-                                                shape=(len(images), *feats.shape[1:]))
-            out[start:start + len(x)] = feats.float().cpu().numpy().astype(np.float16)
-        out.flush()
-        del out
-    return np.load(path, mmap_mode="r")
-
-
-def bce(prob: np.ndarray, target: np.ndarray) -> float:
-    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
-    return float(-np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):

@@ -20,18 +20,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+import metrics
 from checks import InputError, cli_main, read_csv
-from config import Competition, add_config_flags, config_from_args, fold_paths
-from data import crop_resize, read_image
-from fileio import save_figure_atomic
+from config import Competition, add_config_flags, config_from_args
+from imaging import load_image
+from layout import Layout
 from models import load_fold_model
+from plots import figure
 
 GROUPS = ("confident_defects", "missed_defects", "false_alarms")
 
 
 def pick_rows(oof: pd.DataFrame, n: int) -> dict[str, pd.DataFrame]:
-    from blend import best_threshold
-    t = best_threshold(oof["target"].to_numpy(int), oof["pred"].to_numpy(float), "accuracy")
+    t = metrics.best_threshold(oof["target"].to_numpy(int), oof["pred"].to_numpy(float), "accuracy")
     pos, neg = oof[oof.target == 1], oof[oof.target == 0]
     return {"confident_defects": pos.nlargest(n, "pred"),
             "missed_defects": pos[pos.pred < t].nsmallest(n, "pred"),
@@ -59,39 +60,39 @@ def gradcam_maps(model, images: np.ndarray, mean, std) -> np.ndarray:
 
 
 def plot_grid(images, maps, titles, path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     n = max(len(images), 1)
-    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.6), squeeze=False)
-    for j in range(n):
-        for ax in axes[:, j]:
-            ax.axis("off")
-        if j >= len(images):
-            continue
-        axes[0, j].imshow(images[j])
-        axes[0, j].set_title(titles[j], fontsize=7)
-        axes[1, j].imshow(images[j])
-        axes[1, j].imshow(maps[j], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    if not len(images):
-        axes[0, 0].text(0.5, 0.5, "none in this group", ha="center")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    save_figure_atomic(fig, path, dpi=90)
-    plt.close(fig)
+    with figure(path, 2, n, figsize=(2.2 * n, 4.6), squeeze=False) as (fig, axes):
+        for j in range(n):
+            for ax in axes[:, j]:
+                ax.axis("off")
+            if j >= len(images):
+                continue
+            axes[0, j].imshow(images[j])
+            axes[0, j].set_title(titles[j], fontsize=7)
+            axes[1, j].imshow(images[j])
+            axes[1, j].imshow(maps[j], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        if not len(images):
+            axes[0, 0].text(0.5, 0.5, "none in this group", ha="center")
+        fig.suptitle(title, fontsize=9)
+
+
+def fold_images(ck: dict, folder: Path, ids, ext: str) -> np.ndarray:
+    """The images of `ids` as the fold's model saw them (size, resize mode, border crop)."""
+    hw = tuple(ck["img_size"]) if isinstance(ck["img_size"], (list, tuple)) else (ck["img_size"],) * 2
+    if not len(ids):
+        return np.zeros((0, *hw, 3), np.uint8)
+    return np.stack([load_image(folder / f"{i}{ext}", hw, ck.get("resize", "squash"), ck["border_crop"])
+                     for i in ids])
 
 
 def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> list[Path]:
-    base = Path(base)
-    paths = fold_paths(base, exp, fold)
+    layout = Layout(base)
+    paths = layout.fold(exp, fold)
     model, ck = load_fold_model(paths.best, fold)
     oof = read_csv(paths.oof, "OOF file")
-    oof["id"] = oof["id"].astype(str)
-    root = comp.root(base) / comp.train_dir
     out = []
     for group, rows in pick_rows(oof, n).items():
-        imgs = np.stack([crop_resize(read_image(root / f"{i}{comp.image_ext}"), ck["img_size"], ck["border_crop"])
-                         for i in rows.id]) if len(rows) else np.zeros((0, 1, 1, 3), np.uint8)
+        imgs = fold_images(ck, layout.train_dir(comp), rows.id, comp.image_ext)
         maps = gradcam_maps(model, imgs, ck["mean"], ck["std"]) if len(rows) else []
         titles = [f"{i}\np={p:.2f} y={t}" for i, p, t in zip(rows.id, rows.pred, rows.target)]
         path = paths.model_dir / "gradcam" / f"fold{fold}_{group}.png"

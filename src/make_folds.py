@@ -16,14 +16,16 @@ from checks import InputError, check_columns, cli_main
 from config import ROOT, Competition, add_config_flags, add_recipe_flags, config_from_args
 from data import load_train_table
 from fileio import write_csv_atomic
+from layout import Layout
 
 
 def assign_folds(target: np.ndarray, n_folds: int, seed: int, groups=None) -> np.ndarray:
     """Fold number per row; stratified by target, and never splitting a group when given."""
     target = np.asarray(target)
-    n_min = int(np.bincount(target).min())
+    n_min = int(np.bincount(target, minlength=2).min())
     if n_min < n_folds:
-        raise InputError(f"only {n_min} rows in the smaller class; cannot make {n_folds} stratified folds")
+        raise InputError(f"only {n_min} rows in the smaller class; {n_folds} stratified folds need at least "
+                         f"{n_folds} of each class (use fewer folds: --n-folds)")
     fold = np.full(len(target), -1, dtype=int)
     if groups is None:
         splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
@@ -48,25 +50,22 @@ def fold_summary(folds: pd.DataFrame, target_col: str = "target") -> pd.DataFram
 
 def make_folds(comp: Competition, n_folds: int, seed: int, group_col: str | None = None,
                base: Path = ROOT, out: Path | None = None) -> pd.DataFrame:
-    df = load_train_table(comp, base)
+    layout = Layout(base)
+    df = load_train_table(comp, layout)
     group_col = group_col or comp.group_col
     groups = None
     if group_col:
-        check_columns(df, [group_col], comp.root(base) / comp.train_csv)
+        check_columns(df, [group_col], layout.train_csv(comp))
         if df[group_col].isna().any():
             row = int(np.flatnonzero(df[group_col].isna().to_numpy())[0])
-            raise InputError(f"{comp.root(base) / comp.train_csv}: row {row + 2}: empty group {group_col!r}")
+            raise InputError(f"{layout.train_csv(comp)}: row {row + 2}: empty group {group_col!r}")
         groups = df[group_col].astype(str).to_numpy()
     folds = pd.DataFrame({"id": df[comp.id_col], "target": df[comp.target_col]})
     if group_col:
         folds[group_col] = groups
     folds["fold"] = assign_folds(folds["target"].to_numpy(), n_folds, seed, groups)
-    write_csv_atomic(folds, out or folds_path(comp, base))
+    write_csv_atomic(folds, out or layout.folds_file(comp))
     return folds
-
-
-def folds_path(comp: Competition, base: Path = ROOT) -> Path:
-    return base / "folds" / f"{comp.name}.csv"
 
 
 @cli_main
@@ -79,7 +78,7 @@ def main(argv=None) -> int:
     cfg = config_from_args(args)
     n = cfg.recipe.n_folds
     folds = make_folds(cfg.competition, n, cfg.recipe.seed, args.group_col, base=Path(args.workdir))
-    print(f"wrote {folds_path(cfg.competition, Path(args.workdir))}: {len(folds)} rows, {n} folds")
+    print(f"wrote {Layout(args.workdir).folds_file(cfg.competition)}: {len(folds)} rows, {n} folds")
     print(fold_summary(folds).to_string())
     return 0
 

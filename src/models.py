@@ -51,42 +51,32 @@ def lite_weights_path(arch: str) -> Path | None:
         return None
 
 
-def map_state_dict_by_order(src: dict, model: nn.Module) -> dict:
-    """Rename `src`'s tensors onto `model`'s names by position; every shape must agree."""
-    dst = model.state_dict()
-    if len(src) != len(dst):
-        raise ValueError(f"cannot map weights by order: {len(src)} tensors vs the model's {len(dst)}")
-    out = {}
-    for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
-        if sv.shape != dv.shape:
-            raise ValueError(f"cannot map weights by order: {sk} {tuple(sv.shape)} vs {dk} {tuple(dv.shape)}")
-        out[dk] = sv
-    return out
-
-
 def _load_lite(model: nn.Module, path: Path) -> None:
+    """The packaged weights hold the same tensors in the same order as timm's model, under
+    other names: mapped by position (timm's remap_state_dict), every shape checked."""
+    from timm.models import remap_state_dict
     sd = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(map_state_dict_by_order(sd, model))
+    own = model.state_dict()
+    if len(sd) != len(own) or any(a.shape != b.shape for a, b in zip(sd.values(), own.values())):
+        raise InputError(f"{path}: the packaged weights do not fit {type(model).__name__} tensor by tensor")
+    model.load_state_dict(remap_state_dict(sd, model, allow_reshape=False))
 
 
 def load_weights_file(model: nn.Module, path: str | Path) -> None:
-    """Load a state dict (raw, or under 'model'/'state_dict' as in our checkpoints and timm's)
-    into `model`, leaving out a classifier whose shape differs (another number of classes)."""
+    """Load a state dict (raw, or under 'model'/'state_dict'/EMA keys as in our checkpoints and
+    timm's; read by timm's load_state_dict) into `model`, leaving out a classifier whose shape
+    differs (another number of classes)."""
+    from timm.models import load_state_dict
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--weights {path}: file not found")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = load_state_dict(str(path), use_ema=True)
     except Exception as e:
-        raise InputError(f"--weights {path}: cannot be read as a PyTorch state dict ({e})") from e
-    for key in ("model", "state_dict", "model_ema", "state_dict_ema"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-            break
-    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+        raise InputError(f"--weights {path}: cannot be read as a PyTorch state dict "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''})") from e
     own = model.state_dict()
-    skipped = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
-    for k in skipped:
+    for k in [k for k, v in sd.items() if k in own and own[k].shape != v.shape]:
         del sd[k]
     missing, unexpected = model.load_state_dict(sd, strict=False)
     head = {f"{model.pretrained_cfg.get('classifier', 'fc')}.{s}" for s in ("weight", "bias")}
@@ -148,22 +138,24 @@ def stage_groups(model: nn.Module) -> list[list[str]]:
     return list(group_parameters(model, model.group_matcher(coarse=True)).values())
 
 
+def frozen_parameter_names(model: nn.Module, freeze_stages: int) -> set[str]:
+    """Names of the parameters `freeze_stages` keeps frozen (the classifier never is)."""
+    head = {n for n, p in model.named_parameters() if id(p) in head_parameters(model)}
+    return {n for g in stage_groups(model)[:freeze_stages] for n in g} - head
+
+
 def set_train_mode(net: nn.Module, freeze_stages: int = 0, head_only: bool = False) -> None:
     """net.train(), with the first `freeze_stages` stages (or, with head_only, everything but
     the classifier) frozen: no gradients, and BatchNorm statistics kept (eval mode)."""
     net.train()
     model = unwrap(net)
-    head = {n for n, p in model.named_parameters() if id(p) in head_parameters(model)}
-    frozen = {n for g in stage_groups(model)[:freeze_stages] for n in g} - head
+    head = head_parameters(model)
+    frozen = frozen_parameter_names(model, freeze_stages)
     for name, p in model.named_parameters():
-        p.requires_grad_(name in head or (not head_only and name not in frozen))
+        p.requires_grad_(id(p) in head or (not head_only and name not in frozen))
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.requires_grad:
             m.eval()
-
-
-def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
-    set_train_mode(model, 0, head_only=not trainable)
 
 
 # --- cached frozen stages -----------------------------------------------------------------------
@@ -207,20 +199,6 @@ class CachedPrefixNet(nn.Module):
         return self.model.forward_head(x)
 
 
-def prefix_fingerprint(model: nn.Module, freeze_stages: int, *extra: object) -> str:
-    """A short hash of the frozen stages' weights and buffers (plus `extra`, e.g. the input
-    normalisation): the key of a frozen-feature cache, so features computed with other
-    weights (another --weights file at the same path, another hub revision) are never reused."""
-    import hashlib
-    h = hashlib.sha256(repr(extra).encode())
-    for i, m in enumerate(split_stages(model, freeze_stages)[0]):
-        for name, t in m.state_dict().items():
-            t = t.detach().cpu().contiguous()
-            h.update(f"{i}.{name}|{t.dtype}|{tuple(t.shape)}".encode())
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:10]
-
-
 @torch.inference_mode()
 def frozen_features(model: nn.Module, freeze_stages: int, x: torch.Tensor) -> torch.Tensor:
     """Output of the frozen stages for a normalised input batch (model in eval mode)."""
@@ -235,12 +213,15 @@ def unwrap(net: nn.Module) -> nn.Module:
     return net.model if isinstance(net, CachedPrefixNet) else net
 
 
-def load_fold_model(path: Path, fold: int) -> tuple[nn.Module, dict]:
+def load_fold_model(path: Path, fold: int | str) -> tuple[nn.Module, dict]:
     """The model saved as a fold's best checkpoint (train.py's fold<k>.pt), in eval mode on the
-    CPU, with the checkpoint (arch, img_size, border_crop, mean, std, ...)."""
+    CPU, with the checkpoint (arch, img_size, resize, border_crop, mean, std, ...)."""
     if not Path(path).exists():
         raise InputError(f"{path}: no checkpoint; train it first (python src/train.py --fold {fold} ...)")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise InputError(f"{path}: cannot be read as a checkpoint ({type(e).__name__})") from e
     model, _ = create_model(ck["arch"], pretrained="none", num_classes=1)
     model.load_state_dict(ck["model"])
     return model.eval(), ck

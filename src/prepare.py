@@ -2,36 +2,44 @@
 
     python src/prepare.py elpv                                   # the embedded default competition
     python src/prepare.py folder PATH --good NAME --defect NAME [--test NAME] --name COMP
-    python src/prepare.py kaggle --competition SLUG [--name COMP]
+    python src/prepare.py yolo PATH --name COMP                  # images/ + labels/ (YOLO boxes)
+    python src/prepare.py kaggle --slug SLUG [--name COMP]
     python src/prepare.py --config configs/nexperia.yaml          # the source named in a YAML
 
 A competition folder holds train.csv (id, target, ...), train/<id><ext>, test/<id><ext>,
 sample_submission.csv and, when the test labels are known (a held-out split), the answers
 solution.csv (id, target, Usage) that only local scoring reads. A marker file records the
-arguments: a second run with the same arguments does nothing; an interrupted run is repaired.
+arguments: a second run with the same arguments does nothing; an interrupted run is repaired;
+--force rebuilds every image whose source changed. `folder` and `yolo` also write
+configs/<name>.yaml (preset: auto, and an input shape that suits the images' sizes) and
+print the one command to run next.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.model_selection import train_test_split
 
-from checks import InputError, check_train_table, cli_main
-from config import ROOT, Competition, load_config
+from checks import InputError, check_name, check_train_table, cli_main
+from config import ROOT, Competition, add_workdir_flag, load_config
 from fileio import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
+from imaging import IMAGE_EXTS, ImageError, read_image
+from layout import Layout
 
 MARKER = ".prepared.json"
 SPLIT_SEED = 2019  # fixed: every user gets the same held-out test split
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+MIN_FOLDS = 5  # a held-out split must leave this many of each class for stratified folds
+SOURCES = ("elpv", "folder", "yolo", "kaggle")
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -49,11 +57,27 @@ def write_marker(out: Path, args: dict, files: list[str], **extra) -> None:
     write_json_atomic(out / MARKER, {"args": args, "files": files, **extra})
 
 
-def held_out_split(strata: np.ndarray, test_size: float, seed: int = SPLIT_SEED) -> np.ndarray:
-    """Boolean mask of test rows: a stratified, seeded split."""
-    idx = np.arange(len(strata))
-    _, test_idx = train_test_split(idx, test_size=test_size, stratify=strata, random_state=seed)
-    mask = np.zeros(len(strata), dtype=bool)
+def held_out_split(target: np.ndarray, test_size: float, strata: np.ndarray | None = None,
+                   seed: int = SPLIT_SEED) -> np.ndarray:
+    """Boolean mask of test rows: a stratified, seeded split that leaves at least one of each
+    class in the test split and MIN_FOLDS of each in the training rows, or a clear error."""
+    from sklearn.model_selection import train_test_split
+    if not 0 < test_size < 1:
+        raise InputError(f"--test-size {test_size}: expected a fraction between 0 and 1 (e.g. 0.25)")
+    counts = {c: int((target == c).sum()) for c in (0, 1)}
+    need = MIN_FOLDS + max(1, int(np.ceil(MIN_FOLDS * test_size / (1 - test_size))))
+    short = {("good", "defect")[c]: n for c, n in counts.items() if n < need}
+    if short:
+        raise InputError(f"too few images: {', '.join(f'{n} {k}' for k, n in short.items())}; a held-out test "
+                         f"split of {test_size:g} and {MIN_FOLDS} stratified folds need at least {need} of each class "
+                         "(add images, or give an unlabelled --test folder)")
+    idx = np.arange(len(target))
+    strata = target if strata is None else strata
+    try:
+        _, test_idx = train_test_split(idx, test_size=test_size, stratify=strata, random_state=seed)
+    except ValueError:  # a stratum too small: fall back to the label alone
+        _, test_idx = train_test_split(idx, test_size=test_size, stratify=target, random_state=seed)
+    mask = np.zeros(len(target), dtype=bool)
     mask[test_idx] = True
     return mask
 
@@ -67,12 +91,14 @@ def write_competition(out: Path, train: pd.DataFrame, test_ids: list[str], sub_c
     if solution is not None:
         write_csv_atomic(solution, out / "solution.csv")
         names.append("solution.csv")
+    elif (out / "solution.csv").exists():
+        (out / "solution.csv").unlink()
     return names
 
 
-def write_image(path: Path, img: np.ndarray) -> None:
+def write_image(path: Path, img: np.ndarray, force: bool = False) -> None:
     """Encode an image atomically: an interrupted run never leaves a truncated file."""
-    if path.exists():
+    if path.exists() and not force:
         return
     ok, buf = cv2.imencode(path.suffix, img)
     if not ok:
@@ -109,14 +135,13 @@ def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader
     if is_prepared(out, args) and not force:
         return f"{out} is already prepared ({args}); nothing to do"
     ids, images, probs, types = loader()
-    n = len(images)
     target = (probs >= 0.5).astype(int)
-    test = held_out_split(np.char.add(target.astype(str), types), test_size)
+    test = held_out_split(target, test_size, np.char.add(target.astype(str), types))
     for sub in ("train", "test"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
-    for i in tqdm(range(n), desc="elpv images", unit="img", leave=False):
-        write_image(out / ("test" if test[i] else "train") / f"{ids[i]}.png", images[i])
+    for i in tqdm(range(len(images)), desc="elpv images", unit="img", leave=False):
+        write_image(out / ("test" if test[i] else "train") / f"{ids[i]}.png", images[i], force)
     train = pd.DataFrame({"id": ids[~test], "target": target[~test],
                           "defect_probability": probs[~test].round(4), "cell_type": types[~test]})
     sol = solution_table(ids[test], target[test], "id", "target")
@@ -127,34 +152,94 @@ def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader
             f"{int(test.sum())} test ({int(target[test].sum())} defect, answers in solution.csv)")
 
 
-# --- folder per class ---------------------------------------------------------------------------
+# --- images from a folder tree --------------------------------------------------------------------
 
-def _list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path, what: str = "class folder") -> list[Path]:
+    """Every image below `folder`, sub-folders included (hidden files and folders left out)."""
     if not folder.is_dir():
         raise InputError(f"{folder}: folder not found")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
-        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in this class folder")
+        raise InputError(f"{folder}: no images ({', '.join(IMAGE_EXTS)}) in this {what}")
     return files
 
 
-def _read_any(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f"{path}: cannot be decoded as an image")
-    return img
+def image_ids(files: list[Path], roots: list[Path], prefixes: list[str]) -> list[str]:
+    """Ids from file names: the name stem when unique, else prefixed by the class and the
+    sub-folder path (joined with '_'): ids are names, never paths."""
+    stems = [p.stem for p in files]
+    if len(set(stems)) == len(stems):
+        return stems
+    ids = [f"{pre}_{'_'.join(p.relative_to(root).with_suffix('').parts)}"
+           for p, root, pre in zip(files, roots, prefixes)]
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()]
+    if len(dup):
+        raise InputError(f"two files give the same id {dup.iloc[0]!r} (same name, same class); rename one")
+    return ids
 
 
-def _copy_image(src: Path, dst: Path) -> None:
-    """Copy (same format) or re-encode (other format) an image, checking it decodes."""
-    if dst.exists():
-        return
-    img = _read_any(src)
-    if src.suffix.lower() == dst.suffix.lower():
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
+def _same_image(src: Path, dst: Path) -> bool:
+    """dst was made from src as it is now (copies keep size and time, re-encodes keep time)."""
+    if not dst.exists():
+        return False
+    s, d = src.stat(), dst.stat()
+    same_format = src.suffix.lower() == dst.suffix.lower()
+    return d.st_mtime_ns == s.st_mtime_ns and (not same_format or d.st_size == s.st_size)
+
+
+def import_image(src: Path, dst: Path) -> tuple[int, int]:
+    """Check that `src` decodes (named error otherwise), then copy it (same format) or re-encode
+    it (as dst's format); skipped when dst already holds it. Returns (height, width)."""
+    try:
+        img = read_image(src)
+    except ImageError as e:
+        raise InputError(str(e)) from None
+    if not _same_image(src, dst):
+        if src.suffix.lower() == dst.suffix.lower():
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        else:
+            write_image(dst, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), force=True)
+        st = src.stat()
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return img.shape[0], img.shape[1]
+
+
+def import_images(jobs: list[tuple[Path, Path]]) -> list[tuple[int, int]]:
+    from tqdm import tqdm
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        return list(tqdm(pool.map(lambda j: import_image(*j), jobs), total=len(jobs), desc="images", unit="img",
+                         leave=False))
+
+
+def build_labelled(out: Path, rows: pd.DataFrame, test_files: list[Path], test_size: float, sub_cols,
+                   args: dict, force: bool) -> tuple[pd.DataFrame, list[str], list[tuple[int, int]], bool]:
+    """input/<name>/ from labelled rows (id, target, path) and optional unlabelled test files:
+    a held-out split when there is no test folder. Returns (train, test ids, image sizes, held out?)."""
+    exts = {Path(p).suffix.lower() for p in list(rows.path) + test_files}
+    ext = exts.pop() if len(exts) == 1 else ".png"  # mixed formats are re-encoded as PNG
+    target = rows.target.to_numpy()
+    if test_files:
+        is_test = np.zeros(len(rows), dtype=bool)
+        test_ids = [p.stem for p in test_files]
+        if len(set(test_ids)) < len(test_ids):
+            raise InputError(f"{test_files[0].parent}: two test files share a name stem; ids must be unique")
     else:
-        write_image(dst, img)
+        is_test = held_out_split(target, test_size)
+        test_ids = list(rows.id[is_test])
+    jobs = [(Path(p), out / ("test" if t else "train") / f"{i}{ext}") for p, i, t in zip(rows.path, rows.id, is_test)]
+    jobs += [(p, out / "test" / f"{p.stem}{ext}") for p in test_files]
+    for sub in ("train", "test"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    sizes = import_images(jobs)
+    train = rows[~is_test].drop(columns="path").reset_index(drop=True)
+    check_train_table(train, "id", "target", out / "train.csv")
+    sol = None if test_files else solution_table(rows.id[is_test], target[is_test], sub_cols[0], sub_cols[1])
+    files = write_competition(out, train, test_ids, list(sub_cols), sol)
+    files += [str(dst.relative_to(out)) for _, dst in jobs]
+    write_marker(out, args, files, image_ext=ext, sizes=[list(s) for s in sizes])
+    return train, test_ids, sizes, not test_files
 
 
 def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | None = None,
@@ -164,86 +249,137 @@ def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | Non
             "test": test, "test_size": test_size, "submission_columns": list(sub_cols)}
     if is_prepared(out, args) and not force:
         return f"{out} is already prepared; nothing to do"
-    classes = {0: _list_images(src / good), 1: _list_images(src / defect)}
-    test_files = _list_images(src / test) if test else []
-    all_files = classes[0] + classes[1] + test_files
-    exts = {p.suffix.lower() for p in all_files}
-    ext = exts.pop() if len(exts) == 1 else ".png"  # mixed formats are re-encoded as PNG
-    rows = [(p, t, name) for t, name in ((0, good), (1, defect)) for p in classes[t]]
-    stems = [p.stem for p, _, _ in rows]
-    clash = len(set(stems)) < len(stems)  # same file name in both classes: prefix the class
-    ids = [f"{name}_{p.stem}" if clash else p.stem for p, _, name in rows]
-    if len(set(ids)) < len(ids):
-        raise InputError(f"{src}: two files share the name stem {pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]!r}"
-                         " within one class folder; ids must be unique")
-    target = np.array([t for _, t, _ in rows])
-    frame = pd.DataFrame({"id": ids, "target": target, "source": [str(p.relative_to(src)) for p, _, _ in rows]})
+    folders = {"--good": (src / good).resolve(), "--defect": (src / defect).resolve()}
     if test:
-        is_test = np.zeros(len(rows), dtype=bool)
-        test_ids = [p.stem for p in test_files]
-        if len(set(test_ids)) < len(test_ids):
-            raise InputError(f"{src / test}: two test files share a name stem; ids must be unique")
-    else:
-        is_test = held_out_split(target, test_size)
-        test_ids = list(np.array(ids)[is_test])
-    from tqdm import tqdm
-    jobs = [(p, out / "test" if s else out / "train", i) for (p, _, _), i, s in zip(rows, ids, is_test)]
-    jobs += [(p, out / "test", p.stem) for p in test_files]
-    for sub in ("train", "test"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    for p, folder, i in tqdm(jobs, desc="images", unit="img", leave=False):
-        _copy_image(p, folder / f"{i}{ext}")
-    train = frame[~is_test].reset_index(drop=True)
-    check_train_table(train, "id", "target", out / "train.csv")
-    sol = None if test else solution_table(frame.id[is_test], frame.target[is_test], sub_cols[0], sub_cols[1])
-    files = write_competition(out, train, test_ids, list(sub_cols), sol)
-    files += [f"{folder.name}/{i}{ext}" for _, folder, i in jobs]
-    write_marker(out, args, files, image_ext=ext)
+        folders["--test"] = (src / test).resolve()
+    names = list(folders)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if folders[a] == folders[b] or folders[a] in folders[b].parents or folders[b] in folders[a].parents:
+                raise InputError(f"{a} {folders[a]} and {b} {folders[b]} overlap; each must be its own folder")
+    classes = {0: list_images(src / good), 1: list_images(src / defect)}
+    files = classes[0] + classes[1]
+    roots = [src / good] * len(classes[0]) + [src / defect] * len(classes[1])
+    prefixes = [Path(good).name] * len(classes[0]) + [Path(defect).name] * len(classes[1])
+    rows = pd.DataFrame({"id": image_ids(files, roots, prefixes),
+                         "target": [0] * len(classes[0]) + [1] * len(classes[1]),
+                         "source": [str(p.relative_to(src)) for p in files], "path": files})
+    test_files = list_images(src / test, "test folder") if test else []
+    nested = sum(len(p.relative_to(r).parts) > 1 for p, r in zip(files, roots))
+    train, test_ids, sizes, held = build_labelled(out, rows, test_files, test_size, sub_cols, args, force)
     return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), {len(test_ids)} test"
-            + ("" if test else " (held out from the labelled images; answers in solution.csv)")
-            + f", images as {ext}")
+            + (" (held out from the labelled images; answers in solution.csv)" if held else "")
+            + (f"; {nested} image(s) from sub-folders included" if nested else ""))
 
 
-def competition_yaml(name: str, source: dict, ext: str, sub_cols) -> str:
-    return yaml.safe_dump({
-        "competition": {"name": name, "source": source, "id_col": "id", "target_col": "target",
-                        "image_ext": ext, "submission_columns": list(sub_cols), "metric": "roc_auc"},
-        "recipe": {"archs": ["tf_efficientnet_lite0"], "img_size": 224, "epochs": 10, "n_folds": 5},
-    }, sort_keys=False)
+# --- YOLO detection labels ------------------------------------------------------------------------
+
+def read_yolo_boxes(label: Path, classes: set[int] | None) -> list[tuple[float, float, float, float]]:
+    """Normalised (cx, cy, w, h) boxes of a YOLO label file, of the given classes (None = all)."""
+    if not label.exists():
+        return []
+    boxes = []
+    for n, line in enumerate(label.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
+        except (ValueError, TypeError):
+            raise InputError(f"{label}: line {n}: expected 'class cx cy w h', got {line.strip()!r}") from None
+        if classes is None or cls in classes:
+            boxes.append((cx, cy, w, h))
+    return boxes
+
+
+def prepare_yolo(src: Path, out: Path, test_size: float = 0.25, sub_cols=("id", "target"),
+                 defect_classes: list[int] | None = None, force: bool = False) -> str:
+    """Detection data as a good/defect competition: an image with at least one box (of the
+    defect classes) is a defect, one with no box or no label file is good. Boxes are kept in
+    pixels as defect_boxes.csv (id, x_1, y_1, x_2, y_2). Splits below images/ (train, val, ...)
+    are pooled."""
+    src = Path(src)
+    args = {"source": "yolo", "path": str(src.resolve()), "test_size": test_size,
+            "submission_columns": list(sub_cols), "defect_classes": defect_classes}
+    if is_prepared(out, args) and not force:
+        return f"{out} is already prepared; nothing to do"
+    images = list_images(src / "images", "images folder")
+    labels = [src / "labels" / p.relative_to(src / "images").with_suffix(".txt") for p in images]
+    classes = set(defect_classes) if defect_classes else None
+    boxes = [read_yolo_boxes(lb, classes) for lb in labels]
+    ids = image_ids(images, [src / "images"] * len(images), ["img"] * len(images))
+    rows = pd.DataFrame({"id": ids, "target": [int(bool(b)) for b in boxes],
+                         "source": [str(p.relative_to(src)) for p in images], "path": images})
+    train, test_ids, sizes, held = build_labelled(out, rows, [], test_size, sub_cols, args, force)
+    box_rows = [(i, round((cx - w / 2) * W, 1), round((cy - h / 2) * H, 1), round((cx + w / 2) * W, 1),
+                 round((cy + h / 2) * H, 1)) for i, bs, (H, W) in zip(ids, boxes, sizes) for cx, cy, w, h in bs]
+    write_csv_atomic(pd.DataFrame(box_rows, columns=["id", "x_1", "y_1", "x_2", "y_2"]), out / "defect_boxes.csv")
+    return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), {len(test_ids)} test (held out; "
+            f"answers in solution.csv); {len(box_rows)} boxes in defect_boxes.csv")
+
+
+# --- a config that suits the images -----------------------------------------------------------------
+
+def suggest_shape(sizes: list[tuple[int, int]]) -> tuple[dict, str]:
+    """Recipe fields for the input's shape, and a line saying why, from the (h, w) sizes seen.
+    Square-ish images: a square input. Images of one orientation and similar aspect ratios (a
+    strip photographed at 2532 x 824): the median aspect ratio (`aspect_ratio`), so that
+    little is distorted. Portrait and landscape mixed: a square input, each image squashed to
+    it (letterboxing would leave up to 2/3 of the pixels blank); `resize: pad` keeps shapes."""
+    hw = np.array(sizes, dtype=float)
+    a = hw[:, 1] / hw[:, 0]
+    lo, med, hi = np.quantile(a, [0.05, 0.5, 0.95])
+    spread = (f"sizes {int(hw[:, 1].min())}-{int(hw[:, 1].max())} x {int(hw[:, 0].min())}-{int(hw[:, 0].max())} "
+              f"px (w x h), aspect ratios (w/h) {a.min():.2f}-{a.max():.2f}, median {med:.2f}")
+    if 0.8 <= lo and hi <= 1.25:
+        return {}, f"{spread}: square input"
+    if lo > 1.25 or hi < 0.8:
+        ratio = float(np.clip(round(med, 2), 0.25, 4.0))
+        return ({"aspect_ratio": ratio, "resize": "squash"},
+                f"{spread}: one orientation, so the input keeps the median aspect ratio {ratio} (aspect_ratio), "
+                "with the 4 flips that keep its shape for augmentation and TTA")
+    return ({"resize": "squash"},
+            f"{spread}: portrait and landscape mixed, so each image is squashed to a square input (resize: squash; "
+            "letterboxing with resize: pad would leave much of the input blank)")
+
+
+def competition_yaml(name: str, source: dict, ext: str, sub_cols, shape: dict, why: str, boxes: bool = False) -> str:
+    comp = {"name": name, "source": source, "id_col": "id", "target_col": "target", "image_ext": ext,
+            "submission_columns": list(sub_cols), "metric": "roc_auc"}
+    head = (f"# {name}: written by src/prepare.py. Images: {why}.\n"
+            "# preset: auto = cpu-fast without a GPU, gpu with one (src/presets.py); override any recipe field here.\n")
+    if boxes:
+        head += "# input/<name>/defect_boxes.csv holds the defect boxes (for explain.py).\n"
+    return head + yaml.safe_dump({"competition": comp, "recipe": {"preset": "auto", **shape}}, sort_keys=False)
+
+
+def write_config_and_say_next(base: Path, name: str, source: dict, sub_cols, boxes: bool = False) -> str:
+    out = Layout(base).raw_input(name)
+    info = json.loads((out / MARKER).read_text())
+    shape, why = suggest_shape([tuple(s) for s in info.get("sizes", [])] or [(1, 1)])
+    cfg_path = base / "configs" / f"{name}.yaml"
+    lines = [f"images: {why}"]
+    if not cfg_path.exists():
+        write_text_atomic(cfg_path, competition_yaml(name, source, info["image_ext"], sub_cols, shape, why, boxes))
+        lines.append(f"wrote {cfg_path} (preset: auto{', ' if shape else ''}"
+                     + ", ".join(f"{k}: {v}" for k, v in shape.items()) + ")")
+    else:
+        lines.append(f"kept {cfg_path} as it is")
+    where = "" if Path(base).resolve() == ROOT.resolve() else f" --workdir {base}"
+    config = cfg_path if where else cfg_path.relative_to(base)
+    lines.append(f"next: python src/run.py --config {config}{where}")
+    return "\n".join(lines)
 
 
 # --- Kaggle -------------------------------------------------------------------------------------
-
-class KaggleAuthError(InputError):
-    pass
-
-
-CREDENTIALS_HELP = ("Kaggle credentials not found: set KAGGLE_API_TOKEN or put access_token in ~/.kaggle/, "
-                    "or the legacy kaggle.json in ~/.kaggle/ (or $KAGGLE_CONFIG_DIR); "
-                    "see https://www.kaggle.com/settings -> API")
-
-
-def kaggle_api():
-    """An authenticated KaggleApi, or a one-line KaggleAuthError (authenticate() exits the process)."""
-    import contextlib
-    import io
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # import prints a help text without credentials
-            from kaggle.api.kaggle_api_extended import KaggleApi
-        api = KaggleApi()
-        api.authenticate()
-    except SystemExit as e:
-        raise KaggleAuthError(CREDENTIALS_HELP) from e
-    except OSError as e:
-        raise KaggleAuthError(f"{CREDENTIALS_HELP} ({e})") from e
-    return api
-
 
 def prepare_kaggle(slug: str, out: Path, api=None, force: bool = False) -> str:
     args = {"source": "kaggle", "slug": slug}
     if is_prepared(out, args) and not force:
         return f"{out} is already prepared; nothing to do"
-    api = api or kaggle_api()
+    if api is None:
+        from kaggle_client import kaggle_api
+        api = kaggle_api()
     download = out.parent / f".{out.name}.download"
     download.mkdir(parents=True, exist_ok=True)
     api.competition_download_files(slug, path=str(download), quiet=False)
@@ -254,11 +390,15 @@ def prepare_kaggle(slug: str, out: Path, api=None, force: bool = False) -> str:
     files = []
     for z in zips:
         with zipfile.ZipFile(z) as zf:
+            for n in zf.namelist():
+                if Path(n).is_absolute() or ".." in Path(n).parts:
+                    raise InputError(f"{z}: member {n!r} would be written outside {out}")
             zf.extractall(out)
             files += [n for n in zf.namelist() if not n.endswith("/")]
     write_marker(out, args, files)
     shutil.rmtree(download)
-    return f"downloaded {slug} into {out} ({len(files)} files); next: describe it in configs/{out.name}.yaml"
+    return (f"downloaded {slug} into {out} ({len(files)} files); next: describe it in configs/{out.name}.yaml "
+            "(recipe: {preset: auto}), or run python src/prepare.py folder on it if it holds class folders")
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -266,60 +406,86 @@ def prepare_kaggle(slug: str, out: Path, api=None, force: bool = False) -> str:
 def prepare_from_config(comp: Competition, force: bool = False, base: Path = ROOT) -> str:
     src = dict(comp.source or {})
     kind = src.pop("type", None)
-    out = comp.root(base)
+    out = Layout(base).data_dir(comp)
+    path = None
+    if "path" in src:
+        path = Path(src["path"]) if Path(src["path"]).is_absolute() else Path(base) / src["path"]
     if kind == "elpv":
         return prepare_elpv(out, src.get("test_size", 0.25), force)
     if kind == "folder":
-        path = Path(src["path"]) if Path(src["path"]).is_absolute() else Path(base) / src["path"]
         return prepare_folder(path, out, src["good"], src["defect"], src.get("test"),
                               src.get("test_size", 0.25), comp.submission_columns, force)
+    if kind == "yolo":
+        return prepare_yolo(path, out, src.get("test_size", 0.25), comp.submission_columns,
+                            src.get("defect_classes"), force)
     if kind == "kaggle":
         return prepare_kaggle(src["slug"], out, force=force)
-    raise InputError(f"competition {comp.name!r}: source.type must be elpv, folder or kaggle, got {kind!r}")
+    raise InputError(f"competition {comp.name!r}: source.type must be one of {', '.join(SOURCES)}, got {kind!r}")
 
 
-@cli_main
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    add_workdir_flag(common, default=argparse.SUPPRESS)
+    common.add_argument("--force", action="store_true", default=argparse.SUPPRESS,
+                        help="rebuild what differs even if already prepared")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[common])
     p.add_argument("--config", help="prepare the source named in this competition YAML")
-    p.add_argument("--force", action="store_true", help="rebuild even if already prepared")
-    p.add_argument("--workdir", default=str(ROOT), help="folder holding input/ and configs/ (default: the repository)")
     sub = p.add_subparsers(dest="source")
-    e = sub.add_parser("elpv", help="ELPV solar cells from the elpv-dataset package")
+    e = sub.add_parser("elpv", parents=[common], help="ELPV solar cells from the elpv-dataset package")
     e.add_argument("--test-size", type=float, default=0.25)
-    f = sub.add_parser("folder", help="a folder per class (good/defect), optional unlabelled test folder")
+    f = sub.add_parser("folder", parents=[common], help="a folder per class (good/defect), optional test folder")
     f.add_argument("path")
     f.add_argument("--good", required=True, help="sub-folder of good images")
     f.add_argument("--defect", required=True, help="sub-folder of defect images")
     f.add_argument("--test", help="sub-folder of unlabelled test images (default: hold out --test-size)")
-    f.add_argument("--test-size", type=float, default=0.25)
-    f.add_argument("--name", required=True, help="competition name: input/NAME, configs/NAME.yaml")
-    f.add_argument("--submission-columns", default="id,target", help="e.g. id,label")
-    k = sub.add_parser("kaggle", help="download a competition with the Kaggle API")
-    k.add_argument("--competition", required=True, help="competition slug")
+    y = sub.add_parser("yolo", parents=[common], help="images/ + labels/ in YOLO format: a box = a defect")
+    y.add_argument("path")
+    y.add_argument("--defect-classes", type=int, nargs="+", help="box classes that count as defects (default: all)")
+    for s in (f, y):
+        s.add_argument("--test-size", type=float, default=0.25)
+        s.add_argument("--name", required=True, help="competition name: input/NAME, configs/NAME.yaml")
+        s.add_argument("--submission-columns", default="id,target", help="e.g. id,label")
+    k = sub.add_parser("kaggle", parents=[common], help="download a competition with the Kaggle API")
+    k.add_argument("--slug", required=True, help="the Kaggle competition's slug (from its URL)")
     k.add_argument("--name", help="local name (default: the slug)")
+    return p
+
+
+def _columns(text: str) -> list[str]:
+    cols = [c.strip() for c in text.split(",")]
+    if len(cols) != 2 or not all(cols) or cols[0] == cols[1]:
+        raise InputError(f"--submission-columns {text!r}: expected two different names, e.g. id,label")
+    return cols
+
+
+@cli_main
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
-    base = Path(args.workdir)
+    base, force = Path(getattr(args, "workdir", ROOT)), getattr(args, "force", False)
+    layout = Layout(base)
     if args.config:
-        print(prepare_from_config(load_config(args.config).competition, args.force, base))
+        print(prepare_from_config(load_config(args.config).competition, force, base))
     elif args.source == "elpv":
-        print(prepare_elpv(base / "input" / "elpv", args.test_size, args.force))
-    elif args.source == "folder":
-        cols = [c.strip() for c in args.submission_columns.split(",")]
-        if len(cols) != 2:
-            raise InputError(f"--submission-columns {args.submission_columns!r}: expected two names, e.g. id,label")
-        print(prepare_folder(Path(args.path), base / "input" / args.name, args.good, args.defect,
-                             args.test, args.test_size, cols, args.force))
-        cfg_path = base / "configs" / f"{args.name}.yaml"
-        if not cfg_path.exists():
-            ext = json.loads((base / "input" / args.name / MARKER).read_text())["image_ext"]
-            source = {"type": "folder", "path": str(Path(args.path).resolve()), "good": args.good,
-                      "defect": args.defect, **({"test": args.test} if args.test else {})}
-            write_text_atomic(cfg_path, competition_yaml(args.name, source, ext, cols))
-            print(f"wrote {cfg_path}: edit its recipe, then run "
-                  f"python src/make_folds.py --competition {args.name}")
+        print(prepare_elpv(layout.raw_input("elpv"), args.test_size, force))
+    elif args.source in ("folder", "yolo"):
+        cols = _columns(args.submission_columns)
+        out = layout.raw_input(check_name(args.name, "--name"))
+        src_path = Path(args.path).resolve()
+        if args.source == "folder":
+            print(prepare_folder(src_path, out, args.good, args.defect, args.test, args.test_size, cols, force))
+            source = {"type": "folder", "path": str(src_path), "good": args.good, "defect": args.defect,
+                      **({"test": args.test} if args.test else {})}
+        else:
+            print(prepare_yolo(src_path, out, args.test_size, cols, args.defect_classes, force))
+            source = {"type": "yolo", "path": str(src_path),
+                      **({"defect_classes": args.defect_classes} if args.defect_classes else {})}
+        if args.test_size != 0.25:
+            source["test_size"] = args.test_size
+        print(write_config_and_say_next(base, args.name, source, cols, boxes=args.source == "yolo"))
     elif args.source == "kaggle":
-        print(prepare_kaggle(args.competition, base / "input" / (args.name or args.competition), force=args.force))
+        print(prepare_kaggle(args.slug, layout.raw_input(check_name(args.name or args.slug, "--name")), force=force))
     else:
         p.print_help()
         return 2

@@ -24,24 +24,25 @@ import pandas as pd
 
 from blend import run_blend
 from checks import InputError, cli_main
-from config import Config, add_config_flags, add_recipe_flags, config_from_args, config_hash, fold_paths
+from config import Config, add_config_flags, add_recipe_flags, config_from_args, config_hash
 from fileio import file_hash, write_json_atomic
-from make_folds import fold_summary, folds_path, make_folds
-from prepare import prepare_from_config
+from layout import Layout
+from make_folds import fold_summary, make_folds
+from prepare import SOURCES, prepare_from_config
 
 
 def ensure_data(cfg: Config, base: Path, say=print) -> None:
     """Prepare the competition when its source is known (a no-op when already prepared)."""
     comp = cfg.competition
-    if (comp.source or {}).get("type") in ("elpv", "folder", "kaggle"):
+    if (comp.source or {}).get("type") in SOURCES:
         say(prepare_from_config(comp, base=base))
-    elif not (comp.root(base) / comp.train_csv).exists():
-        raise InputError(f"{comp.root(base) / comp.train_csv} not found and competition {comp.name!r} names no "
-                         "source (elpv, folder or kaggle) to prepare it from; see python src/prepare.py --help")
+    elif not Layout(base).train_csv(comp).exists():
+        raise InputError(f"{Layout(base).train_csv(comp)} not found and competition {comp.name!r} names no "
+                         f"source ({', '.join(SOURCES)}) to prepare it from; see python src/prepare.py --help")
 
 
 def ensure_folds(cfg: Config, base: Path, say=print) -> Path:
-    path = folds_path(cfg.competition, base)
+    path = Layout(base).folds_file(cfg.competition)
     if not path.exists():
         folds = make_folds(cfg.competition, cfg.recipe.n_folds, cfg.recipe.seed, base=base)
         say(f"wrote {path}:\n{fold_summary(folds).to_string()}")
@@ -55,12 +56,11 @@ def ensure_folds(cfg: Config, base: Path, say=print) -> Path:
 
 def job_state(cfg: Config, arch: str, fold: int, base: Path, folds_hash: str) -> str:
     """'done' (complete, same recipe and folds), 'stale' (complete, made otherwise) or 'todo'."""
-    from train import MODEL_KEYS
-    meta_path = fold_paths(base, cfg.exp_name(arch), fold).meta
+    meta_path = Layout(base).fold(cfg.exp_name(arch), fold).meta
     if not meta_path.exists():
         return "todo"
     meta = json.loads(meta_path.read_text())
-    same = meta.get("folds_hash") == folds_hash and meta.get("config_hash") == config_hash(cfg, MODEL_KEYS) \
+    same = meta.get("folds_hash") == folds_hash and meta.get("config_hash") == config_hash(cfg) \
         and meta.get("arch") == arch
     return "done" if same else "stale"
 
@@ -80,25 +80,28 @@ def estimate_eta(done: list[tuple[bool, float]], remaining_firsts: list[bool]) -
     return per_job * len(remaining_firsts) + extra * sum(remaining_firsts)
 
 
-def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True, say=print) -> dict:
-    from train import train_fold
-    base = Path(base)
-    t_start = time.time()
-    ensure_data(cfg, base, say)
-    fpath = ensure_folds(cfg, base, say)
-    fhash = file_hash(fpath)
+def plan_jobs(cfg: Config, base: Path, fhash: str, force: bool) -> tuple[list, dict]:
+    """Every (arch, fold) of the grid and its state; a complete fold made by another recipe
+    is an error unless --force."""
     folds = cfg.recipe.folds or list(range(cfg.recipe.n_folds))
+    bad = [k for k in folds if not 0 <= k < cfg.recipe.n_folds]
+    if bad:
+        raise InputError(f"--folds {bad}: the folds file has folds 0..{cfg.recipe.n_folds - 1}")
     jobs = [(arch, k) for arch in cfg.recipe.archs for k in folds]
     states = {job: job_state(cfg, *job, base, fhash) for job in jobs}
     stale = [j for j, s in states.items() if s == "stale"]
     if stale and not force:
         a, k = stale[0]
-        raise InputError(f"{fold_paths(base, cfg.exp_name(a), k).meta} was made by another recipe or folds file; "
+        raise InputError(f"{Layout(base).fold(cfg.exp_name(a), k).meta} was made by another recipe or folds file; "
                          "give this recipe another `name`, or pass --force to retrain "
                          f"({len(stale)} such fold(s))")
-    todo = [j for j in jobs if states[j] != "done"]
-    say(f"{len(jobs)} jobs ({len(cfg.recipe.archs)} archs x {len(folds)} folds): {len(jobs) - len(todo)} complete, "
-        f"{len(todo)} to run")
+    return jobs, states
+
+
+def train_local(cfg: Config, todo: list, states: dict, base: Path, force: bool, progress: bool, say) -> None:
+    """The local executor: every job in turn, in this process, with an ETA."""
+    from train import train_fold
+    layout = Layout(base)
     # the first job of each arch in this run also builds its caches: timed apart for the ETA
     firsts = [i == 0 or todo[i - 1][0] != a for i, (a, _) in enumerate(todo)]
     done: list[tuple[bool, float]] = []
@@ -107,21 +110,50 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
         eta = f", ETA {eta / 60:.1f} min" if eta is not None else ""
         say(f"[job {i + 1}/{len(todo)}] {cfg.exp_name(arch)} fold {k}{eta}")
         t0 = time.time()
-        resume = states[(arch, k)] == "todo" and fold_paths(base, cfg.exp_name(arch), k).last.exists()
-        train_fold(cfg, arch, k, base, resume=resume, progress=progress)
+        resume = states[(arch, k)] == "todo" and layout.fold(cfg.exp_name(arch), k).last.exists()
+        train_fold(cfg, arch, k, base, resume=resume, progress=progress, force=force)
         done.append((firsts[i], time.time() - t0))
 
+
+def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True, say=print) -> dict | None:
+    base = Path(base)
+    t_start = time.time()
+    ensure_data(cfg, base, say)
+    fpath = ensure_folds(cfg, base, say)
+    jobs, states = plan_jobs(cfg, base, file_hash(fpath), force)
+    todo = [j for j in jobs if states[j] != "done"]
+    n_folds = len(cfg.recipe.folds or range(cfg.recipe.n_folds))
+    say(f"{len(jobs)} jobs ({len(cfg.recipe.archs)} archs x {n_folds} folds): {len(jobs) - len(todo)} complete, "
+        f"{len(todo)} to run")
+    partial = bool(cfg.recipe.folds) and sorted(set(cfg.recipe.folds)) != list(range(cfg.recipe.n_folds))
+    if partial:
+        say(f"folds {sorted(set(cfg.recipe.folds))} of {cfg.recipe.n_folds} asked for: they will be trained, but a "
+            "blend needs every fold, so none is made; train the others, then python src/blend.py")
+    train_local(cfg, todo, states, base, force, progress, say)
+    if partial:
+        return None
+    return finish(cfg, base, t_start, say)
+
+
+def finish(cfg: Config, base: Path, t_start: float, say=print) -> dict:
+    """The blend, the submission and the final table, once every job is complete."""
     exps = list(dict.fromkeys(cfg.exp_name(a) for a in cfg.recipe.archs))
+    summary = {}
+
+    def add_summary(rs, report):
+        table = final_table(cfg, base, exps, report)
+        summary.update({"config": cfg.source_file, "table": table.to_dict("records"),
+                        "wall_secs": round(time.time() - t_start, 1),
+                        "blend": {k: report[k] for k in ("method", "weights", "blend_oof_auc", "cross_check",
+                                                         "local_leaderboard", "operating_points")}})
+        write_json_atomic(rs.path("run_summary.json"), summary)
+        summary["_table"] = table
+
     report = run_blend(cfg.competition, base, cfg.recipe.blend_method, exps, strict=True,
-                       command=shlex.join(["python", "src/run.py", *sys.argv[1:]]), verbose=True)
-    table = final_table(cfg, base, exps, report)
-    total = time.time() - t_start
+                       command=shlex.join(["python", "src/run.py", *sys.argv[1:]]), verbose=True, extra=add_summary)
+    table = summary.pop("_table")
     say("\n" + table.to_string(index=False))
-    say(f"wall time {total / 60:.1f} min; submission: {report['submission']}")
-    summary = {"config": cfg.source_file, "table": table.to_dict("records"), "wall_secs": round(total, 1),
-               "blend": {k: report[k] for k in ("method", "weights", "blend_oof_auc", "cross_check",
-                                                "local_leaderboard", "operating_points")}}
-    write_json_atomic(Path(report["submission"]).parent / "run_summary.json", summary)
+    say(f"wall time {(time.time() - t_start) / 60:.1f} min; submission: {report['submission']}")
     return summary
 
 
@@ -130,7 +162,7 @@ def final_table(cfg: Config, base: Path, exps: list[str], report: dict) -> pd.Da
     by_exp = {r["experiment"]: r for r in report["table"]}
     rows = []
     for e in exps:
-        metas = [json.loads(p.read_text()) for p in sorted((base / "oof" / e).glob("fold*.json"))]
+        metas = [json.loads(p.read_text()) for p in Layout(base).fold_metas(e)]
         r = by_exp[e]
         rows.append({"experiment": e, "oof_auc": r["oof_auc"],
                      "fold_auc": f"{r['fold_auc_mean']:.4f} +- {r['fold_auc_std']:.4f}",
@@ -143,7 +175,8 @@ def final_table(cfg: Config, base: Path, exps: list[str], report: dict) -> pd.Da
                  "test_auc": lb.get("blend", float("nan")), "train_min": float("nan")})
     table = pd.DataFrame(rows)
     table["oof_acc"] = [float("nan")] * (len(rows) - 1) + [chosen["accuracy"]]
-    table["test_acc"] = [float("nan")] * (len(rows) - 1) + [lb.get("at_oof_threshold", {}).get("accuracy", float("nan"))]
+    test_acc = lb.get("at_oof_threshold", {}).get("accuracy", float("nan"))
+    table["test_acc"] = [float("nan")] * (len(rows) - 1) + [test_acc]
     return table
 
 

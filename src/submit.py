@@ -17,11 +17,13 @@ import pandas as pd
 
 from checks import InputError, cli_main, read_csv, shown
 from config import Competition, add_config_flags, config_from_args
+from kaggle_client import kaggle_api
+from layout import Layout
 
 
 def validate_submission(path: Path, sample_path: Path, cols: list[str]) -> pd.DataFrame:
     """The submission, or an InputError naming the first problem and its row."""
-    sub, sample = read_csv(path, "submission"), read_csv(sample_path, "sample submission")
+    sub, sample = read_csv(path, "submission", cols[:1]), read_csv(sample_path, "sample submission", cols[:1])
     if list(sub.columns) != list(sample.columns):
         raise InputError(f"{path}: columns {list(sub.columns)}; expected exactly {list(sample.columns)} "
                          f"as in {sample_path}")
@@ -44,8 +46,9 @@ def validate_submission(path: Path, sample_path: Path, cols: list[str]) -> pd.Da
 
 def submit(comp: Competition, base: Path, message: str, file: Path | None = None, slug: str | None = None,
            dry_run: bool = False, api=None) -> str:
-    path = Path(file or Path(base) / "submissions" / "submission.csv")
-    sub = validate_submission(path, comp.root(base) / comp.sample_submission, comp.submission_columns)
+    layout = Layout(base)
+    path = Path(file or layout.result("submission.csv"))
+    sub = validate_submission(path, layout.sample_submission(comp), comp.submission_columns)
     slug = slug or comp.kaggle_slug or (comp.source or {}).get("slug")
     if not message.strip():
         raise InputError("-m MESSAGE: Kaggle needs a submission message")
@@ -54,7 +57,6 @@ def submit(comp: Competition, base: Path, message: str, file: Path | None = None
     if not slug:
         raise InputError(f"competition {comp.name!r} has no Kaggle slug: pass --slug, or set kaggle_slug in its YAML")
     if api is None:
-        from prepare import kaggle_api
         api = kaggle_api()
     api.competition_submit(str(path), message, slug)
     return f"submitted {path} ({len(sub)} rows) to {slug}: {message!r}"

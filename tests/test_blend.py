@@ -6,9 +6,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import blend
+import metrics
 from checks import InputError
 from config import load_config
-from oofs import make_blend_workdir, sigmoid, write_experiment
+from synthetic import make_blend_workdir, sigmoid, write_experiment
 
 
 def _comp(base, name="syn"):
@@ -32,7 +33,7 @@ def test_fast_auc_equals_sklearn_with_ties():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 500)
     s = np.round(rng.random(500) + y * 0.3, 1)  # many ties
-    assert abs(blend.fast_auc(y, s) - roc_auc_score(y, s)) < 1e-12
+    assert abs(metrics.auc(y, s) - roc_auc_score(y, s)) < 1e-12
 
 
 def test_hill_blend_beats_best_single_when_signal_is_complementary(complementary):
@@ -65,9 +66,9 @@ def test_hill_is_never_below_best_single(tmp_path):
                          .set_index("id").loc[w["ids"][:w["n"]], "pred"] for j in range(4)])
     y_tr = y[:w["n"]]
     weights, hist = blend.hill_climb(y_tr, O)
-    assert hist[0] == max(blend.fast_auc(y_tr, O[:, j]) for j in range(4))  # starts from best single
+    assert hist[0] == max(metrics.auc(y_tr, O[:, j]) for j in range(4))  # starts from best single
     assert all(b > a for a, b in zip(hist, hist[1:]))  # every step improves
-    assert blend.fast_auc(y_tr, O @ weights) >= hist[0] and abs(weights.sum() - 1) < 1e-9
+    assert metrics.auc(y_tr, O @ weights) >= hist[0] and abs(weights.sum() - 1) < 1e-9
 
 
 def test_rank_blend_is_invariant_to_monotone_transform(complementary):
@@ -94,7 +95,7 @@ def test_operating_points_are_chosen_on_oof():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 2000)
     s = y * 1.5 + rng.normal(0, 1, 2000)
-    ops = blend.operating_points(y, s, "accuracy")
+    ops = metrics.operating_points(y, s, "accuracy")
     assert ops["recall_95"]["recall"] >= 0.95 and ops["recall_99"]["recall"] >= 0.99
     assert ops["recall_99"]["fpr"] >= ops["recall_95"]["fpr"]
     acc = [((s >= t) == y).mean() for t in np.quantile(s, np.linspace(0.01, 0.99, 99))]
@@ -154,7 +155,7 @@ def test_submission_columns_come_from_the_competition(tmp_path):
 
 def test_blend_cli_prints_table(complementary, capsys):
     base, _ = complementary
-    assert blend.main(["--competition", "syn", "--workdir", str(base), "--method", "hill"]) == 0
+    assert blend.main(["--competition", "syn", "--workdir", str(base), "--blend-method", "hill"]) == 0
     out = capsys.readouterr().out
     for word in ("experiment", "oof_auc", "fold_auc_std", "max_corr_others", "blend (hill) weights",
                  "cross-check", "recall_95", "local leaderboard"):

@@ -8,6 +8,7 @@ import pytest
 from checks import InputError
 from config import load_config
 from data import cached_images, load_folds, load_train_table
+from layout import Layout
 
 
 @pytest.fixture
@@ -36,27 +37,27 @@ def _edit_train(work, fn):
 def test_bad_train_table(work, edit, match):
     comp = _edit_train(work, edit)
     with pytest.raises(InputError, match=match):
-        load_train_table(comp, work)
+        load_train_table(comp, Layout(work))
 
 
 def test_missing_image_names_the_file(work):
     (work / "input/toy/train/img0003.png").unlink()
     comp = load_config(work / "configs/toy.yaml").competition
     with pytest.raises(InputError, match="img0003.png: image missing for id 'img0003'"):
-        load_train_table(comp, work)
+        load_train_table(comp, Layout(work))
 
 
 def test_undecodable_image_names_the_file(work):
     path = work / "input/toy/train/img0004.png"
     path.write_bytes(b"garbage")
     with pytest.raises(InputError, match="img0004.png: cannot be decoded"):
-        cached_images([path], 16, 0.0, work / "cache")
+        cached_images([path], (16, 16), "squash", 0.0, work / "cache")
     assert not list((work / "cache").glob("*.npy"))  # nothing half-written
 
 
 def test_folds_that_do_not_match_train(work):
     comp = load_config(work / "configs/toy.yaml").competition
-    train = load_train_table(comp, work)
+    train = load_train_table(comp, Layout(work))
     folds = pd.read_csv(work / "folds/toy.csv")
     folds.iloc[:-1].to_csv(work / "folds/short.csv", index=False)
     with pytest.raises(InputError, match="does not match"):

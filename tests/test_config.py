@@ -25,7 +25,7 @@ def test_flags_override_yaml(tmp_path):
     path = _write(tmp_path / "c.yaml", {"recipe": {"epochs": 20, "tta": 8}})
     p = argparse.ArgumentParser()
     add_recipe_flags(p)
-    args = p.parse_args(["--epochs", "3", "--cache-frozen", "true", "--archs", "x", "y"])
+    args = p.parse_args(["--epochs", "3", "--cache-frozen", "--archs", "x", "y"])
     cfg = load_config(path, recipe_overrides(args))
     assert (cfg.recipe.epochs, cfg.recipe.tta, cfg.recipe.cache_frozen, cfg.recipe.archs) == (3, 8, True, ["x", "y"])
     assert cfg.competition.name == "c"  # defaults to the file name
@@ -33,7 +33,7 @@ def test_flags_override_yaml(tmp_path):
 
 @pytest.mark.parametrize("data, match", [
     ({"recipe": {"epoch": 3}}, "unknown key.*epoch"),
-    ({"recipe": {"tta": 3}}, "tta=3"),
+    ({"recipe": {"tta": 3}}, "recipe.tta: 3 is not one of 1, 2, 4, 8"),
     ({"competition": {"submission_columns": ["id"]}}, "submission_columns"),
     ({"recipes": {}}, "unknown section"),
 ])

@@ -2,6 +2,7 @@ import numpy as np
 import torch
 
 import engine
+from features import extract_frozen_features
 from data import FeatureDataset, ImageDataset, SeededSampler, build_transform, make_loader
 from models import CachedPrefixNet, create_model
 
@@ -43,7 +44,7 @@ def test_cached_frozen_features_predict_like_the_full_model(tmp_path):
     model, _ = create_model("tf_efficientnet_lite0", pretrained="none")
     setup = _setup()
     imgs = _images(5, 32)
-    feats = engine.extract_frozen_features(model, 4, imgs, setup, tmp_path / "f.npy", batch_size=2, progress=False)
+    feats = extract_frozen_features(model, 4, imgs, setup, tmp_path / "f.npy", batch_size=2, progress=False)
     assert feats.shape[:2] == (5, 8) and feats.dtype == np.float16
     net = CachedPrefixNet(model, 4)
     via_cache = engine.predict(net, make_loader(FeatureDataset(feats, np.zeros(5), np.arange(5), False), 2, False,
@@ -91,19 +92,21 @@ def test_ema_with_a_long_horizon_still_follows_a_short_run():
     assert ema.get_decay(30 + 1) > ema.get_decay(1) and ema.get_decay(10**6) == 0.999
 
 
-def test_augmentation_draws_the_eight_tta_symmetries_uniformly():
-    """TTA x8 averages the 8 symmetries with equal weight; training must show them equally often,
-    or the model is worse on the rarer ones and TTA x8 averages in its worse views."""
-    img = np.arange(16, dtype=np.uint8).reshape(4, 4, 1).repeat(3, 2)
-    as_tensor = torch.from_numpy(img[..., 0].copy())[None, None]
-    tta_views = {t(as_tensor)[0, 0].numpy().tobytes() for t in engine.D4}
-    # the whole light preset; the geometric part of strong (the rest moves or recolours pixels)
-    presets = {"light": build_transform("light"), "strong": build_transform("strong").transforms[0]}
-    for aug, geometry in presets.items():
-        counts: dict[bytes, int] = {}
-        n = 4000
-        for _ in range(n):
-            key = geometry(image=img)["image"][..., 0].tobytes()
-            counts[key] = counts.get(key, 0) + 1
-        assert set(counts) == tta_views, aug
-        assert all(abs(c / n - 1 / 8) < 0.03 for c in counts.values()), (aug, sorted(counts.values()))
+def test_augmentation_draws_the_tta_symmetries_uniformly():
+    """TTA averages the symmetries of the input's shape with equal weight; training must show
+    them equally often, or the model is worse on the rarer ones and TTA averages in its worse
+    views: all 8 for a square input, the 4 flips that keep its shape for a rectangle."""
+    for h, w, n_sym in ((4, 4, 8), (4, 6, 4)):
+        chw = np.arange(h * w, dtype=np.uint8).reshape(1, h, w).repeat(3, 0)
+        tta_views = {t(torch.from_numpy(chw[None].copy()))[0, 0].numpy().tobytes() for t in engine.D4[:n_sym]}
+        for aug in ("light", "strong"):
+            t = build_transform(aug, n_sym)
+            geometry = t.sym if aug == "strong" else t  # the rest of strong moves or recolours pixels
+            rng = np.random.default_rng(0)
+            counts: dict[bytes, int] = {}
+            n = 4000
+            for _ in range(n):
+                key = np.ascontiguousarray(geometry(chw, rng)[0]).tobytes()
+                counts[key] = counts.get(key, 0) + 1
+            assert set(counts) == tta_views, (aug, h, w)
+            assert all(abs(c / n - 1 / n_sym) < 0.03 for c in counts.values()), (aug, sorted(counts.values()))

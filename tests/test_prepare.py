@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 
 import prepare
+from kaggle_client import KaggleAuthError
+from layout import Layout
 from checks import InputError
 from config import Competition
 from data import load_train_table
@@ -77,7 +79,7 @@ def test_folder_import_with_held_out_split(tmp_path):
         assert (out / "train" / f"{i}.jpg").exists()
     assert "nothing to do" in prepare.prepare_folder(src, out, "good_0", "bad_1")
     comp = Competition(name="mine", image_ext=".jpg", data_dir=str(out))
-    assert len(load_train_table(comp, Path("/"))) == 15
+    assert len(load_train_table(comp, Layout("/"))) == 15
 
 
 def test_folder_import_with_unlabelled_test_folder_nexperia_shape(tmp_path):
@@ -92,7 +94,8 @@ def test_folder_import_with_unlabelled_test_folder_nexperia_shape(tmp_path):
 
 def test_folder_cli_writes_competition_yaml(tmp_path):
     src = _class_folders(tmp_path / "src", test=4)
-    assert prepare.main(["--workdir", str(tmp_path), "folder", str(src), "--good", "good_0", "--defect", "bad_1", "--test", "all_tests",
+    assert prepare.main(["--workdir", str(tmp_path), "folder", str(src), "--good", "good_0", "--defect", "bad_1",
+                         "--test", "all_tests",
                          "--name", "nex", "--submission-columns", "id,label"]) == 0
     from config import load_config
     cfg = load_config(tmp_path / "configs" / "nex.yaml")
@@ -145,6 +148,6 @@ def test_kaggle_without_credentials_is_a_one_line_error(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kcfg"))
-    with pytest.raises(prepare.KaggleAuthError) as e:
+    with pytest.raises(KaggleAuthError) as e:
         prepare.prepare_kaggle("some-comp", tmp_path / "input" / "x")
     assert "kaggle.json" in str(e.value) and "\n" not in str(e.value)

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 import run
 from checks import InputError
 from config import load_config
-from toy import make_toy_competition, write_toy_config
+from synthetic import make_toy_competition, write_toy_config
 
 
 @pytest.fixture

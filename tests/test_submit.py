@@ -4,7 +4,7 @@ import pytest
 import submit
 from checks import InputError
 from config import load_config
-from oofs import make_blend_workdir
+from synthetic import make_blend_workdir
 
 
 class FakeKaggleApi:
@@ -41,11 +41,13 @@ def test_dry_run_validates_without_calling_kaggle(work):
 
 
 @pytest.mark.parametrize("corrupt, match", [
-    (lambda s: s.rename(columns={"label": "target"}), r"columns \['id', 'target'\]; expected exactly \['id', 'label'\]"),
+    (lambda s: s.rename(columns={"label": "target"}),
+     r"columns \['id', 'target'\]; expected exactly \['id', 'label'\]"),
     (lambda s: s.iloc[::-1], "row 2: id 'r00499', expected 'r00400'"),
     (lambda s: s.iloc[:-1], "99 rows; .* has 100"),
     (lambda s: s.assign(label=[float("nan")] + [0.5] * (len(s) - 1)), "row 2: 'label' = empty; expected a probability"),
-    (lambda s: s.assign(label=[1.5] + [0.5] * (len(s) - 1)), r"row 2: 'label' = 1.5; expected a probability in \[0, 1\]"),
+    (lambda s: s.assign(label=[1.5] + [0.5] * (len(s) - 1)),
+     r"row 2: 'label' = 1.5; expected a probability in \[0, 1\]"),
 ])
 def test_bad_submission_is_refused_before_submitting(work, corrupt, match):
     base, comp, sample = work

@@ -10,8 +10,8 @@ import torch
 
 import engine
 import train
-from checks import InputError
-from config import fold_paths, load_config
+from config import load_config
+from layout import Layout
 
 ROOT = train.Path(train.__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def _cfg(work, **over):
 def test_small_model_learns_toy_task_and_writes_documented_files(work):
     cfg = _cfg(work)
     meta = train.train_fold(cfg, "resnet10t", 1, work, progress=False)
-    p = fold_paths(work, "resnet10t", 1)
+    p = Layout(work).fold("resnet10t", 1)
     assert meta["val_auc"] > 0.95 and meta["oof_auc"] > 0.95
     oof, test = pd.read_csv(p.oof, dtype={"id": str}), pd.read_csv(p.test, dtype={"id": str})
     folds = pd.read_csv(work / "folds/toy.csv", dtype={"id": str})
@@ -50,7 +50,7 @@ def test_small_model_learns_toy_task_and_writes_documented_files(work):
 def test_resume_after_interruption_gives_the_same_run(work):
     cfg = _cfg(work, epochs=4, name="full", aug="strong", ema=0.9)
     train.train_fold(cfg, "resnet10t", 0, work, progress=False)
-    full = pd.read_csv(fold_paths(work, "full", 0).oof)
+    full = pd.read_csv(Layout(work).fold("full", 0).oof)
 
     cfg2 = _cfg(work, epochs=4, name="cut", aug="strong", ema=0.9)
 
@@ -60,8 +60,8 @@ def test_resume_after_interruption_gives_the_same_run(work):
 
     with pytest.raises(KeyboardInterrupt):
         train.train_fold(cfg2, "resnet10t", 0, work, progress=False, on_epoch_end=interrupt)
-    p = fold_paths(work, "cut", 0)
-    assert not p.oof.exists() and torch.load(p.last, weights_only=False)["epoch"] == 1
+    p = Layout(work).fold("cut", 0)
+    assert not p.oof.exists() and torch.load(p.last, weights_only=False)["state"]["epochs_done"] == 2
     meta = train.train_fold(cfg2, "resnet10t", 0, work, resume=True, progress=False)
     assert meta["epochs_run"] == 4 and list(pd.read_csv(p.log).epoch) == [1, 2, 3, 4]
     resumed = pd.read_csv(p.oof)
@@ -80,7 +80,7 @@ def test_frozen_feature_cache_is_keyed_by_the_weights_not_their_file_name(work):
     """Overwriting a --weights file must not reuse features computed with the old weights."""
     import timm
     wfile = work / "w.pt"
-    feats = lambda: set(work.glob("input/toy/.cache/feats_resnet10t_*"))
+    feats = lambda: set(work.glob("input/toy/.cache/feats_resnet10t_*.npy"))
     cfg = _cfg(work, weights=str(wfile), freeze_stages=2, cache_frozen=True, epochs=1, name="wfile")
     torch.manual_seed(0)
     torch.save(timm.create_model("resnet10t", num_classes=1).state_dict(), wfile)
@@ -111,7 +111,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(work, monkey
     monkeypatch.setattr(engine.F, "binary_cross_entropy_with_logits", flaky)
     with pytest.raises(engine.NonFiniteLossError, match="loss is nan"):
         train.train_fold(cfg, "resnet10t", 0, work, progress=False)
-    assert torch.load(fold_paths(work, "nan", 0).last, weights_only=False)["epoch"] == 0
+    assert torch.load(Layout(work).fold("nan", 0).last, weights_only=False)["state"]["epochs_done"] == 1
 
 
 @pytest.mark.parametrize("args, match", [
@@ -134,13 +134,14 @@ def test_cli_runs_as_a_script(work):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "epoch  2/2" in out.stdout + out.stderr and "OOF AUC" in out.stdout
-    assert fold_paths(work, "resnet10t", 0).meta.exists()
+    assert Layout(work).fold("resnet10t", 0).meta.exists()
 
 
 def test_tta_symmetry_bench_reproduces_the_folds_own_scores(work):
     """bench/tta_symmetries.py re-predicts a fold under each symmetry: identity alone must give
     the checkpoint's validation AUC, and the mean of the first --tta views the fold's OOF AUC."""
     import importlib.util
+    sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("tta_symmetries", ROOT / "bench/tta_symmetries.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

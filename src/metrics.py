@@ -1,0 +1,85 @@
+"""Scores and operating points on (target, score) arrays: ROC AUC (one implementation, used by
+training, blending and explaining), log loss, thresholds and confusion figures."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula with mid-ranks for ties; equals
+    scikit-learn's roc_auc_score. NaN when `y` holds one class only.
+
+    Ties are grouped by value, so the sort need not be stable (numpy's unstable sort is the
+    fast SIMD one; a blend calls this thousands of times).
+
+    >>> auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    0.75
+    """
+    y = np.asarray(y)
+    s = np.asarray(s, dtype=float)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s)
+    ss, ys = s[order], y[order]
+    edges = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1], True])
+    ranks = np.repeat((edges[:-1] + edges[1:] + 1) / 2.0, np.diff(edges))
+    return float((ranks[ys == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def bce(prob: np.ndarray, target: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities (clipped away from 0 and 1)."""
+    p = np.clip(np.asarray(prob, dtype=np.float64), 1e-7, 1 - 1e-7)
+    t = np.asarray(target)
+    return float(-np.mean(t * np.log(p) + (1 - t) * np.log(1 - p)))
+
+
+def threshold_for_recall(y: np.ndarray, s: np.ndarray, recall: float) -> float:
+    """The highest threshold whose recall of defects (score >= t) is at least `recall`."""
+    pos = np.sort(s[y == 1])[::-1]
+    k = int(np.ceil(recall * len(pos))) - 1
+    return float(pos[max(k, 0)])
+
+
+THRESHOLD_RULES = ("accuracy", "f1", "youden")
+
+
+def best_threshold(y: np.ndarray, s: np.ndarray, by: str = "accuracy") -> float:
+    """The threshold (score >= t is a defect) that maximises accuracy, F1 or Youden's J."""
+    if by not in THRESHOLD_RULES:
+        raise ValueError(f"by={by!r}: expected one of {THRESHOLD_RULES}")
+    cands = np.unique(s)
+    if len(cands) * len(s) > 2e7:  # too many candidates for one matrix: use quantiles
+        cands = np.unique(np.quantile(s, np.linspace(0, 1, 2001)))
+    pred = s[None, :] >= cands[:, None]
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+    tp = (pred & (y == 1)).sum(1)
+    fp = (pred & (y == 0)).sum(1)
+    fn = n_pos - tp
+    if by == "f1":
+        score = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    elif by == "youden":
+        score = tp / max(n_pos, 1) - fp / max(n_neg, 1)
+    else:
+        score = (tp + n_neg - fp) / len(y)
+    return float(cands[int(np.argmax(score))])
+
+
+def confusion_metrics(y: np.ndarray, s: np.ndarray, t: float) -> dict:
+    pred = s >= t
+    tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
+    fn, tn = int((~pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
+    prec = tp / max(tp + fp, 1)
+    rec = tp / max(tp + fn, 1)
+    return {"threshold": round(t, 6), "precision": round(prec, 4), "recall": round(rec, 4),
+            "f1": round(2 * prec * rec / max(prec + rec, 1e-12), 4), "accuracy": round((tp + tn) / len(y), 4),
+            "fpr": round(fp / max(fp + tn, 1), 4), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def operating_points(y: np.ndarray, s: np.ndarray, by: str = "accuracy") -> dict:
+    """Operating points chosen on these (OOF) scores: 95 % and 99 % defect recall, and the
+    threshold that maximises `by`."""
+    out = {f"recall_{int(r * 100)}": confusion_metrics(y, s, threshold_for_recall(y, s, r)) for r in (0.95, 0.99)}
+    out["chosen"] = {"by": by, **confusion_metrics(y, s, best_threshold(y, s, by))}
+    return out
