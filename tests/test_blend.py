@@ -57,18 +57,30 @@ def test_hill_blend_beats_best_single_when_signal_is_complementary(complementary
     assert saved["weights"] == rep["weights"] and (base / "submissions/roc.png").stat().st_size > 1000
 
 
-def test_hill_is_never_below_best_single(tmp_path):
+def test_hill_picks_the_complementary_models_and_leaves_out_noise(tmp_path):
+    """Two models that each see half of the signal and one that sees none: ensemble selection
+    must weight the two about equally and never choose the noise."""
     w = make_blend_workdir(tmp_path, seed=3)
-    rng, y = w["rng"], w["y"]
-    for j in range(4):
-        write_experiment(tmp_path, f"m{j}", w, sigmoid(y * rng.uniform(0.2, 1.5) + rng.normal(0, 1, len(y))))
-    O = np.column_stack([pd.concat([pd.read_csv(tmp_path / f"oof/m{j}/fold{k}.csv") for k in range(4)])
-                         .set_index("id").loc[w["ids"][:w["n"]], "pred"] for j in range(4)])
-    y_tr = y[:w["n"]]
-    weights, hist = blend.hill_climb(y_tr, O)
-    assert hist[0] == max(metrics.auc(y_tr, O[:, j]) for j in range(4))  # starts from best single
-    assert all(b > a for a, b in zip(hist, hist[1:]))  # every step improves
-    assert metrics.auc(y_tr, O @ weights) >= hist[0] and abs(weights.sum() - 1) < 1e-9
+    rng, y = w["rng"], w["y"][:w["n"]]
+    half_a, half_b = rng.normal(0, 1, len(y)), rng.normal(0, 1, len(y))
+    O = np.column_stack([y * 1.0 + half_a, y * 1.0 - half_a + half_b, rng.normal(0, 1, len(y))])
+    weights, hist = blend.hill_climb(y, O)
+    assert weights[2] == 0 and abs(weights[0] - weights[1]) <= 0.34
+    assert hist[-1] > max(metrics.auc(y, O[:, j]) for j in range(3)) + 0.02
+
+
+def test_thresholds_by_f1_and_youden_are_the_best_on_a_brute_force_grid():
+    rng = np.random.default_rng(1)
+    y = (rng.random(600) < 0.3).astype(int)
+    s = np.round(y * 1.1 + rng.normal(0, 1, 600), 2)
+    cands = np.unique(s)
+    tp = np.array([((s >= t) & (y == 1)).sum() for t in cands])
+    fp = np.array([((s >= t) & (y == 0)).sum() for t in cands])
+    fn = y.sum() - tp
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    youden = tp / y.sum() - fp / (len(y) - y.sum())
+    assert metrics.best_threshold(y, s, "f1") == cands[np.argmax(f1)]
+    assert metrics.best_threshold(y, s, "youden") == cands[np.argmax(youden)]
 
 
 def test_rank_blend_is_invariant_to_monotone_transform(complementary):

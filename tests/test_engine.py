@@ -110,3 +110,63 @@ def test_augmentation_draws_the_tta_symmetries_uniformly():
                 counts[key] = counts.get(key, 0) + 1
             assert set(counts) == tta_views, (aug, h, w)
             assert all(abs(c / n - 1 / n_sym) < 0.03 for c in counts.values()), (aug, sorted(counts.values()))
+
+
+def test_mixup_mixes_images_and_targets_with_the_same_weight():
+    torch.manual_seed(0)
+    x = torch.eye(6).view(6, 1, 1, 6).expand(6, 3, 1, 6).contiguous()  # row i marks image i
+    y = torch.tensor([0.0, 1, 0, 1, 0, 1])
+    mx, my = engine.mixup(x, y, alpha=0.4)
+    lam = mx[:, 0, 0].max(1).values  # the weight of each image's own row (>= 0.5 after mixing)
+    own = torch.stack([mx[i, 0, 0, i] for i in range(6)])
+    assert torch.all((mx >= 0) & (mx <= 1)) and not torch.equal(mx, x)
+    for i in range(6):
+        j = int(torch.argmax(mx[i, 0, 0] * (torch.arange(6) != i))) if own[i] < 1 else i
+        expect = own[i] * y[i] + (1 - own[i]) * y[j] if j != i else y[i]
+        assert abs(float(my[i] - expect)) < 1e-6
+    assert float(lam.min()) > 0
+
+
+class CountingSGD(torch.optim.SGD):
+    steps = 0
+
+    def step(self, closure=None):
+        CountingSGD.steps += 1
+        return super().step(closure)
+
+
+def test_gradient_accumulation_steps_once_per_k_batches_and_on_the_last():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 1))
+    x, y = torch.randn(40, 8), (torch.rand(40) > 0.5).long()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)  # 5 batches
+    CountingSGD.steps = 0
+    opt = CountingSGD(model.parameters(), lr=0.1)
+    engine.train_one_epoch(model, loader, opt, _setup(), accum_steps=2)
+    assert CountingSGD.steps == 3  # after batches 2, 4 and the last (5)
+
+
+def test_border_crop_and_resize_modes_fit_the_image():
+    from imaging import fit_image
+    img = np.full((40, 80, 3), 200, np.uint8)
+    img[:4] = img[-4:] = img[:, :8] = img[:, -8:] = 0  # a dark frame, 10 % of each side
+    assert fit_image(img, (20, 20), "squash", border_crop=0.1).min() == 200  # the frame is cut off
+    assert fit_image(img, (20, 20), "squash").min() == 0
+    padded = fit_image(np.full((40, 80, 3), 200, np.uint8), (32, 32), "pad")
+    assert padded.shape == (32, 32, 3) and (padded[:8] == 0).all() and (padded[8:24] == 200).all()
+    cropped = fit_image(np.arange(80, dtype=np.uint8)[None, :, None].repeat(40, 0).repeat(3, 2), (20, 20), "crop")
+    assert cropped.shape == (20, 20, 3) and 18 <= cropped.min() and cropped.max() <= 62  # the centre 40 columns
+
+
+def test_tta4_on_a_rectangular_input_equals_the_mean_of_the_four_shape_keeping_passes():
+    torch.manual_seed(0)
+    model, _ = create_model("resnet10t", pretrained="none")
+    setup = _setup()
+    imgs = np.random.default_rng(0).integers(0, 255, (5, 24, 40, 3), dtype=np.uint8)
+    got = engine.predict(model, make_loader(ImageDataset(imgs), 2, False, "cpu", 0), setup, tta=4)
+    x = engine.to_input(torch.from_numpy(imgs).permute(0, 3, 1, 2), setup)
+    with torch.no_grad():
+        model.eval()
+        views = [t(x) for t in engine.D4[:4]]
+        assert all(v.shape == x.shape for v in views)
+        want = torch.stack([torch.sigmoid(model(v).squeeze(1)) for v in views]).mean(0).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

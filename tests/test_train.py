@@ -151,3 +151,22 @@ def test_tta_symmetry_bench_reproduces_the_folds_own_scores(work):
     assert len(r["symmetry_auc"]) == 8 and r["n_val"] == meta["n_val"]
     assert abs(r["symmetry_auc"][0] - meta["val_auc"]) < 1e-4
     assert abs(r["tta_auc"][cfg.recipe.tta] - meta["oof_auc"]) < 1e-4
+
+
+def test_patience_stops_early_when_validation_auc_stalls(work, monkeypatch):
+    import metrics
+    monkeypatch.setattr(metrics, "auc", lambda y, s: 0.7)  # never improves after the first epoch
+    meta = train.train_fold(_cfg(work, epochs=6, patience=2, name="pat"), "resnet10t", 0, work, progress=False)
+    assert meta["epochs_run"] == 3 and meta["best_epoch"] == 1
+
+
+def test_freeze_epochs_train_only_the_head_and_mixup_still_learns(work):
+    from models import create_model
+    torch.manual_seed(42)  # the recipe's seed: the same initial weights as the fold's
+    init = create_model("resnet10t", "none", None, 1, 0.0)[0].state_dict()
+    train.train_fold(_cfg(work, epochs=1, freeze_epochs=1, name="frz"), "resnet10t", 0, work, progress=False)
+    ck = torch.load(Layout(work).fold("frz", 0).best, weights_only=False)["model"]
+    assert torch.equal(ck["conv1.0.weight"], init["conv1.0.weight"])  # backbone untouched
+    assert not torch.equal(ck["fc.weight"], init["fc.weight"])  # head trained
+    meta = train.train_fold(_cfg(work, epochs=4, mixup=1.0, name="mix"), "resnet10t", 0, work, progress=False)
+    assert meta["oof_auc"] > 0.9
