@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from config import Competition
 from fileio import file_hash
+from layout import Layout
 
 
 TOY_RECIPE = {"archs": ["test_efficientnet"], "n_folds": 2, "img_size": 32, "epochs": 4, "batch_size": 16,
@@ -33,7 +35,7 @@ def make_toy_competition(out: Path, n_train: int = 96, n_test: int = 32, seed: i
                          name: str = "toy", sub_cols=("id", "target")) -> Path:
     """input/<name>/ in Kaggle's shape, with solution.csv; half of the images are defects."""
     rng = np.random.default_rng(seed)
-    root = out / "input" / name
+    root = Layout(out).raw_input(name)
     (root / "train").mkdir(parents=True, exist_ok=True)
     (root / "test").mkdir(parents=True, exist_ok=True)
     y = rng.permutation(np.arange(n_train + n_test) % 2)
@@ -73,7 +75,7 @@ def make_blend_workdir(base: Path, n: int = 400, n_test: int = 100, n_folds: int
     rng = np.random.default_rng(seed)
     y = (rng.random(n + n_test) < 0.35).astype(int)
     ids = [f"r{i:05d}" for i in range(n + n_test)]
-    root = base / "input" / name
+    root = Layout(base).raw_input(name)
     (root / "test").mkdir(parents=True, exist_ok=True)
     for i in ids[n:]:
         (root / "test" / f"{i}.png").write_bytes(b"")  # blend checks existence, never decodes
@@ -85,8 +87,9 @@ def make_blend_workdir(base: Path, n: int = 400, n_test: int = 100, n_folds: int
     for c in (0, 1):
         idx = np.flatnonzero(y[:n] == c)
         fold[rng.permutation(idx)] = np.arange(len(idx)) % n_folds
-    (base / "folds").mkdir(exist_ok=True)
-    pd.DataFrame({"id": ids[:n], "target": y[:n], "fold": fold}).to_csv(base / "folds" / f"{name}.csv", index=False)
+    folds_file = Layout(base).folds_file(Competition(name=name))
+    folds_file.parent.mkdir(exist_ok=True)
+    pd.DataFrame({"id": ids[:n], "target": y[:n], "fold": fold}).to_csv(folds_file, index=False)
     (base / "configs").mkdir(exist_ok=True)
     (base / "configs" / f"{name}.yaml").write_text(
         f"competition: {{name: {name}, submission_columns: [{sub_cols[0]}, {sub_cols[1]}]}}\nrecipe: {{}}\n")
@@ -98,9 +101,9 @@ def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, competitio
     """oof/<exp>/fold<k>.csv, test_fold<k>.csv and fold<k>.json from predictions over all rows
     (train rows first, then test rows)."""
     n, fold, y, ids = w["n"], w["fold"], w["y"], w["ids"]
-    d = base / "oof" / exp
+    d = Layout(base).fold(exp, 0).oof_dir
     d.mkdir(parents=True, exist_ok=True)
-    fh = folds_hash or file_hash(base / "folds" / f"{name}.csv")
+    fh = folds_hash or file_hash(Layout(base).folds_file(Competition(name=name)))
     for k in sorted(set(fold)):
         if k in skip_folds:
             continue
