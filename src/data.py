@@ -137,7 +137,8 @@ class ImageDataset(Dataset):
         chw = np.asarray(self.images[i]).transpose(2, 0, 1)
         if self.transform is not None:
             chw = self.transform(chw, np.random.default_rng(seed))
-        return torch.from_numpy(np.ascontiguousarray(chw)), self.targets[i]  # a copy: the cache is read-only
+        # a CHW view of the read-only cache is never C-contiguous, so this copies it (writable)
+        return torch.from_numpy(np.ascontiguousarray(chw)), self.targets[i]
 
 
 class FeatureDataset(Dataset):
@@ -203,16 +204,21 @@ def load_train_table(comp, layout: Layout, check_images: bool = True):
     return df
 
 
-def load_test_ids(comp, layout: Layout, check_images: bool = True) -> list[str]:
-    """Test ids in sample_submission.csv order; their images must exist."""
+def load_sample_submission(comp, layout: Layout, check_images: bool = True):
+    """sample_submission.csv checked: its submission columns, unique ids and (optionally) every
+    test image present."""
     path = layout.sample_submission(comp)
     sub = read_csv(path, "sample submission", (comp.submission_columns[0],))
     check_columns(sub, comp.submission_columns, path)
     check_unique_ids(sub, comp.submission_columns[0], path)
-    ids = sub[comp.submission_columns[0]].astype(str).tolist()
     if check_images:
-        check_images_exist(ids, layout.test_dir(comp), comp.image_ext, path)
-    return ids
+        check_images_exist(sub[comp.submission_columns[0]], layout.test_dir(comp), comp.image_ext, path)
+    return sub
+
+
+def load_test_ids(comp, layout: Layout, check_images: bool = True) -> list[str]:
+    """Test ids in sample_submission.csv order; their images must exist."""
+    return load_sample_submission(comp, layout, check_images)[comp.submission_columns[0]].astype(str).tolist()
 
 
 def load_folds(path: Path, train, id_col: str, target_col: str):

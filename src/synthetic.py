@@ -57,6 +57,14 @@ def write_toy_config(base: Path, name: str = "toy", **recipe) -> Path:
     return path
 
 
+def copy_toy_workdir(src: Path, dst: Path) -> Path:
+    """A copy of a toy workdir's input/, configs/ and folds/ (what training reads)."""
+    import shutil
+    for d in ("input", "configs", "folds"):
+        shutil.copytree(Path(src) / d, Path(dst) / d)
+    return Path(dst)
+
+
 def make_toy_workdir(base: Path) -> Path:
     from config import load_config
     from make_folds import make_folds  # noqa: I001 (late: make_folds imports data, torch)

@@ -1,5 +1,4 @@
 """Every bad input named in the issues is a clear error naming the file and row."""
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,14 +8,6 @@ from checks import InputError
 from config import load_config
 from data import cached_images, load_folds, load_train_table
 from layout import Layout
-
-
-@pytest.fixture
-def work(toy_base, tmp_path):
-    shutil.copytree(toy_base / "input", tmp_path / "input")
-    shutil.copytree(toy_base / "configs", tmp_path / "configs")
-    shutil.copytree(toy_base / "folds", tmp_path / "folds")
-    return tmp_path
 
 
 def _edit_train(work, fn):

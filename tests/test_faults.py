@@ -23,16 +23,9 @@ from checks import InputError
 from config import load_config
 from fileio import FileLock, LockedError
 from layout import Layout
-from synthetic import make_blend_workdir, sigmoid, toy_image, write_experiment, write_toy_config
+from synthetic import copy_toy_workdir, make_blend_workdir, sigmoid, toy_image, write_experiment, write_toy_config
 
 ROOT = train.Path(train.__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def work(toy_base, tmp_path):
-    for d in ("input", "configs", "folds"):
-        shutil.copytree(toy_base / d, tmp_path / d)
-    return tmp_path
 
 
 def _cfg(work, **over):
@@ -274,9 +267,7 @@ def _edit_ids(work, bad):
 @pytest.fixture(scope="module")
 def trained(toy_base, tmp_path_factory):
     """A workdir with one complete fold, trained once for every case below."""
-    base = tmp_path_factory.mktemp("trained")
-    for d in ("input", "configs", "folds"):
-        shutil.copytree(toy_base / d, base / d)
+    base = copy_toy_workdir(toy_base, tmp_path_factory.mktemp("trained"))
     train.train_fold(_cfg(base, epochs=1), "resnet10t", 0, base, progress=False)
     return base
 

@@ -1,5 +1,4 @@
 import json
-import shutil
 import subprocess
 import sys
 
@@ -14,13 +13,6 @@ from config import load_config
 from layout import Layout
 
 ROOT = train.Path(train.__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def work(toy_base, tmp_path):
-    for d in ("input", "configs", "folds"):
-        shutil.copytree(toy_base / d, tmp_path / d)
-    return tmp_path
 
 
 def _cfg(work, **over):
