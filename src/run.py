@@ -3,11 +3,14 @@
     python src/run.py --config configs/elpv_cpu.yaml          # the README's quick start (CPU)
     python src/run.py --config configs/elpv.yaml              # the full GPU recipe
     python src/run.py --competition elpv --archs tf_efficientnet_lite0 --epochs 3   # any flag overrides
+    python src/run.py --config configs/elpv.yaml --executor ray [--ray-address auto] [--gpus-per-job 0.5]
 
 A rerun skips every fold whose outputs are complete and were made by the same recipe and folds
 file, and resumes an interrupted fold from its last checkpoint: kill it any time and run it again.
 A complete fold made by another recipe is an error (give the experiment another `name`, or --force).
-Ends with a table: per experiment OOF AUC, fold AUC mean +- std, held-out test AUC, wall time;
+With `--executor ray` every job is a Ray task (ray_grid.py): spread over this machine's GPUs, or
+a cluster's nodes; a failed job does not stop the others, and the blend waits until every job
+is complete. Ends with a table: per experiment OOF AUC, fold AUC mean +- std, held-out test AUC, wall time;
 then the blend's OOF and held-out test AUC.
 """
 from __future__ import annotations
@@ -29,6 +32,13 @@ from fileio import file_hash, write_json_atomic
 from layout import Layout
 from make_folds import fold_summary, make_folds
 from prepare import SOURCES, prepare_from_config
+from ray_grid import RayOptions, run_jobs
+
+EXECUTORS = ("local", "ray")
+
+
+class GridError(InputError):
+    """Some jobs of the grid failed (each was named with its log); the rest are complete."""
 
 
 def ensure_data(cfg: Config, base: Path, say=print) -> None:
@@ -115,7 +125,25 @@ def train_local(cfg: Config, todo: list, states: dict, base: Path, force: bool, 
         done.append((firsts[i], time.time() - t0))
 
 
-def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True, say=print) -> dict | None:
+def train_ray(cfg: Config, todo: list, base: Path, fhash: str, force: bool, progress: bool, say,
+              opts: RayOptions) -> None:
+    """The Ray executor: every job a task; failures are named with their log's tail, then an error."""
+    results = run_jobs(cfg, todo, base, fhash, force, opts, say, progress)
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        log = Layout(base).fold(r.exp, r.fold).job_log
+        say(f"\nFAILED {r.exp} fold {r.fold} on {r.node}: {r.error}\n--- last lines of {log} ---\n{r.log}")
+    if failed:
+        names = ", ".join(f"{r.exp} fold {r.fold}" for r in failed)
+        raise GridError(f"{len(failed)} of {len(results)} jobs failed ({names}); the other folds are complete; "
+                        "no blend was made. Fix the cause and run the same command again: only what is missing runs")
+
+
+def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True, say=print,
+             executor: str = "local", ray_opts: RayOptions | None = None) -> dict | None:
+    """The whole competition; `executor` "local" (every job in turn, here) or "ray" (tasks)."""
+    if executor not in EXECUTORS:
+        raise InputError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     base = Path(base)
     t_start = time.time()
     ensure_data(cfg, base, say)
@@ -129,7 +157,10 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
     if partial:
         say(f"folds {sorted(set(cfg.recipe.folds))} of {cfg.recipe.n_folds} asked for: they will be trained, but a "
             "blend needs every fold, so none is made; train the others, then python src/blend.py")
-    train_local(cfg, todo, states, base, force, progress, say)
+    if executor == "ray" and todo:
+        train_ray(cfg, todo, base, file_hash(fpath), force, progress, say, ray_opts or RayOptions())
+    else:
+        train_local(cfg, todo, states, base, force, progress, say)
     if partial:
         return None
     return finish(cfg, base, t_start, say)
@@ -138,23 +169,21 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
 def finish(cfg: Config, base: Path, t_start: float, say=print) -> dict:
     """The blend, the submission and the final table, once every job is complete."""
     exps = list(dict.fromkeys(cfg.exp_name(a) for a in cfg.recipe.archs))
-    summary = {}
+    made = {}  # the summary and its table, made inside the blend's result set before it is committed
 
     def add_summary(rs, report):
-        table = final_table(cfg, base, exps, report)
-        summary.update({"config": cfg.source_file, "table": table.to_dict("records"),
-                        "wall_secs": round(time.time() - t_start, 1),
-                        "blend": {k: report[k] for k in ("method", "weights", "blend_oof_auc", "cross_check",
-                                                         "local_leaderboard", "operating_points")}})
-        write_json_atomic(rs.path("run_summary.json"), summary)
-        summary["_table"] = table
+        made["table"] = table = final_table(cfg, base, exps, report)
+        made["summary"] = {"config": cfg.source_file, "table": table.to_dict("records"),
+                           "wall_secs": round(time.time() - t_start, 1),
+                           "blend": {k: report[k] for k in ("method", "weights", "blend_oof_auc", "cross_check",
+                                                            "local_leaderboard", "operating_points")}}
+        write_json_atomic(rs.path("run_summary.json"), made["summary"])
 
     report = run_blend(cfg.competition, base, cfg.recipe.blend_method, exps, strict=True,
                        command=shlex.join(["python", "src/run.py", *sys.argv[1:]]), verbose=True, extra=add_summary)
-    table = summary.pop("_table")
-    say("\n" + table.to_string(index=False))
+    say("\n" + made["table"].to_string(index=False))
     say(f"wall time {(time.time() - t_start) / 60:.1f} min; submission: {report['submission']}")
-    return summary
+    return made["summary"]
 
 
 def final_table(cfg: Config, base: Path, exps: list[str], report: dict) -> pd.DataFrame:
@@ -186,9 +215,33 @@ def main(argv=None) -> int:
     add_config_flags(p)
     p.add_argument("--force", action="store_true", help="retrain folds made by another recipe")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("executor (how the jobs run; never part of the recipe)")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: every job in turn in this process; ray: every job a Ray task")
+    g.add_argument("--ray-address", help="a running Ray cluster (auto, HOST:PORT, ray://...); "
+                                         "default: start Ray on this machine")
+    g.add_argument("--gpus-per-job", type=_non_negative, help="GPUs per job (0.5 packs 2 jobs on a GPU); "
+                                                               "default 1 when the cluster has GPUs, else 0")
+    g.add_argument("--cpus-per-job", type=_non_negative, help="CPUs per job (default: the cluster's CPUs per GPU, "
+                                                               "or 1 without GPUs); also the job's torch threads")
     add_recipe_flags(p)
     args = p.parse_args(argv)
-    run_grid(config_from_args(args), Path(args.workdir), args.force, progress=not args.quiet)
+    if args.executor == "local" and (args.ray_address or args.gpus_per_job is not None
+                                     or args.cpus_per_job is not None):
+        raise InputError("--ray-address, --gpus-per-job and --cpus-per-job need --executor ray")
+    opts = RayOptions(args.ray_address, args.gpus_per_job, args.cpus_per_job)
+    run_grid(config_from_args(args), Path(args.workdir), args.force, progress=not args.quiet,
+             executor=args.executor, ray_opts=opts)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 import uuid
@@ -231,7 +232,6 @@ def check_experiment_consistent(cfg: Config, arch: str, layout: Layout, fold: in
     """Refuse to mix recipes or folds files inside one experiment: every complete fold of it
     must have been made by this recipe and folds file, unless --force (then the others are
     left as they are and the blend leaves the experiment out until all folds agree)."""
-    import json
     exp, want = cfg.exp_name(arch), config_hash(cfg)
     folds_hash = file_hash(layout.folds_file(cfg.competition))
     for meta_path in layout.fold_metas(exp):
@@ -304,7 +304,12 @@ class FoldTrainer:
         if not self.paths.last.exists():
             self.say(f"--resume: no {self.paths.last.name} yet, starting fresh")
             return
-        ck = torch.load(self.paths.last, map_location=self.device, weights_only=False)
+        try:
+            ck = torch.load(self.paths.last, map_location=self.device, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - torch raises several types for a damaged file
+            raise InputError(f"{self.paths.last}: cannot be read as a checkpoint ({type(e).__name__}); delete it "
+                             "to train this fold from the start") from e
+        ck = ck if isinstance(ck, dict) else {}
         if ck.get("arch") != self.arch or ck.get("config_hash") != config_hash(self.cfg) or "state" not in ck:
             raise InputError(f"{self.paths.last}: was made by another arch or recipe; cannot --resume it "
                              "(use another --name, or drop --resume to start over)")
@@ -343,11 +348,11 @@ class FoldTrainer:
                 first_step=epoch * o.steps_per_epoch)
 
     def fit(self, resume: bool = False, on_epoch_end=None) -> dict:
-        rec, st = self.cfg.recipe, self.state
+        rec = self.cfg.recipe
         save_config(self.cfg, self.paths.config)
         if resume:
             self.resume()
-            st = self.state
+        st = self.state
         n_tr, n_val, n_test = len(self.data.tr_idx), len(self.data.val_idx), len(self.data.test_ids)
         self.say(f"{self.arch} ({self.parts.info.source}) on {self.device}, {n_tr} train / {n_val} val / "
                  f"{n_test} test, {rec.size_tag}px ({rec.resize}), batch {rec.batch_size}, TTA x{rec.tta_views}")
