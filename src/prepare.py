@@ -1,6 +1,7 @@
 """Build input/<competition>/ in Kaggle's shape from a known source.
 
     python src/prepare.py elpv                                   # the embedded default competition
+    python src/prepare.py elpv --from DIR                        # the same from a copy (labels.csv, images/)
     python src/prepare.py folder PATH --good NAME --defect NAME [--test NAME] --name COMP
     python src/prepare.py yolo PATH --name COMP                  # images/ + labels/ (YOLO boxes)
     python src/prepare.py kaggle --slug SLUG [--name COMP]
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from checks import InputError, check_name, check_train_table, cli_main
+from checks import InputError, check_columns, check_name, check_train_table, cli_main, read_csv
 from config import ROOT, Competition, add_workdir_flag, load_config
 from fileio import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
 from imaging import IMAGE_EXTS, ImageError, read_image
@@ -128,6 +129,25 @@ def load_elpv():
     ids = np.array([Path(n).stem for n in np.char.decode(names)])
     images, probs, types = elpv.load_dataset(str(labels))
     return ids, np.asarray(images), np.asarray(probs, dtype=float), np.asarray(types).astype(str)
+
+
+def load_elpv_copy(folder: Path):
+    """The same as `load_elpv`, from a copy of the package's data: `labels.csv` (id, probability,
+    type) and `images/<id>.<ext>` (a compact copy, e.g. the GPU kit's JPEGs, for a machine
+    without the package)."""
+    folder = Path(folder)
+    labels = read_csv(folder / "labels.csv", "ELPV labels")
+    check_columns(labels, ["id", "probability", "type"], folder / "labels.csv")
+    ids = labels["id"].astype(str).to_numpy()
+    files = {p.stem: p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_EXTS}
+    missing = [i for i in ids if i not in files]
+    if missing:
+        raise InputError(f"{folder / 'images'}: no image for {len(missing)} ids of labels.csv, e.g. {missing[:2]}")
+    try:
+        images = np.stack([read_image(files[i])[:, :, 0] for i in ids])
+    except ImageError as e:
+        raise InputError(str(e)) from None
+    return ids, images, labels["probability"].to_numpy(float), labels["type"].astype(str).to_numpy()
 
 
 def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader=load_elpv) -> str:
@@ -356,7 +376,10 @@ def competition_yaml(name: str, source: dict, ext: str, sub_cols, shape: dict, w
 def write_config_and_say_next(base: Path, name: str, source: dict, sub_cols, boxes: bool = False) -> str:
     out = Layout(base).raw_input(name)
     info = json.loads((out / MARKER).read_text())
-    shape, why = suggest_shape([tuple(s) for s in info.get("sizes", [])] or [(1, 1)])
+    if info.get("sizes"):
+        shape, why = suggest_shape([tuple(s) for s in info["sizes"]])
+    else:  # prepared by a version that did not record sizes
+        shape, why = {}, "sizes not recorded (prepare again with --force to survey them): square input"
     cfg_path = base / "configs" / f"{name}.yaml"
     lines = [f"images: {why}"]
     if not cfg_path.exists():
@@ -434,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="source")
     e = sub.add_parser("elpv", parents=[common], help="ELPV solar cells from the elpv-dataset package")
     e.add_argument("--test-size", type=float, default=0.25)
+    e.add_argument("--from", dest="copy", help="a copy of the data (labels.csv + images/) instead of the package, "
+                                               "e.g. the GPU kit's compact copy")
     f = sub.add_parser("folder", parents=[common], help="a folder per class (good/defect), optional test folder")
     f.add_argument("path")
     f.add_argument("--good", required=True, help="sub-folder of good images")
@@ -468,7 +493,8 @@ def main(argv=None) -> int:
     if args.config:
         print(prepare_from_config(load_config(args.config).competition, force, base))
     elif args.source == "elpv":
-        print(prepare_elpv(layout.raw_input("elpv"), args.test_size, force))
+        loader = (lambda: load_elpv_copy(Path(args.copy))) if args.copy else load_elpv
+        print(prepare_elpv(layout.raw_input("elpv"), args.test_size, force, loader))
     elif args.source in ("folder", "yolo"):
         cols = _columns(args.submission_columns)
         out = layout.raw_input(check_name(args.name, "--name"))
