@@ -26,20 +26,14 @@ import pandas as pd
 import metrics
 from checks import (InputError, check_binary_target, check_columns, check_predictions, check_unique_ids, cli_main,
                     read_csv)
+from combine import experiment_score, rank_pct
 from config import Competition, add_config_flags, add_recipe_flags, config_from_args
-from data import load_test_ids
+from data import load_sample_submission
 from fileio import file_hash, write_csv_atomic, write_json_atomic
 from layout import Layout
 from plots import figure
 from results import ResultSet
 
-METHODS = ("mean", "rank", "hill")
-
-
-def rank_pct(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Percentile of each x within the reference predictions `ref` (a model's OOF). For OOF
-    itself this is the rank transform; test predictions land on the same scale."""
-    return np.searchsorted(np.sort(ref), x, side="right") / len(ref)
 
 
 # --- loading and checking -----------------------------------------------------------------------
@@ -53,16 +47,20 @@ class Experiment:
     fold_auc: list = field(default_factory=list)
     meta: list = field(default_factory=list)
 
+    def fold_refs(self) -> list[np.ndarray]:
+        """Per fold k, the OOF predictions of fold k's model: its reference in rank space."""
+        return [self.oof[self.fold == k] for k in range(len(self.test_folds))]
+
     @property
     def test(self) -> np.ndarray:
         """Test probabilities averaged over the fold models."""
-        return np.mean(self.test_folds, axis=0)
+        return experiment_score("mean", self.test_folds, None)
 
     def test_rank(self) -> np.ndarray:
         """Test predictions on the OOF percentile scale: each fold model's predictions ranked
         against that same model's OOF predictions, then averaged. Invariant to any monotone
         transform of the model, and evens out scale differences between fold models."""
-        return np.mean([rank_pct(self.oof[self.fold == k], t) for k, t in enumerate(self.test_folds)], axis=0)
+        return experiment_score("rank", self.test_folds, self.fold_refs())
 
 
 @dataclass
@@ -100,7 +98,7 @@ def _why_left_out(meta: list[dict], comp: Competition, folds_hash: str, n_folds:
     return ""
 
 
-def _read_fold(d: Path, k: int, folds: pd.DataFrame, test_index: pd.Index, sample_name: str):
+def _read_fold(d: Path, k: int, folds_by_id: pd.DataFrame, test_index: pd.Index, sample_name: str):
     """Fold k's OOF rows (checked against the folds file) and its test predictions (aligned)."""
     path = d / f"fold{k}.csv"
     df = read_csv(path, "OOF file")
@@ -108,7 +106,7 @@ def _read_fold(d: Path, k: int, folds: pd.DataFrame, test_index: pd.Index, sampl
     check_predictions(df["pred"], path)
     if (df["fold"] != k).any():
         raise InputError(f"{path}: rows of fold {int(df['fold'][df['fold'] != k].iloc[0])} in the file of fold {k}")
-    truth = folds["target"].reindex(df["id"].astype(str))
+    truth = folds_by_id["target"].reindex(df["id"].astype(str))
     wrong = truth.notna().to_numpy() & (truth.to_numpy() != df["target"].to_numpy())
     if wrong.any():
         row = int(np.flatnonzero(wrong)[0])
@@ -187,10 +185,8 @@ def load_inputs(comp: Competition, layout: Layout, names=None, strict: bool = Fa
     folds = read_csv(folds_file, "folds file")
     check_columns(folds, ["id", "target", "fold"], folds_file)
     folds["id"] = folds["id"].astype(str)
-    sample_path = layout.sample_submission(comp)
-    sample = read_csv(sample_path, "sample submission", (comp.submission_columns[0],))
-    check_columns(sample, comp.submission_columns, sample_path)
-    test_ids = load_test_ids(comp, layout, check_images=False)
+    sample = load_sample_submission(comp, layout, check_images=False)
+    test_ids = sample[comp.submission_columns[0]].astype(str).tolist()
     fh = file_hash(folds_file)
     exps, left_out = load_experiments(layout, comp, folds, fh, test_ids, names, strict)
     return BlendInputs(folds, fh, test_ids, sample, exps, left_out)
@@ -372,9 +368,9 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
         write_csv_atomic(sub, rs.path("submission.csv"))
         plot_roc(inp.y, {**{e.name: e.oof for e in inp.exps}, f"blend {method}": b["oof"]}, rs.path("roc.png"),
                  f"{comp.name}: OOF ROC")
+        weights = {e.name: float(x) for e, x in zip(inp.exps, b["weights"]) if x > 0}  # exact: predict.py uses them
         report = {"competition": comp.name, "method": method, "experiments": [e.name for e in inp.exps],
-                  "left_out": inp.left_out, "weights": {e.name: round(float(x), 4) for e, x in
-                                                        zip(inp.exps, b["weights"]) if x > 0},
+                  "left_out": inp.left_out, "weights": weights,
                   "table": table.to_dict("records"), "blend_oof_auc": round(b["auc"], 5), "cross_check": b["cv"],
                   "operating_points": b["ops"], "local_leaderboard": lb,
                   "submission": str(rs.final_path("submission.csv")),

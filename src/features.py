@@ -28,6 +28,20 @@ def prefix_fingerprint(model: nn.Module, freeze_stages: int, *extra: object) -> 
     return h.hexdigest()[:10]
 
 
+def frozen_views(model: nn.Module, freeze_stages: int, images: np.ndarray, setup: DeviceSetup,
+                 n_variants: int) -> torch.Tensor:
+    """(B, n_variants, C, H, W): the frozen stages' output for the first `n_variants` symmetries
+    (D4 order) of a batch of uint8 (B, H, W, 3) images (model in eval mode)."""
+    x = to_input(torch.from_numpy(np.array(images)).permute(0, 3, 1, 2), setup)
+    return torch.stack([frozen_features(model, freeze_stages, t(x)) for t in D4[:n_variants]], 1)
+
+
+def as_cached(feats: torch.Tensor) -> torch.Tensor:
+    """Features as training read them back from the float16 cache: rounded to float16, as
+    contiguous float32 on the CPU (what predict.py and the ONNX export reproduce)."""
+    return feats.half().float().cpu().contiguous()
+
+
 def extract_frozen_features(model: nn.Module, freeze_stages: int, images: np.ndarray, setup: DeviceSetup,
                             path, batch_size: int = 64, progress: bool = True, n_variants: int = 8) -> np.ndarray:
     """Output of the frozen stages for the first `n_variants` symmetries (D4 order) of every
@@ -36,8 +50,7 @@ def extract_frozen_features(model: nn.Module, freeze_stages: int, images: np.nda
 
     def chunks():
         for start in range(0, len(images), batch_size):
-            x = to_input(torch.from_numpy(np.array(images[start:start + batch_size])).permute(0, 3, 1, 2), setup)
-            feats = torch.stack([frozen_features(model, freeze_stages, t(x)) for t in D4[:n_variants]], 1)
+            feats = frozen_views(model, freeze_stages, images[start:start + batch_size], setup, n_variants)
             yield start, feats.float().cpu().numpy().astype(np.float16)
 
     return build_npy_cache(Path(path), len(images), chunks(), f"frozen features {Path(path).stem[:40]}", progress)

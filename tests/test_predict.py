@@ -1,0 +1,90 @@
+"""predict.py: the blended ensemble on new images reproduces the submission, in every blend space,
+through the frozen-feature cache too; bad inputs are one-line errors and nothing is written."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import blend
+import predict
+
+EXPS = ["resnet10t", "test_efficientnet_cached"]
+
+
+def _submission(base):
+    sub = pd.read_csv(base / "submissions/submission.csv", dtype={"id": str})
+    return sub.set_index("id")["target"]
+
+
+def test_predict_reproduces_the_submission_in_rank_space(blended, tmp_path):
+    base, cfg = blended
+    report = json.loads((base / "submissions/blend.json").read_text())
+    assert sorted(report["weights"]) == EXPS  # both experiments, both shapes, the cache included
+    out = tmp_path / "preds.csv"
+    df = predict.predict(cfg.competition, base, [str(base / "input/toy/test")], out, progress=False,
+                         say=lambda *a: None)
+    got = pd.read_csv(out, dtype={"id": str}).set_index("id")
+    want = _submission(base)
+    assert list(got.columns) == ["prob", "defect"] and sorted(got.index) == sorted(want.index)
+    np.testing.assert_allclose(got.prob.loc[want.index], want, rtol=0, atol=1e-6)
+    t = report["operating_points"]["chosen"]["threshold"]
+    assert (got.defect == (got.prob >= t)).all() and len(df) == len(want)
+    strict = predict.predict(cfg.competition, base, [str(base / "input/toy/test")], tmp_path / "r99.csv",
+                             point="recall_99", progress=False, say=lambda *a: None)
+    assert strict.defect.sum() >= df.defect.sum()
+
+
+def test_predict_reproduces_a_mean_blend_from_a_csv_of_ids(blended, tmp_path):
+    base, cfg = blended
+    work = tmp_path / "w"
+    for d in ("input", "oof", "models", "folds", "configs"):
+        shutil.copytree(base / d, work / d, symlinks=True)
+    blend.run_blend(cfg.competition, work, "mean", verbose=False)
+    ids = pd.read_csv(work / "input/toy/sample_submission.csv", dtype={"id": str})[["id"]]
+    ids.to_csv(tmp_path / "ids.csv", index=False)
+    df = predict.predict(cfg.competition, work, [str(tmp_path / "ids.csv")], tmp_path / "p.csv", progress=False,
+                         say=lambda *a: None)
+    np.testing.assert_allclose(df.set_index("id").prob.loc[ids.id], _submission(work).loc[ids.id], atol=1e-6)
+
+
+def test_an_unreadable_image_is_one_error_or_left_out_with_skip_bad(blended, tmp_path, capsys):
+    base, _ = blended
+    folder = tmp_path / "new"
+    shutil.copytree(base / "input/toy/test", folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image IEND")
+    out = tmp_path / "p.csv"
+    argv = ["--config", str(base / "configs/toy.yaml"), "--workdir", str(base), str(folder), "--out", str(out),
+            "--quiet"]
+    assert predict.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 of 33 images cannot be used" in err and "broken.png" in err
+    assert not out.exists()
+    assert predict.main(argv + ["--skip-bad"]) == 0
+    assert "left out:" in capsys.readouterr().out and "broken.png" not in out.read_text()
+    assert len(pd.read_csv(out)) == 32
+
+
+@pytest.mark.parametrize("case", ["empty folder", "experiment folder missing", "no blend"])
+def test_bad_inputs_are_one_line_errors(blended, tmp_path, capsys, case):
+    base, _ = blended
+    work, inputs = base, [str(base / "input/toy/test")]
+    if case == "empty folder":
+        (tmp_path / "empty").mkdir()
+        inputs, want = [str(tmp_path / "empty")], "no images"
+    else:
+        work = tmp_path / "w"
+        for d in ("input", "oof", "models", "folds", "configs", "submissions"):
+            shutil.copytree(base / d, work / d, symlinks=True)
+        if case == "experiment folder missing":
+            shutil.rmtree(work / "oof/test_efficientnet_cached")
+            want = "experiment 'test_efficientnet_cached': its folder"
+        else:
+            shutil.rmtree(work / "submissions")
+            want = "no blend yet"
+    out = tmp_path / "p.csv"
+    code = predict.main(["--config", str(base / "configs/toy.yaml"), "--workdir", str(work), *inputs,
+                         "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and want in err and not out.exists()
