@@ -363,6 +363,20 @@ def suggest_shape(sizes: list[tuple[int, int]]) -> tuple[dict, str]:
             "letterboxing with resize: pad would leave much of the input blank)")
 
 
+LARGE_SET = 2500  # images: above this, one backbone keeps a 2-core CPU run of cpu-fast near 10-12 minutes
+
+
+def suggest_budget(n_images: int) -> tuple[dict, str]:
+    """Recipe fields that keep the default CPU run within about 15 minutes on 2 cores: the
+    cpu-fast preset's two backbones up to LARGE_SET images (ELPV's 2,624 take 8-10 minutes),
+    one backbone above (its time grows with the number of images)."""
+    if n_images <= LARGE_SET:
+        return {}, ""
+    return ({"archs": ["tf_efficientnet_lite0"]},
+            f"{n_images} images: one backbone (archs) keeps a 2-core CPU run near 10-12 minutes; with a GPU, "
+            "remove `archs` to train the preset's three")
+
+
 def competition_yaml(name: str, source: dict, ext: str, sub_cols, shape: dict, why: str, boxes: bool = False) -> str:
     comp = {"name": name, "source": source, "id_col": "id", "target_col": "target", "image_ext": ext,
             "submission_columns": list(sub_cols), "metric": "roc_auc"}
@@ -380,6 +394,9 @@ def write_config_and_say_next(base: Path, name: str, source: dict, sub_cols, box
         shape, why = suggest_shape([tuple(s) for s in info["sizes"]])
     else:  # prepared by a version that did not record sizes
         shape, why = {}, "sizes not recorded (prepare again with --force to survey them): square input"
+    budget, why_budget = suggest_budget(len(info.get("sizes") or []))
+    if budget:
+        shape, why = {**budget, **shape}, f"{why}; {why_budget}"
     cfg_path = base / "configs" / f"{name}.yaml"
     lines = [f"images: {why}"]
     if not cfg_path.exists():

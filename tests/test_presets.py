@@ -146,3 +146,22 @@ def test_yolo_labels_become_good_defect_with_pixel_boxes(tmp_path, capsys):
                      "cpu-fast", "--archs", "resnet10t", "--pretrained", "none", "--cache-frozen", "--freeze-stages",
                      "1", "--img-size", "32", "--n-folds", "2", "--epochs", "2", "--batch-size", "8"]) == 0
     assert len(pd.read_csv(work / "submissions/submission.csv")) == 8
+
+
+def test_a_large_set_gets_one_backbone_to_stay_within_a_cpu_budget(tmp_path):
+    """cpu-fast's two backbones up to 2,500 images; above, the written config keeps one (its time
+    grows with the images), and the config still resolves to the CPU preset."""
+    import yaml
+
+    from config import load_config
+    from prepare import LARGE_SET, competition_yaml, suggest_budget
+    assert suggest_budget(100) == ({}, "") and suggest_budget(LARGE_SET) == ({}, "")
+    fields, why = suggest_budget(4000)
+    assert fields == {"archs": ["tf_efficientnet_lite0"]} and "4000 images" in why
+    path = tmp_path / "configs/big.yaml"
+    path.parent.mkdir()
+    path.write_text(competition_yaml("big", {"type": "folder", "path": "x", "good": "g", "defect": "d"}, ".png",
+                                     ["id", "target"], fields, why))
+    cfg = load_config(path, {"device": "cpu"})
+    assert cfg.recipe.preset == "cpu-fast" and cfg.recipe.archs == ["tf_efficientnet_lite0"]
+    assert yaml.safe_load(path.read_text())["recipe"]["preset"] == "auto"
