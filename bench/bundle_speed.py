@@ -30,7 +30,8 @@ from export import ExportNet
 from imaging import fit_image, read_image
 from layout import Layout
 from models import create_model
-from predict import fold_probs, load_member, shape_key
+from models import shape_key
+from predict import fold_probs, load_member
 
 
 def time_it(fn, repeats: int) -> float:
@@ -59,7 +60,7 @@ def ensemble_speeds(layout: Layout, bundle: Path, images: list[np.ndarray], batc
     def torch_side():
         members = [([fold_probs(m, ck, fitted[shape_key(ck)], dev, batch) for m, ck in loaded[e]], refs[e])
                    for e in ens.members]
-        return blend_scores(ens.method, weights, members)
+        return blend_scores(ens.method, weights, members, ens.intercept)
 
     sessions = {e["name"]: [(bundle_runner.session(bundle / f["onnx"], threads), shape_key({"img_size": e[
         "preprocess"]["hw"], "resize": e["preprocess"]["resize"], "border_crop": e["preprocess"]["border_crop"]}))
@@ -68,7 +69,7 @@ def ensemble_speeds(layout: Layout, bundle: Path, images: list[np.ndarray], batc
     def ort_side():
         members = [([bundle_runner.run_model(s, fitted[key], batch) for s, key in sessions[e]], refs[e])
                    for e in ens.members]
-        return blend_scores(ens.method, weights, members)
+        return blend_scores(ens.method, weights, members, ens.intercept)
 
     diff = float(np.abs(torch_side() - ort_side()).max())
     t_torch, t_ort = time_it(torch_side, repeats), time_it(ort_side, repeats)

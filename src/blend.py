@@ -32,6 +32,7 @@ from data import load_sample_submission
 from fileio import file_hash, write_csv_atomic, write_json_atomic
 from layout import Layout
 from plots import figure
+from stack import meta_features, stack
 from results import ResultSet
 
 
@@ -46,6 +47,19 @@ class Experiment:
     fold: np.ndarray  # fold per training row
     fold_auc: list = field(default_factory=list)
     meta: list = field(default_factory=list)
+    refit: np.ndarray | None = None  # the full-data refit's test probabilities, when there is one
+
+    def test_scores(self, method: str, refit: str = "none") -> np.ndarray:
+        """Test predictions in the method's space from the fold models (refit none), the
+        full-data refit (only: ranked against all OOF predictions in rank space), or both (their mean)."""
+        folds = self.test if method == "mean" else self.test_rank()
+        if refit == "none":
+            return folds
+        if self.refit is None:
+            raise InputError(f"{self.name}: no full-data refit (oof/{self.name}/test_foldall.csv); train it with "
+                             f"python src/train.py --fold all, or blend with --refit none")
+        own = self.refit if method == "mean" else rank_pct(self.oof, self.refit)
+        return own if refit == "only" else (folds + own) / 2
 
     def fold_refs(self) -> list[np.ndarray]:
         """Per fold k, the OOF predictions of fold k's model: its reference in rank space."""
@@ -154,7 +168,22 @@ def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash:
     if not (oof["fold"].to_numpy() == folds["fold"].to_numpy()).all():
         raise InputError(f"{d}: OOF fold numbers differ from the folds file")
     return Experiment(d.name, oof["pred"].to_numpy(float), list(tests), folds["fold"].to_numpy(int), fold_auc,
-                      meta), ""
+                      meta, _read_refit(d, folds_hash, pd.Index(test_ids), comp.sample_submission)), ""
+
+
+def _read_refit(d: Path, folds_hash: str, test_index: pd.Index, sample_name: str) -> np.ndarray | None:
+    """The refit's test probabilities (aligned), when it is complete and made with these folds."""
+    meta = d / "foldall.json"
+    if not meta.exists() or json.loads(meta.read_text()).get("folds_hash") != folds_hash:
+        return None
+    tpath = d / "test_foldall.csv"
+    t = read_csv(tpath, "test predictions")
+    check_columns(t, ["id", "pred"], tpath)
+    check_predictions(t["pred"], tpath)
+    tid = pd.Index(t["id"].astype(str))
+    if len(tid) != len(test_index) or not tid.isin(test_index).all():
+        raise InputError(f"{tpath}: ids do not match {sample_name}")
+    return t["pred"].set_axis(tid).reindex(test_index).to_numpy(float)
 
 
 def load_experiments(layout: Layout, comp: Competition, folds: pd.DataFrame, folds_hash: str,
@@ -216,14 +245,15 @@ def hill_climb(y: np.ndarray, P: np.ndarray, max_rounds: int = 100) -> tuple[np.
     return counts / counts.sum(), history
 
 
-def blend_space(method: str, exps: list[Experiment]) -> tuple[np.ndarray, np.ndarray]:
+def blend_space(method: str, exps: list[Experiment], refit: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """(OOF matrix, test matrix), n x m, in the space the method blends in: probabilities for
-    mean, percentiles within each model's OOF predictions for rank and hill."""
+    mean, percentiles within each model's OOF predictions for rank, hill and stack. The test
+    columns come from the fold models, the refits, or both (`refit`); OOF ones always from the folds."""
     O = np.column_stack([e.oof for e in exps])
+    T = np.column_stack([e.test_scores(method, refit) for e in exps])
     if method == "mean":
-        return O, np.column_stack([e.test for e in exps])
-    return (np.column_stack([rank_pct(O[:, j], O[:, j]) for j in range(O.shape[1])]),
-            np.column_stack([e.test_rank() for e in exps]))
+        return O, T
+    return np.column_stack([rank_pct(O[:, j], O[:, j]) for j in range(O.shape[1])]), T
 
 
 def find_weights(method: str, y: np.ndarray, O: np.ndarray) -> np.ndarray:
@@ -310,20 +340,70 @@ def local_leaderboard(sol: pd.DataFrame | None, col: str, scores: dict, threshol
 
 # --- the whole blend ----------------------------------------------------------------------------
 
-def compute_blend(inp: BlendInputs, method: str, threshold_by: str) -> dict:
-    """Weights, blended OOF and test scores, the cross-check and the operating points."""
+def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple | None = None,
+                  refit: str = "none") -> dict:
+    """Weights, blended OOF and test scores, the cross-check and the operating points. `stack`
+    is used only when its cross-check beats hill's (else hill, and the reason is kept)."""
+    if method == "stack":
+        return compute_stack(inp, threshold_by, meta, refit)
     y = inp.y
-    O, T = blend_space(method, inp.exps)
+    O, T = blend_space(method, inp.exps, refit)
     w = find_weights(method, y, O)
     oof_blend, test_blend = O @ w, T @ w
     check_predictions(test_blend, "blend of test predictions")
-    return {"weights": w, "oof": oof_blend, "test": test_blend, "auc": metrics.auc(y, oof_blend),
+    return {"method": method, "weights": w, "oof": oof_blend, "test": test_blend, "auc": metrics.auc(y, oof_blend),
             "cv": cross_check(method, y, O, inp.fold), "ops": metrics.operating_points(y, oof_blend, threshold_by)}
+
+
+def compute_stack(inp: BlendInputs, threshold_by: str, meta: tuple | None, refit: str = "none") -> dict:
+    hill = compute_blend(inp, "hill", threshold_by, refit=refit)
+    O, T = blend_space("stack", inp.exps, refit)
+    M, MT, names = meta if meta else (None, None, [])
+    st = stack(inp.y, O, T, inp.fold, M, MT)
+    m = len(inp.exps)
+    info = {"meta": names, "intercept": st["intercept"], "coef": dict(zip([e.name for e in inp.exps] + names,
+                                                                            st["coef"])),
+            "cross_check": st["cv"], "hill_cross_check": hill["cv"]["blend_auc_mean"]}
+    if st["cv"]["blend_auc_mean"] <= hill["cv"]["blend_auc_mean"]:
+        info["chosen"] = False
+        return {**hill, "stack": info}
+    check_predictions(st["test"], "stacked test predictions")
+    info["chosen"] = True
+    return {"method": "stack", "weights": np.asarray(st["coef"][:m]), "oof": st["oof"], "test": st["test"],
+            "auc": metrics.auc(inp.y, st["oof"]), "cv": {**st["cv"], "best_single_auc_mean":
+                                                           hill["cv"]["best_single_auc_mean"]},
+            "ops": metrics.operating_points(inp.y, st["oof"], threshold_by), "stack": info}
+
+
+def load_meta(comp: Competition, layout: Layout, inp: BlendInputs, cols: list[str]) -> tuple | None:
+    """The stacker's metadata: `cols` of train.csv (folds-file order) and test.csv (submission order)."""
+    if not cols:
+        return None
+    tpath = layout.test_csv(comp)
+    if not tpath.exists():
+        raise InputError(f"{tpath}: not found; --stack-meta {' '.join(cols)} needs the test rows' metadata there "
+                         f"({comp.submission_columns[0]} + the columns); prepare again with --force")
+    train = read_csv(layout.train_csv(comp), "train table", (comp.id_col,))
+    test = read_csv(tpath, "test table", (comp.id_col,))
+    train = train.set_index(train[comp.id_col].astype(str)).loc[inp.folds["id"]]
+    test = test.set_index(test[comp.id_col].astype(str))
+    missing = [i for i in inp.test_ids if i not in test.index]
+    if missing:
+        raise InputError(f"{tpath}: no row for {len(missing)} submission ids, e.g. {missing[:2]}")
+    return meta_features(train, test.loc[inp.test_ids], cols, str(tpath))
 
 
 def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str) -> None:
     best, cv = table.iloc[0], b["cv"]
-    say(f"blend ({method}) weights: " + ", ".join(f"{e.name} {x:.3f}" for e, x in zip(inp.exps, b["weights"]) if x > 0))
+    if "stack" in b:
+        st = b["stack"]
+        say(f"stack: logistic regression on {len(inp.exps)} experiments' OOF ranks"
+            + (f" + {', '.join(st['meta'])}" if st["meta"] else "") + f": cross-checked AUC "
+            f"{st['cross_check']['blend_auc_mean']:.5f} vs hill {st['hill_cross_check']:.5f}: "
+            + ("stack chosen" if st["chosen"] else "not better, hill kept"))
+    method = b["method"]
+    say(f"blend ({method}) weights: " + ", ".join(f"{e.name} {x:.3f}" for e, x in zip(inp.exps, b["weights"])
+                                               if x > 0 or method == "stack"))
     say(f"blend OOF AUC {b['auc']:.5f} (best single {best.experiment} {best.oof_auc:.5f}); "
         f"fold-wise cross-check: blend {cv['blend_auc_mean']:.5f} +- {cv['blend_auc_std']:.5f} vs best single "
         f"{cv['best_single_auc_mean']:.5f} (weights found on k-1 folds, scored on the held-out fold)")
@@ -343,7 +423,7 @@ def print_leaderboard(say, lb: dict | None, comp: Competition) -> None:
 
 def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[str] | None = None,
               strict: bool = False, threshold_by: str = "accuracy", command: str = "", verbose: bool = True,
-              extra=None) -> dict:
+              extra=None, stack_meta: list[str] | None = None, refit: str = "none") -> dict:
     """Blend, score, and publish submission.csv + blend.json + roc.png as one result set.
     `extra(result_set, report)` may add files (run.py's summary) before the set is committed."""
     say = print if verbose else (lambda *a, **k: None)
@@ -353,10 +433,11 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
         say(f"left out {name}: {why}")
     table = score_table(inp.exps, inp.y)
     say(table.to_string(index=False))
-    b = compute_blend(inp, method, threshold_by)
+    b = compute_blend(inp, method, threshold_by, load_meta(comp, layout, inp, stack_meta or []), refit)
     print_blend(say, inp, table, b, method)
     sol = read_solution(comp, layout, inp.test_ids)  # checked before anything is written
-    lb = local_leaderboard(sol, comp.submission_columns[1], {"blend": b["test"], **{e.name: e.test for e in inp.exps}},
+    singles = {e.name: e.test_scores("mean", refit) for e in inp.exps}
+    lb = local_leaderboard(sol, comp.submission_columns[1], {"blend": b["test"], **singles},
                            b["ops"]["chosen"]["threshold"])
     print_leaderboard(say, lb, comp)
     id_col, col = comp.submission_columns
@@ -366,10 +447,12 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
     rs = ResultSet(layout)
     try:
         write_csv_atomic(sub, rs.path("submission.csv"))
-        plot_roc(inp.y, {**{e.name: e.oof for e in inp.exps}, f"blend {method}": b["oof"]}, rs.path("roc.png"),
+        plot_roc(inp.y, {**{e.name: e.oof for e in inp.exps}, f"blend {b['method']}": b["oof"]}, rs.path("roc.png"),
                  f"{comp.name}: OOF ROC")
-        weights = {e.name: float(x) for e, x in zip(inp.exps, b["weights"]) if x > 0}  # exact: predict.py uses them
-        report = {"competition": comp.name, "method": method, "experiments": [e.name for e in inp.exps],
+        weights = {e.name: float(x) for e, x in zip(inp.exps, b["weights"])  # exact: predict.py uses them
+                   if x > 0 or (b["method"] == "stack" and x != 0)}
+        report = {"competition": comp.name, "method": b["method"], "requested_method": method, "refit": refit,
+                  "stack": b.get("stack"), "experiments": [e.name for e in inp.exps],
                   "left_out": inp.left_out, "weights": weights,
                   "table": table.to_dict("records"), "blend_oof_auc": round(b["auc"], 5), "cross_check": b["cv"],
                   "operating_points": b["ops"], "local_leaderboard": lb,
@@ -391,7 +474,7 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
-    add_recipe_flags(p, only=("blend_method",))
+    add_recipe_flags(p, only=("blend_method", "stack_meta", "refit"))
     p.add_argument("--exps", nargs="+", help="experiments to blend (default: every complete one)")
     p.add_argument("--strict", action="store_true", help="an incomplete or mismatched experiment is an error")
     p.add_argument("--threshold-by", choices=metrics.THRESHOLD_RULES, default="accuracy",
@@ -399,7 +482,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     run_blend(cfg.competition, Path(args.workdir), cfg.recipe.blend_method, args.exps, args.strict,
-              args.threshold_by, command=shlex.join(["python", "src/blend.py", *sys.argv[1:]]))
+              args.threshold_by, command=shlex.join(["python", "src/blend.py", *sys.argv[1:]]),
+              stack_meta=cfg.recipe.stack_meta, refit=cfg.recipe.refit)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, 
         preds = [run_model(session(folder / f["onnx"], threads), fitted, batch_size) for f in exp["folds"]]
         members.append((preds, [refs[f["ref"]] for f in exp["folds"]]))
         weights.append(exp["weight"])
-    return blend_scores(spec["method"], weights, members)
+    return blend_scores(spec["method"], weights, members, spec.get("intercept", 0.0))
 
 
 def write_csv(path: Path, ids, prob, defect) -> None:

@@ -5,13 +5,14 @@ An experiment's score for new images is the average over its fold models of
   mean:        the fold model's probability;
   rank, hill:  the probability's percentile within that fold model's own OOF predictions
                (its reference), so OOF and new scores share one scale;
-and the blend is the weighted sum of the experiments' scores.
+and the blend is the weighted sum of the experiments' scores (stack: the logistic function of
+an intercept plus that sum, the stacker's coefficients as weights).
 """
 from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("mean", "rank", "hill")
+METHODS = ("mean", "rank", "hill", "stack")
 
 
 def rank_pct(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -25,12 +26,14 @@ def experiment_score(method: str, fold_preds: list[np.ndarray], fold_refs: list[
     if method not in METHODS:
         raise ValueError(f"method {method!r}: expected one of {METHODS}")
     if method == "mean":
-        return np.mean(fold_preds, axis=0)
+        return np.mean(fold_preds, axis=0)  # rank, hill and stack: in rank space
     return np.mean([rank_pct(ref, p) for ref, p in zip(fold_refs, fold_preds)], axis=0)
 
 
-def blend_scores(method: str, weights: list[float], members: list[tuple[list, list | None]]) -> np.ndarray:
+def blend_scores(method: str, weights: list[float], members: list[tuple[list, list | None]],
+                 intercept: float = 0.0) -> np.ndarray:
     """The blend: sum over experiments of weight x experiment_score; `members` holds per
     experiment (fold probabilities, fold OOF references)."""
     cols = [experiment_score(method, preds, refs) for preds, refs in members]
-    return np.column_stack(cols) @ np.asarray(weights, dtype=float)
+    z = np.column_stack(cols) @ np.asarray(weights, dtype=float)
+    return 1 / (1 + np.exp(-(intercept + z))) if method == "stack" else z

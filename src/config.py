@@ -43,6 +43,7 @@ class Competition:
     train_dir: str = "train"
     test_dir: str = "test"
     sample_submission: str = "sample_submission.csv"
+    test_csv: str = "test.csv"  # optional: test ids with metadata columns (for blend_method stack)
     solution: str = "solution.csv"
     id_col: str = "id"
     target_col: str = "target"
@@ -93,7 +94,10 @@ class Recipe:
     compile: bool = False
     num_workers: int = -1  # -1 = automatic
     threads: int = 0  # CPU threads for torch, 0 = automatic
-    blend_method: str = "hill"  # mean | rank | hill
+    blend_method: str = "hill"  # mean | rank | hill | stack
+    stack_meta: list[str] = field(default_factory=list)  # train.csv/test.csv columns the stacker also uses
+    refit: str = "none"  # none | only | both: full-data refits trained by run.py, and how the blend uses them
+    pseudo: str = ""  # a pseudo-label table (src/pseudo.py): its test rows join every fold's training rows
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -134,16 +138,20 @@ class Recipe:
 # Fields that say how or where a run executes, or what the grid holds, not what a fold's model
 # learns: left out of the recipe hash. Every other field, present or added later, is hashed.
 RUN_FIELDS = ("preset", "archs", "name", "folds", "device", "amp", "channels_last", "compile", "num_workers",
-              "threads", "blend_method")
+              "threads", "blend_method", "stack_meta", "refit")
+# Fields added after recipes were first hashed, at the value that keeps the old behaviour: left out of
+# the hash at that value, so that experiments made before they existed stay complete.
+HASH_NEUTRAL = {"pseudo": ""}
 # Fields that mean something for the whole grid only (not listed by train.py --help).
-GRID_FIELDS = ("archs", "folds", "blend_method")
+GRID_FIELDS = ("archs", "folds", "blend_method", "stack_meta", "refit")
 
 CHOICES = {
     "aug": ("none", "light", "strong"),
     "tta": (1, 2, 4, 8),
     "pretrained": ("auto", "hub", "none"),
-    "blend_method": ("mean", "rank", "hill"),
+    "blend_method": ("mean", "rank", "hill", "stack"),
     "resize": ("squash", "pad", "crop"),
+    "refit": ("none", "only", "both"),
     "metric": ("roc_auc",),
 }
 # (low, high, low inclusive, high inclusive); None = unbounded
@@ -167,7 +175,10 @@ class Config:
     source_file: str = ""
 
     def exp_name(self, arch: str) -> str:
+        """The experiment's name from the recipe's template; `_pl` added when trained with pseudo-labels."""
         name = self.recipe.name.format(arch=arch, img_size=self.recipe.size_tag)
+        if self.recipe.pseudo and not name.endswith("_pl"):
+            name += "_pl"
         return check_name(name, f"experiment name (recipe name {self.recipe.name!r})")
 
     def to_dict(self) -> dict:
@@ -388,7 +399,10 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
 
 def config_hash(cfg: Config) -> str:
     """Short hash of every recipe field that changes a model's predictions (all but RUN_FIELDS)."""
-    rec = {k: v for k, v in dataclasses.asdict(cfg.recipe).items() if k not in RUN_FIELDS}
+    rec = {k: v for k, v in dataclasses.asdict(cfg.recipe).items()
+           if k not in RUN_FIELDS and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+    if cfg.recipe.pseudo and Path(cfg.recipe.pseudo).exists():  # the table's content, not only its name
+        rec["pseudo"] = [cfg.recipe.pseudo, hashlib.sha256(Path(cfg.recipe.pseudo).read_bytes()).hexdigest()]
     return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:12]
 
 

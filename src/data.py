@@ -160,6 +160,24 @@ class FeatureDataset(Dataset):
         return torch.from_numpy(np.array(x, dtype=np.float32)), self.targets[i]
 
 
+class JoinedDataset(Dataset):
+    """Datasets one after another (the training rows, then pseudo-labelled test rows), indexed
+    by plain positions or by `(position, seed)` pairs as SeededSampler gives them."""
+
+    def __init__(self, *parts: Dataset):
+        self.parts = [p for p in parts if len(p)]
+        self.ends = np.cumsum([len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, key):
+        k, seed = key if isinstance(key, tuple) else (key, None)
+        j = int(np.searchsorted(self.ends, k, side="right"))
+        off = int(k - (self.ends[j - 1] if j else 0))
+        return self.parts[j][(off, seed) if seed is not None else off]
+
+
 class SeededSampler(Sampler):
     """Shuffled (or ordered) indices, each paired with its own augmentation seed.
 

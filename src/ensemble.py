@@ -43,6 +43,7 @@ class Ensemble:
     source: Path  # the blend.json it was read from
     source_hash: str
     report: dict = field(repr=False, default_factory=dict)
+    intercept: float = 0.0  # the stacker's (method stack)
 
     def threshold(self, point: str) -> float:
         if point not in OPERATING_POINTS:
@@ -79,6 +80,16 @@ def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensem
         raise InputError(f"{path}: not a blend report of blend.py ({type(e).__name__}: {e})") from None
     if method not in METHODS or not weights:
         raise InputError(f"{path}: method {method!r} with weights {weights}: not a blend this code can apply")
+    if report.get("refit", "none") != "none":
+        raise InputError(f"{path}: this blend uses full-data refits (--refit {report['refit']}); predict.py and the "
+                         "bundle apply the fold models: blend with --refit none first")
+    intercept = 0.0
+    if method == "stack":
+        st = report.get("stack") or {}
+        if st.get("meta"):
+            raise InputError(f"{path}: the stacker also uses metadata columns {st['meta']}, which new images do not "
+                             "carry; blend without --stack-meta (or with hill) to score images alone")
+        intercept = float(st.get("intercept", 0.0))
     members = {}
     for exp in weights:
         d = layout.oof_root / exp
@@ -90,4 +101,5 @@ def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensem
             raise InputError(f"{path}: experiment {exp!r} has no complete fold in {d}")
         n_folds = int(json.loads(metas[0].read_text()).get("n_folds", len(metas)))
         members[exp] = [_member(layout, path, exp, k, report.get("folds_hash", "")) for k in range(n_folds)]
-    return Ensemble(report.get("competition", ""), method, weights, members, ops, path, file_hash(path), report)
+    return Ensemble(report.get("competition", ""), method, weights, members, ops, path, file_hash(path), report,
+                    intercept)

@@ -9,6 +9,13 @@ models/<exp>/gradcam/fold<k>_{confident_defects,missed_defects,false_alarms}.png
   missed_defects     defects with the lowest scores (false negatives)
   false_alarms       good cells with the highest scores (false positives)
 The threshold between "missed" and "found" is the one that maximises OOF accuracy.
+
+With --masks DIR (one mask image per id, non-zero = defect) or --boxes CSV (id, x_1, y_1, x_2, y_2),
+it scores where every fold model looks instead (localise.py): the share of the CAM's energy inside
+the defect areas and the pointing game, per fold and overall, written to
+models/<exp>/gradcam/localisation.json with a histogram and the worst cases:
+
+    python src/explain.py --competition C --exp EXP --boxes input/C/defect_boxes.csv [--cam layercam] [--layer -2]
 """
 from __future__ import annotations
 
@@ -23,9 +30,11 @@ import torch
 import metrics
 from checks import InputError, cli_main, read_csv
 from config import Competition, add_config_flags, config_from_args
+import localise
+from fileio import write_csv_atomic, write_json_atomic
 from imaging import load_image
 from layout import Layout
-from models import load_fold_model
+from models import load_fold_model, shape_key
 from plots import figure
 
 GROUPS = ("confident_defects", "missed_defects", "false_alarms")
@@ -39,27 +48,37 @@ def pick_rows(oof: pd.DataFrame, n: int) -> dict[str, pd.DataFrame]:
             "false_alarms": neg[neg.pred >= t].nlargest(n, "pred")}
 
 
-def target_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The last feature layer, as named by timm's feature_info (bn2 for EfficientNet, layer4 for ResNet)."""
+CAMS = ("gradcam", "hirescam", "layercam", "gradcam++")
+
+
+def target_layer(model: torch.nn.Module, index: int = -1) -> torch.nn.Module:
+    """A feature layer named by timm's feature_info: -1 the last (bn2 for EfficientNet, layer4 for
+    ResNet, stride 32), -2 the one before (stride 16: a map of twice the resolution), ..."""
     info = getattr(model, "feature_info", None)
     if not info:
         raise InputError(f"{type(model).__name__} has no feature_info: no layer to take Grad-CAM from")
-    mod = model.get_submodule(info[-1]["module"])
+    if not -len(info) <= index < 0:
+        raise InputError(f"--layer {index}: {type(model).__name__} has feature layers -1 .. -{len(info)}")
+    mod = model.get_submodule(info[index]["module"])
     return mod[-1] if isinstance(mod, torch.nn.Sequential) else mod
 
 
-def gradcam_maps(model, images: np.ndarray, mean, std) -> np.ndarray:
-    """(N, H, W) Grad-CAM maps in [0, 1] for the defect logit of uint8 images (N, H, W, 3)."""
-    from pytorch_grad_cam import GradCAM
+def gradcam_maps(model, images: np.ndarray, mean, std, cam: str = "gradcam", layer: int = -1,
+                 batch_size: int = 32) -> np.ndarray:
+    """(N, H, W) CAM maps in [0, 1] for the defect logit of uint8 images (N, H, W, 3)."""
+    import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import RawScoresOutputTarget
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    method = {"gradcam": pgc.GradCAM, "hirescam": pgc.HiResCAM, "layercam": pgc.LayerCAM,
+              "gradcam++": pgc.GradCAMPlusPlus}[cam]
+    x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     model.eval()
-    with GradCAM(model=model, target_layers=[target_layer(model)]) as cam:
-        return cam(input_tensor=x, targets=[RawScoresOutputTarget()] * len(x))
+    with method(model=model, target_layers=[target_layer(model, layer)]) as c:
+        return np.concatenate([c(input_tensor=x[s:s + batch_size], targets=[RawScoresOutputTarget()] * len(
+            x[s:s + batch_size])) for s in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, *x.shape[2:]))
 
 
-def plot_grid(images, maps, titles, path: Path, title: str) -> None:
+def plot_grid(images, maps, titles, path: Path, title: str, masks=None) -> None:
     n = max(len(images), 1)
     with figure(path, 2, n, figsize=(2.2 * n, 4.6), squeeze=False) as (fig, axes):
         for j in range(n):
@@ -71,6 +90,8 @@ def plot_grid(images, maps, titles, path: Path, title: str) -> None:
             axes[0, j].set_title(titles[j], fontsize=7)
             axes[1, j].imshow(images[j])
             axes[1, j].imshow(maps[j], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            if masks is not None:
+                axes[1, j].contour(masks[j], levels=[0.5], colors="white", linewidths=1)
         if not len(images):
             axes[0, 0].text(0.5, 0.5, "none in this group", ha="center")
         fig.suptitle(title, fontsize=9)
@@ -101,6 +122,52 @@ def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> l
     return out
 
 
+def localisation(comp: Competition, base: Path, exp: str, masks_dir: Path | None = None, boxes_csv: Path | None = None,
+                 cam: str = "gradcam", layer: int = -1, n_worst: int = 8, say=print) -> dict:
+    """The CAM localisation score of every fold model of `exp` on its OOF defect images."""
+    layout = Layout(base)
+    if (masks_dir is None) == (boxes_csv is None):
+        raise InputError("give one of --masks DIR or --boxes CSV")
+    if masks_dir is not None and not Path(masks_dir).is_dir():
+        raise InputError(f"--masks {masks_dir}: folder not found")
+    boxes = localise.read_boxes(Path(boxes_csv)) if boxes_csv else None
+    rows, worst = [], []
+    for meta in layout.fold_metas(exp):
+        k = int(meta.stem.removeprefix("fold"))
+        paths = layout.fold(exp, k)
+        model, ck = load_fold_model(paths.best, k)
+        oof = read_csv(paths.oof, "OOF file")
+        ids, masks = localise.defect_masks(oof.id[oof.target == 1], layout.train_dir(comp), comp.image_ext,
+                                           shape_key(ck), masks_dir, boxes)
+        imgs = fold_images(ck, layout.train_dir(comp), ids, comp.image_ext)
+        cams = gradcam_maps(model, imgs, ck["mean"], ck["std"], cam, layer)
+        sc = localise.scores(cams, np.array(masks).reshape(len(masks), *cams.shape[1:]))
+        rows.append(pd.DataFrame({"id": ids, "fold": k, **sc}))
+        worst += [(e, i, img, c, m) for e, i, img, c, m in zip(sc["energy_in"], ids, imgs, cams, masks)]
+    if not rows or not sum(len(r) for r in rows):
+        raise InputError(f"{exp}: no OOF defect image has a defect area in {masks_dir or boxes_csv}")
+    per_image = pd.concat(rows, ignore_index=True)
+    summary = {"exp": exp, "cam": cam, "layer": layer, **localise.summarise(per_image)}
+    out = layout.fold(exp, 0).model_dir / "gradcam"
+    plot_localisation(per_image, sorted(worst, key=lambda t: t[0])[:n_worst], out, exp, cam, layer)
+    write_json_atomic(out / f"localisation_{cam}_l{-layer}.json", summary)
+    write_csv_atomic(per_image, out / f"localisation_{cam}_l{-layer}.csv")
+    say(localise.summary_line(summary, cam, layer))
+    return summary
+
+
+def plot_localisation(per_image: pd.DataFrame, worst: list, out: Path, exp: str, cam: str, layer: int) -> None:
+    with figure(out / f"localisation_{cam}_l{-layer}_hist.png", figsize=(6, 3.5)) as (fig, ax):
+        ax.hist(per_image.energy_in, bins=20, range=(0, 1), color="C0", alpha=0.8, label="CAM energy inside")
+        ax.axvline(per_image.area.mean(), color="C3", ls="--", label=f"mean area share {per_image.area.mean():.3f}")
+        ax.set_xlabel("share of the CAM's energy inside the defect area"), ax.set_ylabel("defect images")
+        ax.set_title(f"{exp}: {cam} layer {layer}, pointing game {per_image.hit.mean():.2f}", fontsize=9)
+        ax.legend(fontsize=7)
+    plot_grid([w[2] for w in worst], [w[3] for w in worst], [f"{w[1]}\nin={w[0]:.2f}" for w in worst],
+              out / f"localisation_{cam}_l{-layer}_worst.png", f"{exp}: least energy inside the defect area",
+              masks=[w[4] for w in worst])
+
+
 @cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,8 +175,16 @@ def main(argv=None) -> int:
     p.add_argument("--exp", required=True, help="experiment name (a folder of models/ and oof/)")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--n", type=int, default=8, help="images per group")
+    p.add_argument("--masks", help="localisation score: one mask image per id (non-zero = defect)")
+    p.add_argument("--boxes", help="localisation score: defect boxes (id, x_1, y_1, x_2, y_2), e.g. defect_boxes.csv")
+    p.add_argument("--cam", choices=CAMS, default="gradcam")
+    p.add_argument("--layer", type=int, default=-1, help="feature layer: -1 the last, -2 the one before (finer)")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
+    if args.masks or args.boxes:
+        localisation(cfg.competition, Path(args.workdir), args.exp, args.masks and Path(args.masks),
+                     args.boxes and Path(args.boxes), args.cam, args.layer, args.n)
+        return 0
     for path in explain(cfg.competition, Path(args.workdir), args.exp, args.fold, args.n):
         print(f"wrote {path}")
 

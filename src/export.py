@@ -33,7 +33,8 @@ from ensemble import Ensemble, Member, load_ensemble
 from fileio import file_hash, write_json_atomic
 from layout import Layout
 from models import split_stages
-from predict import load_member, shape_key
+from models import shape_key
+from predict import load_member
 
 SRC = Path(__file__).resolve().parent
 SHIPPED = {"imaging.py": "imaging.py", "image_inputs.py": "image_inputs.py", "combine.py": "combine.py",
@@ -91,7 +92,8 @@ def bundle_spec(ens: Ensemble, experiments: list[dict], files: dict, image_ext: 
     import timm
     ops = {k: float(v["threshold"]) for k, v in ens.operating_points.items()}
     return {"format": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "competition": ens.competition, "method": ens.method, "experiments": experiments,
+            "competition": ens.competition, "method": ens.method, "intercept": ens.intercept,
+            "experiments": experiments,
             "operating_points": ops, "chosen_by": ens.operating_points["chosen"].get("by", "accuracy"),
             "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB", "note": "normalisation and TTA are "
                       "inside each ONNX graph; resize/crop as preprocess says (imaging.fit_image)"},

@@ -96,6 +96,9 @@ class Layout:
     def sample_submission(self, comp) -> Path:
         return self.data_dir(comp) / comp.sample_submission
 
+    def test_csv(self, comp) -> Path:
+        return self.data_dir(comp) / comp.test_csv
+
     def solution(self, comp) -> Path:
         return self.data_dir(comp) / comp.solution
 

@@ -225,3 +225,10 @@ def load_fold_model(path: Path, fold: int | str) -> tuple[nn.Module, dict]:
     model, _ = create_model(ck["arch"], pretrained="none", num_classes=1)
     model.load_state_dict(ck["model"])
     return model.eval(), ck
+
+
+def shape_key(ck: dict) -> tuple[tuple[int, int], str, float]:
+    """((h, w), resize mode, border crop): how a fold checkpoint's model saw its images."""
+    hw = ck["img_size"]
+    hw = (int(hw[0]), int(hw[1])) if isinstance(hw, (list, tuple)) else (int(hw), int(hw))
+    return hw, ck.get("resize", "squash"), float(ck.get("border_crop", 0.0))

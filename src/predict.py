@@ -36,7 +36,7 @@ from fileio import write_csv_atomic
 from image_inputs import InputsError, list_inputs, read_all
 from imaging import fit_image
 from layout import Layout
-from models import CachedPrefixNet, load_fold_model
+from models import CachedPrefixNet, load_fold_model, shape_key
 
 
 # --- one fold model -------------------------------------------------------------------------------
@@ -70,12 +70,6 @@ def load_member(m: Member) -> tuple[torch.nn.Module, dict]:
     return model, ck
 
 
-def shape_key(ck: dict) -> tuple:
-    hw = ck["img_size"]
-    hw = (int(hw[0]), int(hw[1])) if isinstance(hw, (list, tuple)) else (int(hw), int(hw))
-    return hw, ck.get("resize", "squash"), float(ck.get("border_crop", 0.0))
-
-
 # --- the ensemble ---------------------------------------------------------------------------------
 
 def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device, batch_size: int = 128,
@@ -95,7 +89,7 @@ def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device
                 preds.append(fold_probs(model, ck, fitted[key], device, batch_size))
                 bar.update(1)
             members.append((preds, [m.ref for m in folds]))
-    return blend_scores(ens.method, [ens.weights[e] for e in ens.members], members)
+    return blend_scores(ens.method, [ens.weights[e] for e in ens.members], members, ens.intercept)
 
 
 def predict(comp: Competition, base: Path, inputs: list[str], out: Path, point: str = "chosen",

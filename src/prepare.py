@@ -153,7 +153,13 @@ def load_elpv_copy(folder: Path):
 def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader=load_elpv) -> str:
     args = {"source": "elpv", "test_size": test_size, "seed": SPLIT_SEED}
     if is_prepared(out, args) and not force:
-        return f"{out} is already prepared ({args}); nothing to do"
+        if (out / "test.csv").exists():
+            return f"{out} is already prepared ({args}); nothing to do"
+        ids, _, _, types = loader()  # prepared by a version that wrote no test.csv: add it alone
+        test = pd.read_csv(out / "sample_submission.csv", dtype={"id": str})["id"]
+        cell = pd.Series(types, index=ids).loc[test]
+        write_csv_atomic(pd.DataFrame({"id": test, "cell_type": cell.to_numpy()}), out / "test.csv")
+        return f"{out} is already prepared ({args}); added test.csv (the test cells' types)"
     ids, images, probs, types = loader()
     target = (probs >= 0.5).astype(int)
     test = held_out_split(target, test_size, np.char.add(target.astype(str), types))
@@ -166,7 +172,8 @@ def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader
                           "defect_probability": probs[~test].round(4), "cell_type": types[~test]})
     sol = solution_table(ids[test], target[test], "id", "target")
     files = write_competition(out, train, list(ids[test]), ["id", "target"], sol)
-    files += [f"{'test' if t else 'train'}/{i}.png" for i, t in zip(ids, test)]
+    write_csv_atomic(pd.DataFrame({"id": ids[test], "cell_type": types[test]}), out / "test.csv")  # metadata only
+    files += ["test.csv"] + [f"{'test' if t else 'train'}/{i}.png" for i, t in zip(ids, test)]
     write_marker(out, args, files)
     return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), "
             f"{int(test.sum())} test ({int(target[test].sum())} defect, answers in solution.csv)")
@@ -262,11 +269,33 @@ def build_labelled(out: Path, rows: pd.DataFrame, test_files: list[Path], test_s
     return train, test_ids, sizes, not test_files
 
 
+def copy_masks(masks: Path, rows: pd.DataFrame, out: Path) -> str:
+    """Each defect image's mask (same file name stem, any image format, non-zero = defect) as
+    input/<name>/masks/<id>.png, for explain.py --masks."""
+    masks = Path(masks)
+    if not masks.is_dir():
+        raise InputError(f"--masks {masks}: folder not found")
+    found = {p.stem: p for p in list_images(masks, "masks folder")}
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    n = 0
+    for i, path in zip(rows.id[rows.target == 1], rows.path[rows.target == 1]):
+        m = found.get(Path(path).stem)
+        if m is not None:
+            img = cv2.imread(str(m), cv2.IMREAD_GRAYSCALE)
+            if img is None:
+                raise InputError(f"{m}: cannot be decoded as a mask image")
+            write_image(out / "masks" / f"{i}.png", ((img > 0) * 255).astype(np.uint8), force=True)
+            n += 1
+    return f"; {n} of {int((rows.target == 1).sum())} defect masks kept in {out / 'masks'}"
+
+
 def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | None = None,
-                   test_size: float = 0.25, sub_cols=("id", "target"), force: bool = False) -> str:
+                   test_size: float = 0.25, sub_cols=("id", "target"), force: bool = False,
+                   masks: Path | None = None) -> str:
     src = Path(src)
     args = {"source": "folder", "path": str(src.resolve()), "good": good, "defect": defect,
-            "test": test, "test_size": test_size, "submission_columns": list(sub_cols)}
+            "test": test, "test_size": test_size, "submission_columns": list(sub_cols),
+            **({"masks": str(Path(masks).resolve())} if masks else {})}
     if is_prepared(out, args) and not force:
         return f"{out} is already prepared; nothing to do"
     folders = {"--good": (src / good).resolve(), "--defect": (src / defect).resolve()}
@@ -287,9 +316,10 @@ def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | Non
     test_files = list_images(src / test, "test folder") if test else []
     nested = sum(len(p.relative_to(r).parts) > 1 for p, r in zip(files, roots))
     train, test_ids, sizes, held = build_labelled(out, rows, test_files, test_size, sub_cols, args, force)
+    kept = copy_masks(masks, rows, out) if masks else ""
     return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), {len(test_ids)} test"
             + (" (held out from the labelled images; answers in solution.csv)" if held else "")
-            + (f"; {nested} image(s) from sub-folders included" if nested else ""))
+            + (f"; {nested} image(s) from sub-folders included" if nested else "") + kept)
 
 
 # --- YOLO detection labels ------------------------------------------------------------------------
@@ -363,7 +393,7 @@ def suggest_shape(sizes: list[tuple[int, int]]) -> tuple[dict, str]:
             "letterboxing with resize: pad would leave much of the input blank)")
 
 
-LARGE_SET = 2500  # images: above this, one backbone keeps a 2-core CPU run of cpu-fast near 10-12 minutes
+LARGE_SET = 2000  # images: above this, one backbone keeps a 2-core CPU run of cpu-fast near 10 minutes
 
 
 def suggest_budget(n_images: int) -> tuple[dict, str]:
@@ -481,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--good", required=True, help="sub-folder of good images")
     f.add_argument("--defect", required=True, help="sub-folder of defect images")
     f.add_argument("--test", help="sub-folder of unlabelled test images (default: hold out --test-size)")
+    f.add_argument("--masks", help="a folder of defect masks named like the images (kept for explain.py --masks)")
     y = sub.add_parser("yolo", parents=[common], help="images/ + labels/ in YOLO format: a box = a defect")
     y.add_argument("path")
     y.add_argument("--defect-classes", type=int, nargs="+", help="box classes that count as defects (default: all)")
@@ -517,7 +548,8 @@ def main(argv=None) -> int:
         out = layout.raw_input(check_name(args.name, "--name"))
         src_path = Path(args.path).resolve()
         if args.source == "folder":
-            print(prepare_folder(src_path, out, args.good, args.defect, args.test, args.test_size, cols, force))
+            print(prepare_folder(src_path, out, args.good, args.defect, args.test, args.test_size, cols, force,
+                                 args.masks and Path(args.masks)))
             source = {"type": "folder", "path": str(src_path), "good": args.good, "defect": args.defect,
                       **({"test": args.test} if args.test else {})}
         else:

@@ -46,7 +46,7 @@ class RayOptions:
 @dataclass
 class JobResult:
     arch: str
-    fold: int
+    fold: int | str
     exp: str
     ok: bool
     node: str
@@ -58,6 +58,8 @@ class JobResult:
 
     def line(self) -> str:
         where = f"{self.secs / 60:.1f} min on {self.node}"
+        if self.ok and self.oof_auc is None:
+            return f"{self.exp} fold {self.fold} (refit): test predictions, {where}"
         if self.ok:
             return f"{self.exp} fold {self.fold}: OOF AUC {self.oof_auc:.4f} (best epoch {self.best_epoch}), {where}"
         return f"{self.exp} fold {self.fold}: FAILED ({self.error}), {where}"
@@ -105,12 +107,12 @@ def log_tail(path: Path, n: int = LOG_TAIL) -> str:
         return f"(no log at {path})"
 
 
-def job_body(cfg: Config, arch: str, fold: int, base: str, folds_hash: str, force: bool = False,
+def job_body(cfg: Config, arch: str, fold: int | str, base: str, folds_hash: str, force: bool = False,
              threads: int = 0) -> JobResult:
     """One (arch, fold) job as a Ray task runs it: check the shared folder, train (resuming an
     interrupted fold), all output into models/<exp>/fold<k>.log. Never raises: a failure is a
     JobResult with ok=False, its one-line error and its log's tail."""
-    from train import train_fold  # in the task: the driver needs no torch
+    from train import train_job  # in the task: the driver needs no torch
     t0, node = time.time(), socket.gethostname()
     exp = cfg.exp_name(arch)
     paths = Layout(base).fold(exp, fold)
@@ -123,7 +125,7 @@ def job_body(cfg: Config, arch: str, fold: int, base: str, folds_hash: str, forc
             try:
                 check_shared_workdir(cfg, Path(base), folds_hash, node)
                 resume = paths.last.exists() and not paths.meta.exists()
-                meta = train_fold(cfg, arch, fold, Path(base), resume=resume, progress=False, force=force)
+                meta = train_job(cfg, arch, fold, Path(base), resume=resume, progress=False, force=force)
             except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the grid
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 if not isinstance(e, (InputError, OSError)):

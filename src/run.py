@@ -33,6 +33,7 @@ from layout import Layout
 from make_folds import fold_summary, make_folds
 from prepare import SOURCES, prepare_from_config
 from ray_grid import RayOptions, run_jobs
+from train import REFIT, refit_config
 
 EXECUTORS = ("local", "ray")
 
@@ -70,6 +71,12 @@ def job_state(cfg: Config, arch: str, fold: int, base: Path, folds_hash: str) ->
     if not meta_path.exists():
         return "todo"
     meta = json.loads(meta_path.read_text())
+    if fold == REFIT:  # derived from the folds: out of date means to do again, never a conflict
+        try:
+            want = config_hash(refit_config(cfg, arch, base))
+        except InputError:
+            return "todo"
+        return "done" if meta.get("folds_hash") == folds_hash and meta.get("config_hash") == want else "todo"
     same = meta.get("folds_hash") == folds_hash and meta.get("config_hash") == config_hash(cfg) \
         and meta.get("arch") == arch
     return "done" if same else "stale"
@@ -98,6 +105,8 @@ def plan_jobs(cfg: Config, base: Path, fhash: str, force: bool) -> tuple[list, d
     if bad:
         raise InputError(f"--folds {bad}: the folds file has folds 0..{cfg.recipe.n_folds - 1}")
     jobs = [(arch, k) for arch in cfg.recipe.archs for k in folds]
+    if cfg.recipe.refit != "none" and not cfg.recipe.folds:  # each arch's refit after its folds (their epochs)
+        jobs = [j for a in cfg.recipe.archs for j in [(b, k) for b, k in jobs if b == a] + [(a, REFIT)]]
     states = {job: job_state(cfg, *job, base, fhash) for job in jobs}
     stale = [j for j, s in states.items() if s == "stale"]
     if stale and not force:
@@ -110,7 +119,7 @@ def plan_jobs(cfg: Config, base: Path, fhash: str, force: bool) -> tuple[list, d
 
 def train_local(cfg: Config, todo: list, states: dict, base: Path, force: bool, progress: bool, say) -> None:
     """The local executor: every job in turn, in this process, with an ETA."""
-    from train import train_fold
+    from train import train_job
     layout = Layout(base)
     # the first job of each arch in this run also builds its caches: timed apart for the ETA
     firsts = [i == 0 or todo[i - 1][0] != a for i, (a, _) in enumerate(todo)]
@@ -121,7 +130,7 @@ def train_local(cfg: Config, todo: list, states: dict, base: Path, force: bool, 
         say(f"[job {i + 1}/{len(todo)}] {cfg.exp_name(arch)} fold {k}{eta}")
         t0 = time.time()
         resume = states[(arch, k)] == "todo" and layout.fold(cfg.exp_name(arch), k).last.exists()
-        train_fold(cfg, arch, k, base, resume=resume, progress=progress, force=force)
+        train_job(cfg, arch, k, base, resume=resume, progress=progress, force=force)
         done.append((firsts[i], time.time() - t0))
 
 
@@ -151,8 +160,9 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
     jobs, states = plan_jobs(cfg, base, file_hash(fpath), force)
     todo = [j for j in jobs if states[j] != "done"]
     n_folds = len(cfg.recipe.folds or range(cfg.recipe.n_folds))
-    say(f"{len(jobs)} jobs ({len(cfg.recipe.archs)} archs x {n_folds} folds): {len(jobs) - len(todo)} complete, "
-        f"{len(todo)} to run")
+    refits = " + a full-data refit each" if any(k == REFIT for _, k in jobs) else ""
+    say(f"{len(jobs)} jobs ({len(cfg.recipe.archs)} archs x {n_folds} folds{refits}): {len(jobs) - len(todo)} "
+        f"complete, {len(todo)} to run")
     partial = bool(cfg.recipe.folds) and sorted(set(cfg.recipe.folds)) != list(range(cfg.recipe.n_folds))
     if partial:
         say(f"folds {sorted(set(cfg.recipe.folds))} of {cfg.recipe.n_folds} asked for: they will be trained, but a "
@@ -180,7 +190,8 @@ def finish(cfg: Config, base: Path, t_start: float, say=print) -> dict:
         write_json_atomic(rs.path("run_summary.json"), made["summary"])
 
     report = run_blend(cfg.competition, base, cfg.recipe.blend_method, exps, strict=True,
-                       command=shlex.join(["python", "src/run.py", *sys.argv[1:]]), verbose=True, extra=add_summary)
+                       command=shlex.join(["python", "src/run.py", *sys.argv[1:]]), verbose=True, extra=add_summary,
+                       stack_meta=cfg.recipe.stack_meta, refit=cfg.recipe.refit)
     say("\n" + made["table"].to_string(index=False))
     say(f"wall time {(time.time() - t_start) / 60:.1f} min; submission: {report['submission']}")
     return made["summary"]

@@ -31,17 +31,40 @@ def toy_image(rng: np.random.Generator, defect: bool, size: int = 40) -> np.ndar
     return img
 
 
+def toy_blob(rng: np.random.Generator, defect: bool, size: int = 96) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grey noise; a defect is a bright disk (its mask: the disk, about 2-3 % of the image)."""
+    img = rng.normal(90, 18, (size, size)).clip(0, 255).astype(np.uint8)
+    if not defect:
+        return img, None
+    mask = np.zeros((size, size), np.uint8)
+    r = int(rng.integers(size // 16, size // 10))
+    cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, 2))
+    cv2.circle(img, (cx, cy), r, 190, -1)
+    cv2.circle(mask, (cx, cy), r, 255, -1)
+    return img, mask
+
+
 def make_toy_competition(out: Path, n_train: int = 96, n_test: int = 32, seed: int = 0,
-                         name: str = "toy", sub_cols=("id", "target")) -> Path:
-    """input/<name>/ in Kaggle's shape, with solution.csv; half of the images are defects."""
+                         name: str = "toy", sub_cols=("id", "target"), kind: str = "scratch", size: int = 40) -> Path:
+    """input/<name>/ in Kaggle's shape, with solution.csv; half of the images are defects:
+    scratches (kind scratch), or disks (kind blob) whose masks go to input/<name>/masks/<id>.png
+    and whose boxes to defect_boxes.csv."""
     rng = np.random.default_rng(seed)
     root = Layout(out).raw_input(name)
-    (root / "train").mkdir(parents=True, exist_ok=True)
-    (root / "test").mkdir(parents=True, exist_ok=True)
+    for sub in ("train", "test") + (("masks",) if kind == "blob" else ()):
+        (root / sub).mkdir(parents=True, exist_ok=True)
     y = rng.permutation(np.arange(n_train + n_test) % 2)
     ids = [f"img{i:04d}" for i in range(n_train + n_test)]
+    boxes = []
     for i, (id_, t) in enumerate(zip(ids, y)):
-        cv2.imwrite(str(root / ("train" if i < n_train else "test") / f"{id_}.png"), toy_image(rng, bool(t)))
+        img, mask = toy_blob(rng, bool(t), size) if kind == "blob" else (toy_image(rng, bool(t), size), None)
+        cv2.imwrite(str(root / ("train" if i < n_train else "test") / f"{id_}.png"), img)
+        if mask is not None:
+            cv2.imwrite(str(root / "masks" / f"{id_}.png"), mask)
+            ys, xs = np.nonzero(mask)
+            boxes.append((id_, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    if kind == "blob":
+        pd.DataFrame(boxes, columns=["id", "x_1", "y_1", "x_2", "y_2"]).to_csv(root / "defect_boxes.csv", index=False)
     pd.DataFrame({"id": ids[:n_train], "target": y[:n_train]}).to_csv(root / "train.csv", index=False)
     pd.DataFrame({sub_cols[0]: ids[n_train:], sub_cols[1]: 0.5}).to_csv(root / "sample_submission.csv", index=False)
     pd.DataFrame({"id": ids[n_train:], "target": y[n_train:], "Usage": "Public"}).to_csv(root / "solution.csv",

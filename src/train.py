@@ -47,6 +47,8 @@ from models import (CachedPrefixNet, ModelInfo, create_model, frozen_parameter_n
                     set_train_mode, unwrap)
 from plots import figure
 
+REFIT = "all"  # the fold name of a model trained on every training row (no OOF rows)
+
 
 # --- the fold's data ---------------------------------------------------------------------------
 
@@ -64,6 +66,14 @@ class FoldData:
     test_ids: list[str]
     train_images: np.ndarray  # (N, h, w, 3) uint8, memory-mapped
     test_images: np.ndarray
+    pseudo_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # test rows trained on (pseudo)
+    pseudo_y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def pseudo_targets(self) -> np.ndarray:
+        """A target per test row: the pseudo-label where there is one (others are never drawn)."""
+        t = np.zeros(len(self.test_ids), np.float32)
+        t[self.pseudo_idx] = self.pseudo_y
+        return t
 
     @property
     def y_val(self) -> np.ndarray:
@@ -77,13 +87,16 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
     train_df = data.load_train_table(comp, layout)
     folds_file = layout.folds_file(comp)
     folds, n_folds = data.load_folds(folds_file, train_df, comp.id_col, comp.target_col)
-    if not 0 <= fold < n_folds:
-        raise InputError(f"--fold {fold}: {folds_file} has folds 0..{n_folds - 1}")
     y = train_df[comp.target_col].to_numpy()
-    val_idx, tr_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
-    if len(val_idx) == 0:
+    if fold == REFIT:  # every training row; no validation rows
+        val_idx, tr_idx = np.zeros(0, int), np.arange(len(y))
+    elif not isinstance(fold, int) or not 0 <= fold < n_folds:
+        raise InputError(f"--fold {fold}: {folds_file} has folds 0..{n_folds - 1} (or all: the full-data refit)")
+    else:
+        val_idx, tr_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+    if fold != REFIT and len(val_idx) == 0:
         raise InputError(f"{folds_file}: fold {fold} has no validation rows; re-run python src/make_folds.py")
-    if len(np.unique(y[val_idx])) < 2 or len(np.unique(y[tr_idx])) < 2:
+    if fold != REFIT and (len(np.unique(y[val_idx])) < 2 or len(np.unique(y[tr_idx])) < 2):
         raise InputError(f"{folds_file}: fold {fold} needs both classes in its validation and training rows "
                          f"(validation has {int(y[val_idx].sum())} defect(s) of {len(val_idx)}); "
                          "re-run python src/make_folds.py, with fewer folds for so small a set")
@@ -94,8 +107,12 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
                                       cache, tag, progress=progress)
               for tag, folder, ids in (("train", layout.train_dir(comp), train_df[comp.id_col]),
                                        ("test", layout.test_dir(comp), test_ids))}
-    return FoldData(fold, n_folds, folds_file, train_df[comp.id_col].to_numpy(), y, tr_idx, val_idx, test_ids,
-                    images["train"], images["test"])
+    fd = FoldData(fold, n_folds, folds_file, train_df[comp.id_col].to_numpy(), y, tr_idx, val_idx, test_ids,
+                  images["train"], images["test"])
+    if rec.pseudo:  # test rows join the training rows only: OOF rows stay the training rows
+        from pseudo import read_pseudo
+        fd.pseudo_idx, fd.pseudo_y = read_pseudo(Path(rec.pseudo), test_ids)
+    return fd
 
 
 # --- the model and what feeds it -------------------------------------------------------------
@@ -130,8 +147,9 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
         workers = 0  # a memory map read per sample: worker processes only add overhead
     else:
         net = model
-        datasets = (data.ImageDataset(fd.train_images, fd.y, data.build_transform(rec.aug, rec.n_symmetries),
-                                      fd.tr_idx),
+        aug = data.build_transform(rec.aug, rec.n_symmetries)
+        datasets = (data.JoinedDataset(data.ImageDataset(fd.train_images, fd.y, aug, fd.tr_idx),
+                                       data.ImageDataset(fd.test_images, fd.pseudo_targets(), aug, fd.pseudo_idx)),
                     data.ImageDataset(fd.train_images, fd.y, None, fd.val_idx),
                     data.ImageDataset(fd.test_images))
     dev = device.type
@@ -155,7 +173,9 @@ def _feature_datasets(cfg, arch, fd: FoldData, layout: Layout, model, info, setu
                                                         rec.freeze_stages, n_var, info.mean, info.std, imgs),
                                      progress=progress, n_variants=n_var)
              for imgs in (fd.train_images, fd.test_images)]
-    return (data.FeatureDataset(feats[0], fd.y, fd.tr_idx, train=rec.aug == "light"),
+    light = rec.aug == "light"
+    return (data.JoinedDataset(data.FeatureDataset(feats[0], fd.y, fd.tr_idx, train=light),
+                               data.FeatureDataset(feats[1], fd.pseudo_targets(), fd.pseudo_idx, train=light)),
             data.FeatureDataset(feats[0], fd.y, fd.val_idx, train=False),
             data.FeatureDataset(feats[1], np.zeros(len(feats[1])), np.arange(len(feats[1])), train=False))
 
@@ -234,7 +254,8 @@ def check_experiment_consistent(cfg: Config, arch: str, layout: Layout, fold: in
     left as they are and the blend leaves the experiment out until all folds agree)."""
     exp, want = cfg.exp_name(arch), config_hash(cfg)
     folds_hash = file_hash(layout.folds_file(cfg.competition))
-    for meta_path in layout.fold_metas(exp):
+    refit_meta = layout.fold(exp, REFIT).meta
+    for meta_path in ([refit_meta] if refit_meta.exists() else []) if fold == REFIT else layout.fold_metas(exp):
         meta = json.loads(meta_path.read_text())
         differs = [what for what, ok in (("recipe", meta.get("config_hash") == want),
                                          ("folds file", meta.get("folds_hash") == folds_hash),
@@ -359,11 +380,12 @@ class FoldTrainer:
         while st.epochs_done < rec.epochs and not st.should_stop(rec.patience):
             epoch = st.epochs_done
             tr = self.train_epoch(epoch)
-            p_val = engine.predict(self.eval_net, self.parts.val_loader, self.parts.setup, tta=1)
-            auc, vloss = metrics.auc(self.data.y_val, p_val), metrics.bce(p_val, self.data.y_val)
+            auc, vloss = self.validate()
             improved = st.record({"epoch": epoch + 1, "train_loss": round(tr["loss"], 5), "val_loss": round(vloss, 5),
                                   "val_auc": round(auc, 5), "lr": self.optim.optimizer.param_groups[1]["lr"],
                                   "img_s": round(tr["img_s"], 1), "secs": round(tr["secs"], 1)})
+            if self.fold == REFIT and st.epochs_done == rec.epochs:  # nothing to choose by: the last epoch
+                st.best_epoch, improved = epoch, True
             if improved:
                 self.save_best(epoch, auc)
             save_torch_atomic(self.checkpoint(), self.paths.last)
@@ -378,6 +400,13 @@ class FoldTrainer:
             if st.should_stop(rec.patience):
                 self.say(f"early stop: no val AUC gain for {st.bad_epochs} epochs")
         return self.write_predictions()
+
+    def validate(self) -> tuple[float, float]:
+        """Validation AUC and loss without TTA (NaN for a refit, which has no validation rows)."""
+        if not len(self.data.val_idx):
+            return float("nan"), float("nan")
+        p_val = engine.predict(self.eval_net, self.parts.val_loader, self.parts.setup, tta=1)
+        return metrics.auc(self.data.y_val, p_val), metrics.bce(p_val, self.data.y_val)
 
     def load_best(self) -> None:
         """This run's best weights into the predicting net; never a checkpoint another run left."""
@@ -400,8 +429,9 @@ class FoldTrainer:
             p_test = engine.predict(model, self.parts.test_loader, setup, rec.tta_views, bar)
         oof = pd.DataFrame({"id": d.ids[d.val_idx], "target": d.y_val, "fold": self.fold, "pred": p_val})
         test = pd.DataFrame({"id": d.test_ids, "pred": p_test})
-        oof_auc = metrics.auc(d.y_val, p_val)
-        write_csv_atomic(oof, self.paths.oof)
+        oof_auc = metrics.auc(d.y_val, p_val) if len(oof) else None
+        if len(oof):  # a refit has no OOF rows: only its test predictions are written
+            write_csv_atomic(oof, self.paths.oof)
         write_csv_atomic(test, self.paths.test)
         comp = self.cfg.competition
         meta = {"competition": comp.name, "exp": self.exp, "arch": self.arch, "fold": self.fold,
@@ -409,12 +439,31 @@ class FoldTrainer:
                 "config_hash": config_hash(self.cfg), "weights": self.parts.info.source, "run_id": st.run_id,
                 "best_epoch": st.best_epoch + 1, "epochs_run": st.epochs_done, "val_auc": st.best_auc,
                 "tta": rec.tta_views, "oof_auc": oof_auc, "n_val": len(oof), "n_test": len(test),
+                "n_train": len(d.tr_idx), "n_pseudo": len(d.pseudo_idx),
                 "device": str(self.device), "secs": round(time.time() - self.t0, 1),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config": self.cfg.to_dict()}
         write_json_atomic(self.paths.meta, meta)  # last: the fold is complete
-        self.say(f"best epoch {st.best_epoch + 1}: val AUC {st.best_auc:.4f}, OOF AUC with TTA x{rec.tta_views} "
-                 f"{oof_auc:.4f} -> {self.paths.oof}, {self.paths.test}")
+        if oof_auc is None:
+            self.say(f"refit on all {len(d.tr_idx)} training rows, {st.epochs_done} epochs -> {self.paths.test}")
+        else:
+            self.say(f"best epoch {st.best_epoch + 1}: val AUC {st.best_auc:.4f}, OOF AUC with TTA x{rec.tta_views} "
+                     f"{oof_auc:.4f} -> {self.paths.oof}, {self.paths.test}")
         return meta
+
+
+def refit_epochs(layout: Layout, exp: str) -> int:
+    """The epoch count the CV chose: the median best epoch of the experiment's complete folds."""
+    metas = [json.loads(p.read_text()) for p in layout.fold_metas(exp)]
+    if not metas:
+        raise InputError(f"--fold all of {exp}: no complete fold to take the epoch count from; train the folds "
+                         "first, or give --epochs")
+    return max(1, int(round(float(np.median([m["best_epoch"] for m in metas])))))
+
+
+def refit_config(cfg: Config, arch: str, base: Path, epochs: int | None = None) -> Config:
+    """The recipe of a full-data refit: the folds' recipe with the CV's epoch count (or `epochs`)."""
+    n = epochs or refit_epochs(Layout(base), cfg.exp_name(arch))
+    return dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, epochs=n, patience=0))
 
 
 def train_fold(cfg: Config, arch: str, fold: int, base: Path, resume: bool = False, progress: bool = True,
@@ -429,10 +478,20 @@ def train_fold(cfg: Config, arch: str, fold: int, base: Path, resume: bool = Fal
         return trainer.fit(resume, on_epoch_end)
 
 
+def train_job(cfg: Config, arch: str, fold: int | str, base: Path, **kw) -> dict:
+    """One job of the grid: a fold, or the refit (with the CV's epoch count; replaced whenever
+    it is out of date, as it derives from the folds)."""
+    if fold == REFIT:
+        cfg, kw["force"] = refit_config(cfg, arch, base), True
+    return train_fold(cfg, arch, fold, base, **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
-    p.add_argument("--fold", type=int, required=True, help="fold to hold out (0..n_folds-1)")
+    p.add_argument("--fold", type=_fold, required=True,
+                   help="fold to hold out (0..n_folds-1), or all: one model on every training row (a refit, with the "
+                        "folds' median best epoch unless --epochs), which writes test predictions only")
     p.add_argument("--arch", help="timm model name (default: the config's first arch)")
     p.add_argument("--resume", action="store_true", help="continue from models/<exp>/fold<k>_last.pt")
     p.add_argument("--force", action="store_true", help="replace a complete fold made by another recipe")
@@ -441,12 +500,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fold(text: str) -> int | str:
+    if text == REFIT:
+        return REFIT
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold number or {REFIT}, got {text!r}") from None
+
+
 @cli_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     arch = args.arch or cfg.recipe.archs[0]
     cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, archs=[arch]))
+    if args.fold == REFIT:
+        cfg = refit_config(cfg, arch, Path(args.workdir), args.epochs)
     t0 = time.time()
     try:
         meta = train_fold(cfg, arch, args.fold, Path(args.workdir), args.resume, progress=not args.quiet,
@@ -456,7 +526,8 @@ def main(argv=None) -> int:
         print(f"error: training stopped, {e}. The last good epoch is kept in {last} (continue with --resume "
               "after lowering --lr, or turn on gradient accumulation)", file=sys.stderr)
         return 3
-    print(f"done in {time.time() - t0:.0f}s: OOF AUC {meta['oof_auc']:.4f} (fold {args.fold})")
+    what = f"OOF AUC {meta['oof_auc']:.4f}" if meta["oof_auc"] is not None else "test predictions only"
+    print(f"done in {time.time() - t0:.0f}s: {what} (fold {args.fold})")
     return 0
 
 

@@ -1,4 +1,5 @@
 import argparse
+from pathlib import Path
 
 import pytest
 import yaml
@@ -47,3 +48,15 @@ def test_shipped_configs_load():
     for path in CONFIG_DIR.glob("*.yaml"):
         cfg = load_config(path)
         assert cfg.recipe.archs and cfg.competition.name
+
+
+def test_recipe_hashes_survive_fields_added_later():
+    """Experiments made before `pseudo` existed stay complete: these are the hashes the configs had
+    before it (a changed hash would make every fold of a user's earlier runs "another recipe")."""
+    from config import config_hash, load_config
+    root = Path(__file__).resolve().parent.parent
+    got = {f: config_hash(load_config(root / "configs" / f)) for f in ("elpv_cpu.yaml", "elpv.yaml",
+                                                                      "elpv_cpu300.yaml")}
+    assert got == {"elpv_cpu.yaml": "021ff06002ca", "elpv.yaml": "d747ffe872db", "elpv_cpu300.yaml": "b368f9353463"}
+    pl = load_config(root / "configs/elpv_cpu.yaml", {"pseudo": "input/elpv/pseudo.csv"})
+    assert config_hash(pl) != got["elpv_cpu.yaml"]  # a recipe with pseudo-labels is another recipe

@@ -1,0 +1,77 @@
+"""The full-data refit: one model on every training row with the CV's epoch count, test
+predictions only; the blend uses the folds, the refit or both; a rerun skips it when current."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import blend
+import predict
+import run
+import train
+from checks import InputError
+from config import load_config
+from layout import Layout
+from synthetic import make_toy_competition, write_toy_config
+
+
+@pytest.fixture(scope="module")
+def refitted(tmp_path_factory):
+    base = tmp_path_factory.mktemp("refit")
+    make_toy_competition(base)
+    cfg = load_config(write_toy_config(base, archs=["resnet10t"], epochs=3, refit="both"))
+    lines = []
+    run.run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))))
+    return base, cfg, lines
+
+
+def test_the_refit_trains_on_every_row_for_the_folds_median_epoch_and_writes_test_predictions_only(refitted):
+    base, cfg, lines = refitted
+    assert any("3 jobs (1 archs x 2 folds + a full-data refit each)" in line for line in lines)
+    p = Layout(base).fold("resnet10t", "all")
+    meta = json.loads(p.meta.read_text())
+    folds = [json.loads(m.read_text()) for m in Layout(base).fold_metas("resnet10t")]
+    assert len(folds) == 2 and meta["fold"] == "all" and meta["oof_auc"] is None and meta["n_val"] == 0
+    assert meta["epochs_run"] == int(round(np.median([m["best_epoch"] for m in folds])))
+    assert not p.oof.exists() and p.best.exists()
+    test = pd.read_csv(p.test, dtype={"id": str})
+    sample = pd.read_csv(base / "input/toy/sample_submission.csv", dtype={"id": str})
+    assert list(test.id) == list(sample.id) and test.pred.between(0, 1).all()
+    sol = pd.read_csv(base / "input/toy/solution.csv", dtype={"id": str})
+    from metrics import auc
+    assert auc(sol.target.to_numpy(), test.pred.to_numpy()) > 0.9  # it learnt the task
+    again = []
+    run.run_grid(cfg, base, progress=False, say=lambda *a: again.append(" ".join(map(str, a))))
+    assert any("3 complete, 0 to run" in line for line in again)
+
+
+def test_the_blend_uses_folds_refit_or_both(refitted):
+    base, cfg, _ = refitted
+    exp = blend.load_inputs(cfg.competition, Layout(base)).exps[0]
+    subs = {}
+    for mode in ("none", "only", "both"):
+        rep = blend.run_blend(cfg.competition, base, "mean", refit=mode, verbose=False)
+        assert rep["refit"] == mode
+        subs[mode] = pd.read_csv(base / "submissions/submission.csv").target.to_numpy()
+    np.testing.assert_allclose(subs["none"], exp.test)
+    np.testing.assert_allclose(subs["only"], exp.refit)
+    np.testing.assert_allclose(subs["both"], (exp.test + exp.refit) / 2)
+    with pytest.raises(InputError, match="refit.*predict.py and the bundle apply the fold models"):
+        predict.predict(cfg.competition, base, [str(base / "input/toy/test")], base / "p.csv", progress=False)
+
+
+def test_train_py_fold_all_and_a_blend_without_refits(refitted, tmp_path, capsys):
+    base, cfg, _ = refitted
+    argv = ["--config", str(base / "configs/toy.yaml"), "--workdir", str(base), "--fold", "all", "--arch",
+            "resnet10t", "--quiet", "--name", "other"]
+    assert train.main(argv) == 2  # no folds of "other" to take the epoch count from
+    assert "no complete fold to take the epoch count from" in capsys.readouterr().err
+    assert train.main(argv + ["--epochs", "1"]) == 0 and "test predictions only" in capsys.readouterr().out
+    assert json.loads(Layout(base).fold("other", "all").meta.read_text())["epochs_run"] == 1
+    work = tmp_path / "w"
+    make_toy_competition(work)
+    cfg2 = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
+    run.run_grid(cfg2, work, progress=False, say=lambda *a: None)
+    with pytest.raises(InputError, match=r"resnet10t: no full-data refit .*--fold all"):
+        blend.run_blend(cfg2.competition, work, "hill", refit="only", verbose=False)
