@@ -238,6 +238,7 @@ def main(argv=None) -> int:
     p.add_argument("--kit", default=str(ROOT / "gpu_kit"), help="the kit's folder (ignored by git)")
     p.add_argument("--piece-mib", type=float, default=PIECE_MIB)
     p.add_argument("--need", nargs="+", help="unpack: bundles that must be complete (else an error)")
+    p.add_argument("--no-install", action="store_true", help="unpack: extract only (e.g. to check the bundles here)")
     args = p.parse_args(argv)
     kit = Path(args.kit)
     try:
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
             for i, t in enumerate(m["transfers"]):
                 print(f"transfer {i + 1}: {' '.join(t)}")
         elif args.action == "unpack":
-            for name, state in unpack(kit, args.need).items():
+            for name, state in unpack(kit, args.need, install=not args.no_install).items():
                 print(f"{name}: {state}")
         else:
             for b in read_manifest(kit)["bundles"]:
