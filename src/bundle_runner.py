@@ -31,6 +31,9 @@ from image_inputs import InputsError, list_inputs, read_all  # noqa: E402
 from imaging import fit_image  # noqa: E402
 
 
+BATCH = 1  # images per run: on 2 CPU cores ONNX Runtime is fastest one image (x TTA views) at a time
+
+
 class BundleError(ValueError):
     pass
 
@@ -73,7 +76,7 @@ def run_model(sess, images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float64)
 
 
-def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, batch_size: int = 32) -> np.ndarray:
+def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, batch_size: int = BATCH) -> np.ndarray:
     """The blend's score for decoded uint8 RGB images, exactly as blend.py combines its members."""
     threads = threads or os.cpu_count() or 1
     refs = np.load(folder / "refs.npz")

@@ -42,8 +42,12 @@ def as_cached(feats: torch.Tensor) -> torch.Tensor:
     return feats.half().float().cpu().contiguous()
 
 
+CACHE_BATCH = 64  # images per batch when the cache is built (predict.py uses the same: same bits)
+
+
 def extract_frozen_features(model: nn.Module, freeze_stages: int, images: np.ndarray, setup: DeviceSetup,
-                            path, batch_size: int = 64, progress: bool = True, n_variants: int = 8) -> np.ndarray:
+                            path, batch_size: int = CACHE_BATCH, progress: bool = True,
+                            n_variants: int = 8) -> np.ndarray:
     """Output of the frozen stages for the first `n_variants` symmetries (D4 order) of every
     image, as float16 (N, n_variants, C, H, W) in a .npy file built once, memory-mapped after."""
     model.eval()

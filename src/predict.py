@@ -31,7 +31,7 @@ from checks import InputError, cli_main
 from combine import blend_scores
 from config import Competition, add_config_flags, config_from_args
 from ensemble import OPERATING_POINTS, Ensemble, Member, load_ensemble
-from features import as_cached, frozen_views
+from features import CACHE_BATCH, as_cached, frozen_views
 from fileio import write_csv_atomic
 from image_inputs import InputsError, list_inputs, read_all
 from imaging import fit_image
@@ -42,23 +42,27 @@ from models import CachedPrefixNet, load_fold_model, shape_key
 # --- one fold model -------------------------------------------------------------------------------
 
 def fold_probs(model: torch.nn.Module, ck: dict, images: np.ndarray, device: torch.device,
-               batch_size: int = 128) -> np.ndarray:
+               batch_size: int | None = None) -> np.ndarray:
     """Probabilities of one fold model for uint8 (N, h, w, 3) images, as train.py predicted its
-    test rows: TTA over the recipe's views, through the float16 feature cache when it had one."""
+    test rows: TTA over the recipe's views, through the float16 feature cache when it had one,
+    in batches of the same sizes (the cache's, then the test loader's), so that even the last
+    bits agree (a percentile in rank space moves with the smallest difference)."""
     rec = ck["config"]["recipe"]
+    batch_size = batch_size or 2 * int(rec.get("batch_size", 64))  # train.py's test loader
     setup = engine.make_setup(device, ck["mean"], ck["std"], rec.get("amp", True), rec.get("channels_last", True))
     model.to(device)
     if setup.channels_last:
         model.to(memory_format=torch.channels_last)
-    tta, chunks = ck["tta"], range(0, len(images), batch_size)
+    tta = ck["tta"]
     if ck.get("cache_frozen"):
         fs = ck["freeze_stages"]
         model.eval()
-        batches = [(as_cached(frozen_views(model, fs, images[s:s + batch_size], setup, max(tta, 2))), None)
-                   for s in chunks]
+        feats = torch.cat([as_cached(frozen_views(model, fs, images[s:s + CACHE_BATCH], setup, max(tta, 2)))
+                           for s in range(0, len(images), CACHE_BATCH)])
+        batches = [(feats[s:s + batch_size], None) for s in range(0, len(feats), batch_size)]
         return engine.predict(CachedPrefixNet(model, fs), batches, setup, tta)
     batches = [(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size].transpose(0, 3, 1, 2))), None)
-               for s in chunks]
+               for s in range(0, len(images), batch_size)]
     return engine.predict(model, batches, setup, tta)
 
 
@@ -72,7 +76,7 @@ def load_member(m: Member) -> tuple[torch.nn.Module, dict]:
 
 # --- the ensemble ---------------------------------------------------------------------------------
 
-def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device, batch_size: int = 128,
+def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device, batch_size: int | None = None,
                    progress: bool = True) -> np.ndarray:
     """The blend's score for decoded images (uint8 RGB, any size)."""
     fitted: dict[tuple, np.ndarray] = {}
