@@ -147,7 +147,12 @@ def load_elpv_copy(folder: Path):
         images = np.stack([read_image(files[i])[:, :, 0] for i in ids])
     except ImageError as e:
         raise InputError(str(e)) from None
-    return ids, images, labels["probability"].to_numpy(float), labels["type"].astype(str).to_numpy()
+    probs = pd.to_numeric(labels["probability"], errors="coerce")
+    if probs.isna().any() or not probs.between(0, 1).all():
+        row = int(np.flatnonzero((probs.isna() | ~probs.between(0, 1)).to_numpy())[0])
+        raise InputError(f"{folder / 'labels.csv'}: row {row + 2}: probability {labels['probability'].iloc[row]!r}; "
+                         "expected a number between 0 and 1")
+    return ids, images, probs.to_numpy(float), labels["type"].astype(str).to_numpy()
 
 
 def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader=load_elpv) -> str:

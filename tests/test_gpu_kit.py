@@ -120,3 +120,19 @@ def test_the_kit_scripts_name_only_what_exists():
         assert script in run_sh and (ROOT / script).exists()
     for bundle in ("aug", "ray", "weights", "data"):
         assert bundle in kit.BUNDLES
+
+
+def test_the_kits_elpv_copy_reads_back_through_prepare(tmp_path):
+    """The data bundle as pack writes it (numpy values from the package's loader) is what
+    prepare.py elpv --from reads: same ids, labels and cell types."""
+    import prepare
+    rng = np.random.default_rng(1)
+    n = 40
+    fake = (np.array([f"cell{i:04d}" for i in range(n)]), rng.integers(0, 255, (n, 20, 20), dtype=np.uint8),
+            np.where(np.arange(n) % 3 == 0, 1.0, np.where(np.arange(n) % 3 == 1, 0.3333333333333333, 0.0)),
+            np.where(np.arange(n) % 2, "mono", "poly"))
+    assert kit.write_elpv_copy(tmp_path / "copy", loader=lambda: fake) == n
+    ids, images, probs, types = prepare.load_elpv_copy(tmp_path / "copy")
+    assert list(ids) == list(fake[0]) and list(types) == list(fake[3]) and images.shape == (n, 20, 20)
+    np.testing.assert_array_equal(probs, fake[2])
+    assert np.abs(images.astype(int) - fake[1].astype(int)).mean() < 40  # JPEG quality 95 of noise: close

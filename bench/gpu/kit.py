@@ -122,17 +122,18 @@ def download_wheels(dest: Path, specs: list[str]) -> None:
         raise KitError(f"pip download failed: {' '.join(cmd)}")
 
 
-def write_elpv_copy(dest: Path, quality: int = 95) -> int:
-    """ELPV from the elpv-dataset package as JPEG (`quality`) + labels.csv: `prepare.py elpv --from`."""
+def write_elpv_copy(dest: Path, quality: int = 95, loader=None) -> int:
+    """ELPV from the elpv-dataset package (or `loader`, the same shape) as JPEG (`quality`) +
+    labels.csv: what `prepare.py elpv --from` reads."""
     import cv2
     sys.path.insert(0, str(ROOT / "src"))
     from prepare import load_elpv
-    ids, images, probs, types = load_elpv()
+    ids, images, probs, types = (loader or load_elpv)()
     (dest / "images").mkdir(parents=True, exist_ok=True)
     for i, img in zip(ids, images):
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
         (dest / "images" / f"{i}.jpg").write_bytes(buf.tobytes())
-    lines = ["id,probability,type"] + [f"{i},{p!r},{t}" for i, p, t in zip(ids, probs, types)]
+    lines = ["id,probability,type"] + [f"{i},{float(p)!r},{t}" for i, p, t in zip(ids, probs, types)]
     (dest / "labels.csv").write_text("\n".join(lines) + "\n")
     return len(ids)
 
