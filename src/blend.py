@@ -346,8 +346,12 @@ def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple 
     is used only when its cross-check beats hill's (else hill, and the reason is kept)."""
     if method == "stack":
         return compute_stack(inp, threshold_by, meta, refit)
+    return weighted_blend(inp, method, *blend_space(method, inp.exps, refit), threshold_by)
+
+
+def weighted_blend(inp: BlendInputs, method: str, O: np.ndarray, T: np.ndarray, threshold_by: str) -> dict:
+    """mean, rank or hill on the OOF and test matrices of their blend space."""
     y = inp.y
-    O, T = blend_space(method, inp.exps, refit)
     w = find_weights(method, y, O)
     oof_blend, test_blend = O @ w, T @ w
     check_predictions(test_blend, "blend of test predictions")
@@ -356,8 +360,8 @@ def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple 
 
 
 def compute_stack(inp: BlendInputs, threshold_by: str, meta: tuple | None, refit: str = "none") -> dict:
-    hill = compute_blend(inp, "hill", threshold_by, refit=refit)
-    O, T = blend_space("stack", inp.exps, refit)
+    O, T = blend_space("stack", inp.exps, refit)  # rank space: hill's too
+    hill = weighted_blend(inp, "hill", O, T, threshold_by)
     M, MT, names = meta if meta else (None, None, [])
     st = stack(inp.y, O, T, inp.fold, M, MT)
     m = len(inp.exps)

@@ -32,7 +32,7 @@ from engine import D4
 from ensemble import Ensemble, Member, load_ensemble
 from fileio import file_hash, write_json_atomic
 from layout import Layout
-from models import split_stages
+from models import CachedPrefixNet, run_prefix
 from models import shape_key
 from predict import load_member
 
@@ -52,17 +52,13 @@ class ExportNet(nn.Module):
         self.model, self.tta = model.eval(), int(ck["tta"])
         self.register_buffer("mean", torch.tensor(ck["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(ck["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255)
-        self.split = split_stages(model, ck["freeze_stages"]) if ck.get("cache_frozen") else None
+        self.rest = CachedPrefixNet(model, ck["freeze_stages"]) if ck.get("cache_frozen") else None
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        if self.split is None:
+        if self.rest is None:
             return self.model(x)
-        for m in self.split[0]:
-            x = m(x)
-        x = x.half().float()  # what the float16 cache did to the frozen stages' output
-        for step in self.split[1]:
-            x = step(x)
-        return self.model.forward_head(x)
+        feats = run_prefix(self.model, self.rest.freeze_stages, x)
+        return self.rest(feats.half().float())  # what the float16 cache did to the frozen stages' output
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std

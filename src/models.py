@@ -199,12 +199,17 @@ class CachedPrefixNet(nn.Module):
         return self.model.forward_head(x)
 
 
-@torch.inference_mode()
-def frozen_features(model: nn.Module, freeze_stages: int, x: torch.Tensor) -> torch.Tensor:
-    """Output of the frozen stages for a normalised input batch (model in eval mode)."""
+def run_prefix(model: nn.Module, freeze_stages: int, x: torch.Tensor) -> torch.Tensor:
+    """The frozen stages applied to a normalised input batch (traceable: the ONNX export uses it)."""
     for m in split_stages(model, freeze_stages)[0]:
         x = m(x)
     return x
+
+
+@torch.inference_mode()
+def frozen_features(model: nn.Module, freeze_stages: int, x: torch.Tensor) -> torch.Tensor:
+    """Output of the frozen stages for a normalised input batch (model in eval mode)."""
+    return run_prefix(model, freeze_stages, x)
 
 
 def unwrap(net: nn.Module) -> nn.Module:

@@ -40,7 +40,7 @@ def make_pseudo(comp: Competition, base: Path, method: str = "hill", defect_fpr:
     if not (0 < defect_fpr < 1 and 0 < good_recall < 1):
         raise InputError("--defect-fpr and --good-recall: expected fractions between 0 and 1")
     layout = Layout(base)
-    inp = load_inputs(comp, layout, names=[e for e in _plain(layout)] or None)
+    inp = load_inputs(comp, layout, names=_plain(layout) or None)
     b = compute_blend(inp, method, "accuracy")
     hi = threshold_for_fpr(inp.y, b["oof"], defect_fpr)
     lo = threshold_for_recall(inp.y, b["oof"], good_recall)

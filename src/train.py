@@ -80,6 +80,20 @@ class FoldData:
         return self.y[self.val_idx]
 
 
+def fold_rows(folds: np.ndarray, y: np.ndarray, fold, n_folds: int, folds_file: Path) -> tuple:
+    """(validation rows, training rows) of fold `fold`; both must hold both classes."""
+    if not isinstance(fold, int) or not 0 <= fold < n_folds:
+        raise InputError(f"--fold {fold}: {folds_file} has folds 0..{n_folds - 1} (or all: the full-data refit)")
+    val_idx, tr_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+    if len(val_idx) == 0:
+        raise InputError(f"{folds_file}: fold {fold} has no validation rows; re-run python src/make_folds.py")
+    if len(np.unique(y[val_idx])) < 2 or len(np.unique(y[tr_idx])) < 2:
+        raise InputError(f"{folds_file}: fold {fold} needs both classes in its validation and training rows "
+                         f"(validation has {int(y[val_idx].sum())} defect(s) of {len(val_idx)}); "
+                         "re-run python src/make_folds.py, with fewer folds for so small a set")
+    return val_idx, tr_idx
+
+
 def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True) -> FoldData:
     """train.csv, the folds file and sample_submission.csv checked against each other; the
     validation fold must hold both classes; images decoded (or read from the cache)."""
@@ -90,16 +104,8 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
     y = train_df[comp.target_col].to_numpy()
     if fold == REFIT:  # every training row; no validation rows
         val_idx, tr_idx = np.zeros(0, int), np.arange(len(y))
-    elif not isinstance(fold, int) or not 0 <= fold < n_folds:
-        raise InputError(f"--fold {fold}: {folds_file} has folds 0..{n_folds - 1} (or all: the full-data refit)")
     else:
-        val_idx, tr_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
-    if fold != REFIT and len(val_idx) == 0:
-        raise InputError(f"{folds_file}: fold {fold} has no validation rows; re-run python src/make_folds.py")
-    if fold != REFIT and (len(np.unique(y[val_idx])) < 2 or len(np.unique(y[tr_idx])) < 2):
-        raise InputError(f"{folds_file}: fold {fold} needs both classes in its validation and training rows "
-                         f"(validation has {int(y[val_idx].sum())} defect(s) of {len(val_idx)}); "
-                         "re-run python src/make_folds.py, with fewer folds for so small a set")
+        val_idx, tr_idx = fold_rows(folds, y, fold, n_folds, folds_file)
     test_ids = data.load_test_ids(comp, layout)
     cache = layout.cache_dir(comp)
     ext = comp.image_ext
@@ -254,8 +260,8 @@ def check_experiment_consistent(cfg: Config, arch: str, layout: Layout, fold: in
     left as they are and the blend leaves the experiment out until all folds agree)."""
     exp, want = cfg.exp_name(arch), config_hash(cfg)
     folds_hash = file_hash(layout.folds_file(cfg.competition))
-    refit_meta = layout.fold(exp, REFIT).meta
-    for meta_path in ([refit_meta] if refit_meta.exists() else []) if fold == REFIT else layout.fold_metas(exp):
+    metas = layout.fold_metas(exp) if fold != REFIT else [p for p in [layout.fold(exp, REFIT).meta] if p.exists()]
+    for meta_path in metas:
         meta = json.loads(meta_path.read_text())
         differs = [what for what, ok in (("recipe", meta.get("config_hash") == want),
                                          ("folds file", meta.get("folds_hash") == folds_hash),
