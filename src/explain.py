@@ -13,7 +13,7 @@ The threshold between "missed" and "found" is the one that maximises OOF accurac
 With --masks DIR (one mask image per id, non-zero = defect) or --boxes CSV (id, x_1, y_1, x_2, y_2),
 it scores where every fold model looks instead (localise.py): the share of the CAM's energy inside
 the defect areas and the pointing game, per fold and overall, written to
-models/<exp>/gradcam/localisation.json with a histogram and the worst cases:
+models/<exp>/gradcam/localisation_<cam>_l<layer>.{json,csv} with a histogram and the worst cases:
 
     python src/explain.py --competition C --exp EXP --boxes input/C/defect_boxes.csv [--cam layercam] [--layer -2]
 """

@@ -20,15 +20,20 @@ from checks import InputError, check_columns, read_csv
 from imaging import IMAGE_EXTS, fit_image, read_image
 
 
+def read_mask(path: Path) -> np.ndarray:
+    """A mask image as bool (H, W): a pixel is defect where any channel is non-zero."""
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        raise InputError(f"{path}: cannot be decoded as a mask image")
+    return (m if m.ndim == 2 else m.max(axis=2)) > 0
+
+
 def mask_from_file(masks_dir: Path, i: str) -> np.ndarray | None:
     """The mask of id `i` (any image format, non-zero = defect) at its own size, or None."""
     for ext in IMAGE_EXTS:
         p = Path(masks_dir) / f"{i}{ext}"
         if p.exists():
-            m = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-            if m is None:
-                raise InputError(f"{p}: cannot be decoded as a mask image")
-            return (m if m.ndim == 2 else m.max(axis=2)) > 0
+            return read_mask(p)
     return None
 
 

@@ -36,6 +36,7 @@ from config import ROOT, Competition, add_workdir_flag, load_config
 from fileio import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
 from imaging import IMAGE_EXTS, ImageError, read_image
 from layout import Layout
+from localise import read_mask
 
 MARKER = ".prepared.json"
 SPLIT_SEED = 2019  # fixed: every user gets the same held-out test split
@@ -286,10 +287,7 @@ def copy_masks(masks: Path, rows: pd.DataFrame, out: Path) -> str:
     for i, path in zip(rows.id[rows.target == 1], rows.path[rows.target == 1]):
         m = found.get(Path(path).stem)
         if m is not None:
-            img = cv2.imread(str(m), cv2.IMREAD_GRAYSCALE)
-            if img is None:
-                raise InputError(f"{m}: cannot be decoded as a mask image")
-            write_image(out / "masks" / f"{i}.png", ((img > 0) * 255).astype(np.uint8), force=True)
+            write_image(out / "masks" / f"{i}.png", read_mask(m).astype(np.uint8) * 255, force=True)
             n += 1
     return f"; {n} of {int((rows.target == 1).sum())} defect masks kept in {out / 'masks'}"
 

@@ -67,3 +67,31 @@ def test_a_finer_layer_is_offered_and_bad_arguments_are_one_line(blobs):
         explain.localisation(cfg.competition, base, "resnet10t")
     with pytest.raises(InputError, match="--layer -9: ResNet has feature layers -1 .. -5"):
         explain.localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", layer=-9)
+
+
+def test_prepare_folder_keeps_the_defect_masks(tmp_path):
+    """prepare.py folder --masks: each defect image's mask (same name stem, any format, any
+    non-zero channel) kept as input/<name>/masks/<id>.png, 0 or 255."""
+    import cv2
+
+    import prepare
+    rng = np.random.default_rng(0)
+    for cls in ("ok", "ng"):
+        (tmp_path / "src" / cls).mkdir(parents=True)
+        for j in range(8):
+            cv2.imwrite(str(tmp_path / "src" / cls / f"{cls}{j}.png"), rng.integers(0, 255, (16, 16), dtype=np.uint8))
+    (tmp_path / "masks").mkdir()
+    for j in range(7):  # one defect without a mask
+        m = np.zeros((16, 16, 3), np.uint8)
+        m[2:6, 3:9, j % 3] = 1  # a faint mask in one colour channel: still a defect area
+        cv2.imwrite(str(tmp_path / "masks" / f"ng{j}.png"), m)
+    out = tmp_path / "input/parts"
+    msg = prepare.prepare_folder(tmp_path / "src", out, "ok", "ng", masks=tmp_path / "masks")
+    assert "7 of 8 defect masks kept" in msg
+    kept = sorted((out / "masks").glob("*.png"))
+    assert len(kept) == 7
+    for p in kept:
+        m = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        assert set(np.unique(m)) == {0, 255} and (m == 255).sum() == 24
+    with pytest.raises(InputError, match="--masks .*nowhere: folder not found"):
+        prepare.prepare_folder(tmp_path / "src", tmp_path / "input/p2", "ok", "ng", masks=tmp_path / "nowhere")
