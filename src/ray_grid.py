@@ -124,8 +124,7 @@ def job_body(cfg: Config, arch: str, fold: int | str, base: str, folds_hash: str
                   f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}", file=log)
             try:
                 check_shared_workdir(cfg, Path(base), folds_hash, node)
-                resume = paths.last.exists() and not paths.meta.exists()
-                meta = train_job(cfg, arch, fold, Path(base), resume=resume, progress=False, force=force)
+                meta = train_job(cfg, arch, fold, Path(base), progress=False, force=force)
             except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the grid
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 if not isinstance(e, (InputError, OSError)):

@@ -33,7 +33,7 @@ from layout import Layout
 from make_folds import fold_summary, make_folds
 from prepare import SOURCES, prepare_from_config
 from ray_grid import RayOptions, run_jobs
-from train import REFIT, refit_config
+from train import REFIT, refit_config, train_job
 
 EXECUTORS = ("local", "ray")
 
@@ -117,10 +117,8 @@ def plan_jobs(cfg: Config, base: Path, fhash: str, force: bool) -> tuple[list, d
     return jobs, states
 
 
-def train_local(cfg: Config, todo: list, states: dict, base: Path, force: bool, progress: bool, say) -> None:
+def train_local(cfg: Config, todo: list, base: Path, force: bool, progress: bool, say) -> None:
     """The local executor: every job in turn, in this process, with an ETA."""
-    from train import train_job
-    layout = Layout(base)
     # the first job of each arch in this run also builds its caches: timed apart for the ETA
     firsts = [i == 0 or todo[i - 1][0] != a for i, (a, _) in enumerate(todo)]
     done: list[tuple[bool, float]] = []
@@ -129,8 +127,7 @@ def train_local(cfg: Config, todo: list, states: dict, base: Path, force: bool, 
         eta = f", ETA {eta / 60:.1f} min" if eta is not None else ""
         say(f"[job {i + 1}/{len(todo)}] {cfg.exp_name(arch)} fold {k}{eta}")
         t0 = time.time()
-        resume = states[(arch, k)] == "todo" and layout.fold(cfg.exp_name(arch), k).last.exists()
-        train_job(cfg, arch, k, base, resume=resume, progress=progress, force=force)
+        train_job(cfg, arch, k, base, progress=progress, force=force)
         done.append((firsts[i], time.time() - t0))
 
 
@@ -170,7 +167,7 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
     if executor == "ray" and todo:
         train_ray(cfg, todo, base, file_hash(fpath), force, progress, say, ray_opts or RayOptions())
     else:
-        train_local(cfg, todo, states, base, force, progress, say)
+        train_local(cfg, todo, base, force, progress, say)
     if partial:
         return None
     return finish(cfg, base, t_start, say)

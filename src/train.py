@@ -485,8 +485,12 @@ def train_fold(cfg: Config, arch: str, fold: int, base: Path, resume: bool = Fal
 
 
 def train_job(cfg: Config, arch: str, fold: int | str, base: Path, **kw) -> dict:
-    """One job of the grid: a fold, or the refit (with the CV's epoch count; replaced whenever
-    it is out of date, as it derives from the folds)."""
+    """One job of the grid, for every executor: a fold, or the refit (with the CV's epoch count;
+    replaced whenever it is out of date, as it derives from the folds). It resumes from its last
+    checkpoint when it was interrupted (a last checkpoint, no completion record), never a
+    complete one that is out of date."""
+    paths = Layout(base).fold(cfg.exp_name(arch), fold)
+    kw.setdefault("resume", paths.last.exists() and not paths.meta.exists())
     if fold == REFIT:
         cfg, kw["force"] = refit_config(cfg, arch, base), True
     return train_fold(cfg, arch, fold, base, **kw)

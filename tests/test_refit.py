@@ -75,3 +75,20 @@ def test_train_py_fold_all_and_a_blend_without_refits(refitted, tmp_path, capsys
     run.run_grid(cfg2, work, progress=False, say=lambda *a: None)
     with pytest.raises(InputError, match=r"resnet10t: no full-data refit .*--fold all"):
         blend.run_blend(cfg2.competition, work, "hill", refit="only", verbose=False)
+
+
+def test_an_out_of_date_refit_is_retrained_not_resumed(refitted):
+    """When the folds change, the refit's complete files (and its last checkpoint, made for
+    another epoch count) are out of date: the next run retrains it from the start."""
+    import torch
+    base, cfg, _ = refitted
+    p = Layout(base).fold("resnet10t", "all")
+    meta = json.loads(p.meta.read_text())
+    p.meta.write_text(json.dumps({**meta, "config_hash": "another"}))
+    ck = torch.load(p.last, weights_only=False)
+    torch.save({**ck, "config_hash": "another"}, p.last)
+    lines = []
+    run.run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))))
+    assert any("2 complete, 1 to run" in line for line in lines)
+    fresh = json.loads(p.meta.read_text())
+    assert fresh["config_hash"] != "another" and fresh["run_id"] != meta["run_id"]
