@@ -6,7 +6,8 @@ single-image latency at 224 px.
     python bench/bundle_speed.py --competition elpv [--n 256] [--batch-size 32]
 
 Both sides score the same images already decoded and resized (decoding is the same code in
-both); each fold model is loaded before the clock starts. Writes bench/results/bundle_speed_cpu.json.
+both); each fold model is loaded before the clock starts. Writes
+bench/results/bundle_speed_cpu_batch<B>.json.
 """
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     save_result(result, f"{ens['fold_models']} fold models, {ens['images']} images: onnxruntime "
                 f"{ens['onnxruntime_img_s']} img/s vs torch eager {ens['torch_eager_img_s']} img/s (x{ens['speedup']}, "
                 f"target x2); lite0 224 px single image {lat['onnxruntime_ms']} ms (torch {lat['torch_eager_ms']} ms, "
-                "target 20 ms)", args.out, "bundle_speed_cpu")
+                "target 20 ms)", args.out, f"bundle_speed_cpu_batch{args.batch_size}")
     return 0
 
 
