@@ -52,14 +52,12 @@ class Experiment:
     def test_scores(self, method: str, refit: str = "none") -> np.ndarray:
         """Test predictions in the method's space from the fold models (refit none), the
         full-data refit (only: ranked against all OOF predictions in rank space), or both (their mean)."""
-        folds = self.test if method == "mean" else self.test_rank()
         if refit == "none":
-            return folds
+            return experiment_score(method, self.test_folds, self.fold_refs())
         if self.refit is None:
             raise InputError(f"{self.name}: no full-data refit (oof/{self.name}/test_foldall.csv); train it with "
                              f"python src/train.py --fold all, or blend with --refit none")
-        own = self.refit if method == "mean" else rank_pct(self.oof, self.refit)
-        return own if refit == "only" else (folds + own) / 2
+        return experiment_score(method, self.test_folds, self.fold_refs(), (self.refit, self.oof, refit))
 
     def fold_refs(self) -> list[np.ndarray]:
         """Per fold k, the OOF predictions of fold k's model: its reference in rank space."""

@@ -85,7 +85,10 @@ def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, 
         pre = exp["preprocess"]
         fitted = np.stack([fit_image(img, tuple(pre["hw"]), pre["resize"], pre["border_crop"]) for img in images])
         preds = [run_model(session(folder / f["onnx"], threads), fitted, batch_size) for f in exp["folds"]]
-        members.append((preds, [refs[f["ref"]] for f in exp["folds"]]))
+        r = exp.get("refit")  # a full-data refit: "only" (no fold models) or "both"
+        refit = (run_model(session(folder / r["onnx"], threads), fitted, batch_size), refs[r["ref"]], r["use"]) if r \
+            else None
+        members.append((preds, [refs[f["ref"]] for f in exp["folds"]], refit))
         weights.append(exp["weight"])
     return blend_scores(spec["method"], weights, members, spec.get("intercept", 0.0))
 

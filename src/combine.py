@@ -6,7 +6,9 @@ An experiment's score for new images is the average over its fold models of
   rank, hill:  the probability's percentile within that fold model's own OOF predictions
                (its reference), so OOF and new scores share one scale;
 and the blend is the weighted sum of the experiments' scores (stack: the logistic function of
-an intercept plus that sum, the stacker's coefficients as weights).
+an intercept plus that sum, the stacker's coefficients as weights). An experiment with a full-data
+refit (blend --refit only|both) scores with the refit alone, or with the mean of the fold models'
+score and the refit's; in rank space the refit is ranked against all the experiment's OOF predictions.
 """
 from __future__ import annotations
 
@@ -21,19 +23,33 @@ def rank_pct(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.sort(ref), x, side="right") / len(ref)
 
 
-def experiment_score(method: str, fold_preds: list[np.ndarray], fold_refs: list[np.ndarray] | None) -> np.ndarray:
-    """One experiment's score from its fold models' probabilities (and OOF references)."""
+REFIT_USES = ("none", "only", "both")
+
+
+def experiment_score(method: str, fold_preds: list[np.ndarray], fold_refs: list[np.ndarray] | None,
+                     refit: tuple | None = None) -> np.ndarray:
+    """One experiment's score from its fold models' probabilities (and OOF references), and
+    `refit` = (the refit's probabilities, every OOF prediction of the experiment, "only" | "both")."""
     if method not in METHODS:
         raise ValueError(f"method {method!r}: expected one of {METHODS}")
-    if method == "mean":
-        return np.mean(fold_preds, axis=0)  # rank, hill and stack: in rank space
-    return np.mean([rank_pct(ref, p) for ref, p in zip(fold_refs, fold_preds)], axis=0)
+    use = "none" if refit is None else refit[2]
+    if use not in REFIT_USES:
+        raise ValueError(f"refit use {use!r}: expected one of {REFIT_USES}")
+    if use != "only":
+        if method == "mean":
+            folds = np.mean(fold_preds, axis=0)  # rank, hill and stack: in rank space
+        else:
+            folds = np.mean([rank_pct(ref, p) for ref, p in zip(fold_refs, fold_preds)], axis=0)
+        if use == "none":
+            return folds
+    pred, ref = refit[0], refit[1]
+    own = pred if method == "mean" else rank_pct(ref, pred)
+    return own if use == "only" else (folds + own) / 2
 
 
-def blend_scores(method: str, weights: list[float], members: list[tuple[list, list | None]],
-                 intercept: float = 0.0) -> np.ndarray:
+def blend_scores(method: str, weights: list[float], members: list[tuple], intercept: float = 0.0) -> np.ndarray:
     """The blend: sum over experiments of weight x experiment_score; `members` holds per
-    experiment (fold probabilities, fold OOF references)."""
-    cols = [experiment_score(method, preds, refs) for preds, refs in members]
+    experiment (fold probabilities, fold OOF references[, refit triple or None])."""
+    cols = [experiment_score(method, *m) for m in members]
     z = np.column_stack(cols) @ np.asarray(weights, dtype=float)
     return 1 / (1 + np.exp(-(intercept + z))) if method == "stack" else z

@@ -1,6 +1,8 @@
 """The ensemble that blend.py chose, as files: its experiments and weights from
 submissions/blend.json, every fold model's checkpoint, and each fold model's OOF predictions
-(its reference in rank space). Read by predict.py (torch) and export.py (the ONNX bundle).
+(its reference in rank space); with blend --refit only|both, each experiment's full-data refit too
+(its reference: all the experiment's OOF predictions). Read by predict.py (torch) and export.py
+(the ONNX bundle).
 """
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from checks import InputError, read_csv
-from combine import METHODS
+from combine import METHODS, REFIT_USES, blend_scores
 from fileio import file_hash
-from layout import FoldPaths, Layout
+from layout import REFIT, FoldPaths, Layout
 
 OPERATING_POINTS = ("chosen", "recall_95", "recall_99")
 
@@ -23,7 +25,7 @@ class Member:
     """One fold model of one experiment."""
 
     exp: str
-    fold: int
+    fold: int | str  # a fold number, or "all" (the full-data refit)
     paths: FoldPaths
     run_id: str
     ref: np.ndarray  # its OOF predictions
@@ -44,6 +46,23 @@ class Ensemble:
     source_hash: str
     report: dict = field(repr=False, default_factory=dict)
     intercept: float = 0.0  # the stacker's (method stack)
+    refit: str = "none"  # none | only | both: how each experiment's full-data refit joins its fold models
+    refits: dict[str, Member] = field(default_factory=dict)  # experiment -> its refit (refit only | both)
+
+    def scored_members(self, exp: str) -> list[Member]:
+        """The models that score new images for `exp`: its fold models, its refit, or both."""
+        folds = [] if self.refit == "only" else self.members[exp]
+        return folds + ([self.refits[exp]] if self.refit != "none" else [])
+
+    def combine(self, preds: dict[tuple[str, int | str], np.ndarray]) -> np.ndarray:
+        """The blend's score from every scored member's probabilities, keyed (experiment, fold)."""
+        members = []
+        for exp, folds in self.members.items():
+            fold_preds = [preds[exp, m.fold] for m in folds] if self.refit != "only" else []
+            r = self.refits.get(exp)
+            refit = (preds[exp, r.fold], r.ref, self.refit) if self.refit != "none" else None
+            members.append((fold_preds, [m.ref for m in folds], refit))
+        return blend_scores(self.method, [self.weights[e] for e in self.members], members, self.intercept)
 
     def threshold(self, point: str) -> float:
         if point not in OPERATING_POINTS:
@@ -51,19 +70,25 @@ class Ensemble:
         return float(self.operating_points[point]["threshold"])
 
 
-def _member(layout: Layout, blend_path: Path, exp: str, k: int, folds_hash: str) -> Member:
+def _member(layout: Layout, blend_path: Path, exp: str, k: int | str, folds_hash: str, scores: bool = True,
+            ref: np.ndarray | None = None) -> Member:
+    """Fold `k` of `exp` (k = REFIT: its full-data refit, whose reference `ref` is given), checked to be
+    complete and made with the blend's folds; its checkpoint only when it `scores` new images."""
     paths = layout.fold(exp, k)
+    what = "the full-data refit" if k == REFIT else f"fold {k}"
     if not paths.meta.exists():
-        raise InputError(f"{blend_path}: experiment {exp!r} fold {k} is not complete ({paths.meta} missing); "
-                         "train it again, or blend again without it")
+        hint = "python src/train.py --fold all" if k == REFIT else "train it again"
+        raise InputError(f"{blend_path}: experiment {exp!r} {what} is not complete ({paths.meta} missing); "
+                         f"{hint}, or blend again without it")
     meta = json.loads(paths.meta.read_text())
     if folds_hash and meta.get("folds_hash") != folds_hash:
         raise InputError(f"{paths.meta}: made with another folds file than the blend in {blend_path}; "
                          "blend again (python src/blend.py)")
-    if not paths.best.exists():
-        raise InputError(f"{paths.best}: fold model missing (experiment {exp!r} of {blend_path})")
-    oof = read_csv(paths.oof, "OOF file")
-    return Member(exp, k, paths, meta.get("run_id", ""), oof["pred"].to_numpy(float))
+    if scores and not paths.best.exists():
+        raise InputError(f"{paths.best}: model of {what} missing (experiment {exp!r} of {blend_path})")
+    if ref is None:
+        ref = read_csv(paths.oof, "OOF file")["pred"].to_numpy(float)
+    return Member(exp, k, paths, meta.get("run_id", ""), ref)
 
 
 def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensemble:
@@ -80,9 +105,9 @@ def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensem
         raise InputError(f"{path}: not a blend report of blend.py ({type(e).__name__}: {e})") from None
     if method not in METHODS or not weights:
         raise InputError(f"{path}: method {method!r} with weights {weights}: not a blend this code can apply")
-    if report.get("refit", "none") != "none":
-        raise InputError(f"{path}: this blend uses full-data refits (--refit {report['refit']}); predict.py and the "
-                         "bundle apply the fold models: blend with --refit none first")
+    refit = report.get("refit", "none")
+    if refit not in REFIT_USES:
+        raise InputError(f"{path}: refit {refit!r}: expected one of {', '.join(REFIT_USES)}")
     intercept = 0.0
     if method == "stack":
         st = report.get("stack") or {}
@@ -90,16 +115,24 @@ def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensem
             raise InputError(f"{path}: the stacker also uses metadata columns {st['meta']}, which new images do not "
                              "carry; blend without --stack-meta (or with hill) to score images alone")
         intercept = float(st.get("intercept", 0.0))
-    members = {}
+    members, refits = {}, {}
     for exp in weights:
-        d = layout.oof_root / exp
-        if not d.is_dir():
-            raise InputError(f"{path}: experiment {exp!r}: its folder {d} is missing (trained elsewhere, or "
-                             "removed); bring oof/ and models/ along, or blend again")
-        metas = layout.fold_metas(exp)
-        if not metas:
-            raise InputError(f"{path}: experiment {exp!r} has no complete fold in {d}")
-        n_folds = int(json.loads(metas[0].read_text()).get("n_folds", len(metas)))
-        members[exp] = [_member(layout, path, exp, k, report.get("folds_hash", "")) for k in range(n_folds)]
+        members[exp], refits[exp] = _experiment_members(layout, path, exp, report.get("folds_hash", ""), refit)
     return Ensemble(report.get("competition", ""), method, weights, members, ops, path, file_hash(path), report,
-                    intercept)
+                    intercept, refit, {e: r for e, r in refits.items() if r is not None})
+
+
+def _experiment_members(layout: Layout, path: Path, exp: str, folds_hash: str, refit: str) -> tuple:
+    """(fold members, refit member or None) of one blended experiment."""
+    d = layout.oof_root / exp
+    if not d.is_dir():
+        raise InputError(f"{path}: experiment {exp!r}: its folder {d} is missing (trained elsewhere, or "
+                         "removed); bring oof/ and models/ along, or blend again")
+    metas = layout.fold_metas(exp)
+    if not metas:
+        raise InputError(f"{path}: experiment {exp!r} has no complete fold in {d}")
+    n_folds = int(json.loads(metas[0].read_text()).get("n_folds", len(metas)))
+    folds = [_member(layout, path, exp, k, folds_hash, refit != "only") for k in range(n_folds)]
+    if refit == "none":
+        return folds, None
+    return folds, _member(layout, path, exp, REFIT, folds_hash, True, np.concatenate([m.ref for m in folds]))

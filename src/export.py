@@ -11,7 +11,9 @@ batch run as one batch); normalisation and, for a model trained on the frozen-fe
 cache's float16 rounding are inside the graph. bundle.json holds the preprocessing (size, resize
 mode, border crop, channel order), the blend's method and weights, the operating points chosen on
 OOF predictions, and the versions and sha256 of everything; refs.npz holds each fold model's OOF
-predictions (its reference in rank space). The runner refuses a bundle whose files were edited.
+predictions (its reference in rank space). A blend with full-data refits (--refit only|both) ships
+each experiment's refit (and, for both, its fold models), the refit's reference being all the
+experiment's OOF predictions. The runner refuses a bundle whose files were edited.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from config import add_config_flags, config_from_args
 from engine import D4
 from ensemble import Ensemble, Member, load_ensemble
 from fileio import file_hash, write_json_atomic
-from layout import Layout
+from layout import REFIT, Layout
 from models import CachedPrefixNet, run_prefix
 from models import shape_key
 from predict import load_member
@@ -104,17 +106,21 @@ def export(ens: Ensemble, out: Path, image_ext: str, say=print) -> dict:
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     experiments, refs, sources = [], {}, {}
-    for exp, folds in ens.members.items():
-        entry = {"name": exp, "weight": ens.weights[exp], "folds": []}
-        for m in folds:
+    for exp in ens.members:
+        entry = {"name": exp, "weight": ens.weights[exp], "folds": [], "refit": None}
+        for m in ens.scored_members(exp):
             rel = f"models/{exp}_fold{m.fold}.onnx"
             ck, entry["preprocess"] = export_member(m, tmp / rel)
             refs[f"{exp}/fold{m.fold}"] = m.ref
             sources[str(m.checkpoint)] = file_hash(m.checkpoint, 64)
-            entry["folds"].append({"fold": m.fold, "onnx": rel, "ref": f"{exp}/fold{m.fold}", "tta": ck["tta"],
-                                   "cache_frozen": bool(ck.get("cache_frozen")), "arch": ck["arch"],
-                                   "mb": round((tmp / rel).stat().st_size / 2**20, 2)})
-            say(f"exported {exp} fold {m.fold} -> {rel} ({entry['folds'][-1]['mb']} MB)")
+            item = {"fold": m.fold, "onnx": rel, "ref": f"{exp}/fold{m.fold}", "tta": ck["tta"],
+                    "cache_frozen": bool(ck.get("cache_frozen")), "arch": ck["arch"],
+                    "mb": round((tmp / rel).stat().st_size / 2**20, 2)}
+            if m.fold == REFIT:
+                entry["refit"] = {**item, "use": ens.refit}
+            else:
+                entry["folds"].append(item)
+            say(f"exported {exp} fold {m.fold} -> {rel} ({item['mb']} MB)")
         experiments.append(entry)
     np.savez(tmp / "refs.npz", **refs)
     for src, dst in SHIPPED.items():
@@ -145,8 +151,8 @@ def main(argv=None) -> int:
     if out.exists() and not (out / "bundle.json").exists():
         raise InputError(f"{out}: exists and is not a bundle; give another --out")
     spec = export(load_ensemble(layout, args.blend), out, cfg.competition.image_ext)
-    size = sum(f["mb"] for e in spec["experiments"] for f in e["folds"])
-    print(f"wrote {out}: {sum(len(e['folds']) for e in spec['experiments'])} ONNX models ({size:.1f} MB); "
+    models = [f for e in spec["experiments"] for f in e["folds"] + [e["refit"]] if f and f.get("onnx")]
+    print(f"wrote {out}: {len(models)} ONNX models ({sum(f['mb'] for f in models):.1f} MB); "
           f"run python {out / 'predict_bundle.py'} IMAGES --out preds.csv")
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from checks import check_name
 
+REFIT = "all"  # the fold name of a model trained on every training row (no OOF rows)
+
 
 @dataclass(frozen=True)
 class FoldPaths:

@@ -9,7 +9,8 @@ images are <image-dir>/<id><image_ext> (default: the competition's test folder).
 model of every blended experiment scores each image with its recipe's size, resize mode, border
 crop and TTA (as train.py predicted the test set, the frozen-feature cache's float16 rounding
 included), and the experiments are combined exactly as blend.py does (in rank space, a new
-prediction is ranked against that fold model's own OOF predictions). Output: a CSV with
+prediction is ranked against that fold model's own OOF predictions; a full-data refit's, when the
+blend used refits, against all the experiment's OOF predictions). Output: a CSV with
 `id, prob, defect` (prob: the blend's score, on blend.py's scale; defect: prob >= the threshold of
 --operating-point, chosen on OOF predictions, or --threshold). Unreadable images are one error
 listing them, or with --skip-bad are reported and left out. Nothing is written unless all is well.
@@ -28,7 +29,6 @@ from tqdm import tqdm
 import engine
 import runtime
 from checks import InputError, cli_main
-from combine import blend_scores
 from config import Competition, add_config_flags, config_from_args
 from ensemble import OPERATING_POINTS, Ensemble, Member, load_ensemble
 from features import CACHE_BATCH, as_cached, frozen_views
@@ -80,20 +80,15 @@ def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device
                    progress: bool = True) -> np.ndarray:
     """The blend's score for decoded images (uint8 RGB, any size)."""
     fitted: dict[tuple, np.ndarray] = {}
-    members = []
-    n = sum(len(v) for v in ens.members.values())
-    with tqdm(total=n, desc="fold models", unit="model", disable=not progress) as bar:
-        for folds in ens.members.values():
-            preds = []
-            for m in folds:
-                model, ck = load_member(m)
-                key = shape_key(ck)
-                if key not in fitted:
-                    fitted[key] = np.stack([fit_image(img, *key) for img in images])
-                preds.append(fold_probs(model, ck, fitted[key], device, batch_size))
-                bar.update(1)
-            members.append((preds, [m.ref for m in folds]))
-    return blend_scores(ens.method, [ens.weights[e] for e in ens.members], members, ens.intercept)
+    preds: dict[tuple, np.ndarray] = {}
+    scoring = [m for exp in ens.members for m in ens.scored_members(exp)]
+    for m in tqdm(scoring, desc="models", unit="model", disable=not progress):
+        model, ck = load_member(m)
+        key = shape_key(ck)
+        if key not in fitted:
+            fitted[key] = np.stack([fit_image(img, *key) for img in images])
+        preds[m.exp, m.fold] = fold_probs(model, ck, fitted[key], device, batch_size)
+    return ens.combine(preds)
 
 
 def predict(comp: Competition, base: Path, inputs: list[str], out: Path, point: str = "chosen",

@@ -42,12 +42,10 @@ from config import (GRID_FIELDS, Config, add_config_flags, add_recipe_flags, con
                     save_config)
 from fileio import (FileLock, file_hash, remove_stale_tmps, save_torch_atomic, write_csv_atomic,
                     write_json_atomic)
-from layout import FoldPaths, Layout
+from layout import REFIT, FoldPaths, Layout
 from models import (CachedPrefixNet, ModelInfo, create_model, frozen_parameter_names, head_parameters,
                     set_train_mode, unwrap)
 from plots import figure
-
-REFIT = "all"  # the fold name of a model trained on every training row (no OOF rows)
 
 
 # --- the fold's data ---------------------------------------------------------------------------

@@ -57,8 +57,30 @@ def test_the_blend_uses_folds_refit_or_both(refitted):
     np.testing.assert_allclose(subs["none"], exp.test)
     np.testing.assert_allclose(subs["only"], exp.refit)
     np.testing.assert_allclose(subs["both"], (exp.test + exp.refit) / 2)
-    with pytest.raises(InputError, match="refit.*predict.py and the bundle apply the fold models"):
-        predict.predict(cfg.competition, base, [str(base / "input/toy/test")], base / "p.csv", progress=False)
+
+
+@pytest.mark.parametrize("mode", ["only", "both"])
+def test_predict_and_the_bundle_apply_a_blend_with_refits(refitted, tmp_path, mode):
+    """In rank space, where the refit is ranked against all the experiment's OOF predictions."""
+    import export
+    from ensemble import load_ensemble
+    from test_export import _no_torch_env, _run
+    base, cfg, _ = refitted
+    blend.run_blend(cfg.competition, base, "rank", refit=mode, verbose=False)
+    sub = pd.read_csv(base / "submissions/submission.csv", dtype={"id": str}).set_index("id")["target"]
+    test_dir = str(base / "input/toy/test")
+    got = predict.predict(cfg.competition, base, [test_dir], tmp_path / "p.csv", progress=False,
+                          say=lambda *a: None).set_index("id").prob
+    np.testing.assert_allclose(got.loc[sub.index], sub, rtol=0, atol=1e-6)
+    spec = export.export(load_ensemble(Layout(base)), tmp_path / "bundle", ".png", say=lambda *a: None)
+    e = spec["experiments"][0]
+    assert e["refit"]["use"] == mode and len(e["folds"]) == (0 if mode == "only" else 2)
+    assert len(list((tmp_path / "bundle/models").glob("*.onnx"))) == (1 if mode == "only" else 3)
+    r = _run(tmp_path / "bundle", [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1"],
+             _no_torch_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    bundled = pd.read_csv(tmp_path / "b.csv", dtype={"id": str}).set_index("id").prob
+    np.testing.assert_allclose(bundled.loc[sub.index], sub, rtol=0, atol=1e-4)
 
 
 def test_train_py_fold_all_and_a_blend_without_refits(refitted, tmp_path, capsys):
