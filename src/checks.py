@@ -118,6 +118,25 @@ def check_binary_target(df: pd.DataFrame, target_col: str, path) -> None:
             raise InputError(f"{path}: no {label} rows in {target_col!r}; both classes are needed")
 
 
+def check_soft_target(df: pd.DataFrame, col: str, target_col: str, path) -> np.ndarray:
+    """The soft-target column as float32 in [0, 1]; a row whose soft target and 0/1 target disagree
+    on the side of 0.5 is an error (a swapped column, a percentage)."""
+    check_columns(df, [col], path)
+    t = pd.to_numeric(df[col], errors="coerce")
+    bad = t.isna() | (t < 0) | (t > 1)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{path}: row {row + 2}: soft target {col!r} = {shown(df[col].iloc[row])}; "
+                         f"expected a defect probability in [0, 1] ({int(bad.sum())} bad row(s))")
+    hard = pd.to_numeric(df[target_col]).to_numpy()
+    off = np.flatnonzero((t.to_numpy() >= 0.5) != (hard == 1))
+    if len(off):
+        row = int(off[0])
+        raise InputError(f"{path}: row {row + 2}: soft target {col!r} = {t.iloc[row]:g} but {target_col!r} = "
+                         f"{hard[row]}; a soft target must be >= 0.5 exactly for the defects ({len(off)} row(s))")
+    return t.to_numpy(np.float32)
+
+
 def check_train_table(df: pd.DataFrame, id_col: str, target_col: str, path) -> pd.DataFrame:
     """Columns present, ids unique, targets binary with both classes. Returns df with int targets."""
     check_columns(df, [id_col, target_col], path)

@@ -98,6 +98,9 @@ class Recipe:
     stack_meta: list[str] = field(default_factory=list)  # train.csv/test.csv columns the stacker also uses
     refit: str = "none"  # none | only | both: full-data refits trained by run.py, and how the blend uses them
     pseudo: str = ""  # a pseudo-label table (src/pseudo.py): its test rows join every fold's training rows
+    # A train.csv column of defect probabilities in [0, 1] (annotators' agreement, a severity grade) that
+    # training fits instead of the 0/1 target; validation, OOF files and the blend still score the target.
+    soft_target: str = ""
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -141,7 +144,7 @@ RUN_FIELDS = ("preset", "archs", "name", "folds", "device", "amp", "channels_las
               "threads", "blend_method", "stack_meta", "refit")
 # Fields added after recipes were first hashed, at the value that keeps the old behaviour: left out of
 # the hash at that value, so that experiments made before they existed stay complete.
-HASH_NEUTRAL = {"pseudo": ""}
+HASH_NEUTRAL = {"pseudo": "", "soft_target": ""}
 # Fields that mean something for the whole grid only (not listed by train.py --help).
 GRID_FIELDS = ("archs", "folds", "blend_method", "stack_meta", "refit")
 

@@ -37,7 +37,7 @@ import data
 import engine
 import metrics
 import runtime
-from checks import InputError, cli_main
+from checks import InputError, check_soft_target, cli_main
 from config import (GRID_FIELDS, Config, add_config_flags, add_recipe_flags, config_from_args, config_hash,
                     save_config)
 from fileio import (FileLock, file_hash, remove_stale_tmps, save_torch_atomic, write_csv_atomic,
@@ -66,6 +66,12 @@ class FoldData:
     test_images: np.ndarray
     pseudo_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # test rows trained on (pseudo)
     pseudo_y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    y_soft: np.ndarray | None = None  # what training fits, when the recipe names a soft target
+
+    @property
+    def y_fit(self) -> np.ndarray:
+        """The training rows' targets as training fits them: the soft target, or the 0/1 target."""
+        return self.y if self.y_soft is None else self.y_soft
 
     def pseudo_targets(self) -> np.ndarray:
         """A target per test row: the pseudo-label where there is one (others are never drawn)."""
@@ -113,6 +119,8 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
                                        ("test", layout.test_dir(comp), test_ids))}
     fd = FoldData(fold, n_folds, folds_file, train_df[comp.id_col].to_numpy(), y, tr_idx, val_idx, test_ids,
                   images["train"], images["test"])
+    if rec.soft_target:
+        fd.y_soft = check_soft_target(train_df, rec.soft_target, comp.target_col, layout.train_csv(comp))
     if rec.pseudo:  # test rows join the training rows only: OOF rows stay the training rows
         from pseudo import read_pseudo
         fd.pseudo_idx, fd.pseudo_y = read_pseudo(Path(rec.pseudo), test_ids)
@@ -152,7 +160,7 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
     else:
         net = model
         aug = data.build_transform(rec.aug, rec.n_symmetries)
-        datasets = (data.JoinedDataset(data.ImageDataset(fd.train_images, fd.y, aug, fd.tr_idx),
+        datasets = (data.JoinedDataset(data.ImageDataset(fd.train_images, fd.y_fit, aug, fd.tr_idx),
                                        data.ImageDataset(fd.test_images, fd.pseudo_targets(), aug, fd.pseudo_idx)),
                     data.ImageDataset(fd.train_images, fd.y, None, fd.val_idx),
                     data.ImageDataset(fd.test_images))
@@ -178,7 +186,7 @@ def _feature_datasets(cfg, arch, fd: FoldData, layout: Layout, model, info, setu
                                      progress=progress, n_variants=n_var)
              for imgs in (fd.train_images, fd.test_images)]
     light = rec.aug == "light"
-    return (data.JoinedDataset(data.FeatureDataset(feats[0], fd.y, fd.tr_idx, train=light),
+    return (data.JoinedDataset(data.FeatureDataset(feats[0], fd.y_fit, fd.tr_idx, train=light),
                                data.FeatureDataset(feats[1], fd.pseudo_targets(), fd.pseudo_idx, train=light)),
             data.FeatureDataset(feats[0], fd.y, fd.val_idx, train=False),
             data.FeatureDataset(feats[1], np.zeros(len(feats[1])), np.arange(len(feats[1])), train=False))

@@ -162,3 +162,41 @@ def test_freeze_epochs_train_only_the_head_and_mixup_still_learns(work):
     assert not torch.equal(ck["fc.weight"], init["fc.weight"])  # head trained
     meta = train.train_fold(_cfg(work, epochs=4, mixup=1.0, name="mix"), "resnet10t", 0, work, progress=False)
     assert meta["oof_auc"] > 0.9
+
+
+def _add_soft_column(work, defect: float, good: float):
+    path = work / "input/toy/train.csv"
+    df = pd.read_csv(path, dtype={"id": str})
+    df["soft"] = np.where(df.target == 1, defect, good)
+    df.to_csv(path, index=False)
+    return path, df
+
+
+def test_a_soft_target_is_what_training_fits_and_the_oof_still_scores_the_target(work):
+    """Soft targets of 0.6 / 0.4: the training loss cannot fall below their entropy (0.673: BCE =
+    entropy + KL), where 0/1 targets let it fall near 0; the OOF file keeps the 0/1 target."""
+    _add_soft_column(work, 0.6, 0.4)
+    floor = -(0.6 * np.log(0.6) + 0.4 * np.log(0.4))
+    lowest = {}
+    for name, soft in (("hard", ""), ("soft", "soft")):
+        meta = train.train_fold(_cfg(work, epochs=4, name=name, soft_target=soft), "resnet10t", 0, work,
+                                progress=False)
+        oof = pd.read_csv(Layout(work).fold(name, 0).oof)
+        assert meta["oof_auc"] > 0.9 and set(oof.target) == {0, 1}
+        lowest[name] = pd.read_csv(Layout(work).fold(name, 0).log).train_loss.min()
+    assert lowest["hard"] < 0.3 and lowest["soft"] > floor - 1e-3, lowest
+
+
+@pytest.mark.parametrize("defect, good, match", [
+    (1.5, 0.0, r"train.csv: row \d+: soft target 'soft' = 1.5; expected a defect probability in \[0, 1\]"),
+    (0.3, 0.0, r"train.csv: row \d+: soft target 'soft' = 0.3 but 'target' = 1; .* >= 0.5 exactly for the defects"),
+])
+def test_a_bad_soft_target_is_a_one_line_error(work, capsys, defect, good, match):
+    _add_soft_column(work, defect, good)
+    rc = train.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
+                     "--soft-target", "soft"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and __import__("re").search(match, err), err
+    rc = train.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
+                     "--soft-target", "grade"])
+    assert rc == 2 and "missing column" in capsys.readouterr().err.lower()
