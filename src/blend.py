@@ -360,11 +360,11 @@ def weighted_blend(inp: BlendInputs, method: str, O: np.ndarray, T: np.ndarray, 
 def compute_stack(inp: BlendInputs, threshold_by: str, meta: tuple | None, refit: str = "none") -> dict:
     O, T = blend_space("stack", inp.exps, refit)  # rank space: hill's too
     hill = weighted_blend(inp, "hill", O, T, threshold_by)
-    M, MT, names = meta if meta else (None, None, [])
+    M, MT, names, encoding = meta if meta else (None, None, [], [])
     st = stack(inp.y, O, T, inp.fold, M, MT)
     m = len(inp.exps)
-    info = {"meta": names, "intercept": st["intercept"], "coef": dict(zip([e.name for e in inp.exps] + names,
-                                                                            st["coef"])),
+    info = {"meta": names, "encoding": encoding, "intercept": st["intercept"],
+            "coef": dict(zip([e.name for e in inp.exps] + names, st["coef"])),
             "cross_check": st["cv"], "hill_cross_check": hill["cv"]["blend_auc_mean"]}
     if st["cv"]["blend_auc_mean"] <= hill["cv"]["blend_auc_mean"]:
         info["chosen"] = False

@@ -4,6 +4,7 @@ imaging.py, image_inputs.py, combine.py, bundle.json, refs.npz and models/*.onnx
 
     python bundle/predict_bundle.py IMAGES_OR_FOLDERS_OR_CSV... --out preds.csv
            [--operating-point chosen|recall_95|recall_99 | --threshold T] [--skip-bad] [--threads N]
+           [--meta CSV]   (id + metadata columns, for a stacker fitted with them)
 
 Every file the bundle lists is checked against its sha256 first: an edited bundle is refused.
 Output: id, prob, defect (prob: the blend's score as blend.py computes it; defect: prob >= the
@@ -26,8 +27,8 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402 (after the bundle's own folder is on the path)
 
-from combine import blend_scores  # noqa: E402
-from image_inputs import InputsError, list_inputs, read_all  # noqa: E402
+from combine import blend_scores, meta_matrix  # noqa: E402
+from image_inputs import InputsError, list_inputs, read_all, read_meta  # noqa: E402
 from imaging import fit_image  # noqa: E402
 
 
@@ -76,8 +77,10 @@ def run_model(sess, images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float64)
 
 
-def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, batch_size: int = BATCH) -> np.ndarray:
-    """The blend's score for decoded uint8 RGB images, exactly as blend.py combines its members."""
+def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, batch_size: int = BATCH,
+          meta: dict | None = None) -> np.ndarray:
+    """The blend's score for decoded uint8 RGB images, exactly as blend.py combines its members;
+    `meta` (column -> values) for a stacker fitted with metadata."""
     threads = threads or os.cpu_count() or 1
     refs = np.load(folder / "refs.npz")
     members, weights = [], []
@@ -90,7 +93,10 @@ def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, 
             else None
         members.append((preds, [refs[f["ref"]] for f in exp["folds"]], refit))
         weights.append(exp["weight"])
-    return blend_scores(spec["method"], weights, members, spec.get("intercept", 0.0))
+    intercept, sm = spec.get("intercept", 0.0), spec.get("stack_meta")
+    if sm:
+        intercept = intercept + meta_matrix(sm["encoding"], meta) @ np.asarray(sm["coef"], float)
+    return blend_scores(spec["method"], weights, members, intercept)
 
 
 def write_csv(path: Path, ids, prob, defect) -> None:
@@ -111,13 +117,18 @@ def write_csv(path: Path, ids, prob, defect) -> None:
 
 def predict(folder: Path, inputs: list[str], out: Path, point: str = "chosen", threshold: float | None = None,
             skip_bad: bool = False, image_dir: str = ".", id_col: str = "id", threads: int = 0,
-            say=print) -> tuple[list[str], np.ndarray]:
+            say=print, meta_csv: str | None = None) -> tuple[list[str], np.ndarray]:
     spec = load_bundle(folder)
     if threshold is None and point not in spec["operating_points"]:
         raise BundleError(f"--operating-point {point!r}: the bundle has {', '.join(spec['operating_points'])}")
     t = float(spec["operating_points"][point] if threshold is None else threshold)
+    cols = [e["col"] for e in (spec.get("stack_meta") or {}).get("encoding", [])]
+    if cols and not meta_csv:
+        raise BundleError(f"the stacker also uses metadata ({', '.join(cols)}); give a CSV of {id_col} + those "
+                          "columns with --meta")
     ids, images = read_all(list_inputs(inputs, Path(image_dir), spec["image_ext"], id_col), skip_bad, say)
-    prob = score(folder, spec, images, threads)
+    meta = read_meta(Path(meta_csv), ids, cols, id_col) if cols else None
+    prob = score(folder, spec, images, threads, meta=meta)
     write_csv(out, ids, prob, prob >= t)
     say(f"wrote {out}: {len(ids)} images, {int((prob >= t).sum())} defects at threshold {t:.4f}")
     return ids, prob
@@ -133,11 +144,12 @@ def main(argv=None) -> int:
     p.add_argument("--image-dir", default=".", help="where a CSV's ids are")
     p.add_argument("--id-col", default="id")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument("--meta", help="a CSV of id + the metadata columns the stacker uses (bundle.json stack_meta)")
     p.add_argument("--bundle", default=str(HERE), help="the bundle's folder (default: this file's)")
     args = p.parse_args(argv)
     try:
         predict(Path(args.bundle), args.inputs, Path(args.out), args.operating_point, args.threshold, args.skip_bad,
-                args.image_dir, args.id_col, args.threads)
+                args.image_dir, args.id_col, args.threads, meta_csv=args.meta)
     except (BundleError, InputsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -47,9 +47,34 @@ def experiment_score(method: str, fold_preds: list[np.ndarray], fold_refs: list[
     return own if use == "only" else (folds + own) / 2
 
 
-def blend_scores(method: str, weights: list[float], members: list[tuple], intercept: float = 0.0) -> np.ndarray:
+def _number(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def meta_matrix(encoding: list[dict], rows: dict[str, list]) -> np.ndarray:
+    """The stacker's metadata features of some rows (`rows`: column -> values): a number
+    standardised as on the training rows (missing: 0), a category one-hot over the training rows'
+    categories (an unseen one: all zeros). `encoding`: per column {col, kind: number, mean, sd} or
+    {col, kind: category, values}."""
+    blocks = []
+    for enc in encoding:
+        v = rows[enc["col"]]
+        if enc["kind"] == "number":
+            x = (np.array([_number(a) for a in v], float) - enc["mean"]) / enc["sd"]
+            blocks.append(np.nan_to_num(x, nan=0.0)[:, None])
+        else:
+            s = np.array([str(a) for a in v], dtype=object)
+            blocks.append((s[:, None] == np.array(enc["values"], dtype=object)[None]).astype(float))
+    return np.hstack(blocks)
+
+
+def blend_scores(method: str, weights: list[float], members: list[tuple], intercept=0.0) -> np.ndarray:
     """The blend: sum over experiments of weight x experiment_score; `members` holds per
-    experiment (fold probabilities, fold OOF references[, refit triple or None])."""
+    experiment (fold probabilities, fold OOF references[, refit triple or None]). `intercept`: the
+    stacker's, a number or one per row (its metadata terms added)."""
     cols = [experiment_score(method, *m) for m in members]
     z = np.column_stack(cols) @ np.asarray(weights, dtype=float)
     return 1 / (1 + np.exp(-(intercept + z))) if method == "stack" else z

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from checks import InputError, read_csv
-from combine import METHODS, REFIT_USES, blend_scores
+from combine import METHODS, REFIT_USES, blend_scores, meta_matrix
 from fileio import file_hash
 from layout import REFIT, FoldPaths, Layout
 
@@ -36,6 +36,22 @@ class Member:
 
 
 @dataclass
+class StackMeta:
+    """The metadata terms of a stacker fitted with --stack-meta: how to encode each column
+    (combine.meta_matrix) and the coefficients of the encoded features."""
+
+    encoding: list[dict]
+    coef: list[float]
+
+    @property
+    def columns(self) -> list[str]:
+        return [e["col"] for e in self.encoding]
+
+    def offset(self, rows: dict[str, list]) -> np.ndarray:
+        return meta_matrix(self.encoding, rows) @ np.asarray(self.coef, float)
+
+
+@dataclass
 class Ensemble:
     competition: str
     method: str
@@ -48,21 +64,29 @@ class Ensemble:
     intercept: float = 0.0  # the stacker's (method stack)
     refit: str = "none"  # none | only | both: how each experiment's full-data refit joins its fold models
     refits: dict[str, Member] = field(default_factory=dict)  # experiment -> its refit (refit only | both)
+    meta: StackMeta | None = None  # a stacker's metadata terms (blend --stack-meta)
 
     def scored_members(self, exp: str) -> list[Member]:
         """The models that score new images for `exp`: its fold models, its refit, or both."""
         folds = [] if self.refit == "only" else self.members[exp]
         return folds + ([self.refits[exp]] if self.refit != "none" else [])
 
-    def combine(self, preds: dict[tuple[str, int | str], np.ndarray]) -> np.ndarray:
-        """The blend's score from every scored member's probabilities, keyed (experiment, fold)."""
+    def combine(self, preds: dict[tuple, np.ndarray], meta: dict[str, list] | None = None) -> np.ndarray:
+        """The blend's score from every scored member's probabilities, keyed (experiment, fold), and
+        for a stacker with metadata, the images' `meta` (column -> values, image order)."""
+        intercept = self.intercept
+        if self.meta is not None:
+            if meta is None:
+                raise InputError(f"{self.source}: the stacker also uses metadata ({', '.join(self.meta.columns)}); "
+                                 "give a CSV of id + those columns with --meta")
+            intercept = intercept + self.meta.offset(meta)
         members = []
         for exp, folds in self.members.items():
             fold_preds = [preds[exp, m.fold] for m in folds] if self.refit != "only" else []
             r = self.refits.get(exp)
             refit = (preds[exp, r.fold], r.ref, self.refit) if self.refit != "none" else None
             members.append((fold_preds, [m.ref for m in folds], refit))
-        return blend_scores(self.method, [self.weights[e] for e in self.members], members, self.intercept)
+        return blend_scores(self.method, [self.weights[e] for e in self.members], members, intercept)
 
     def threshold(self, point: str) -> float:
         if point not in OPERATING_POINTS:
@@ -108,18 +132,20 @@ def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensem
     refit = report.get("refit", "none")
     if refit not in REFIT_USES:
         raise InputError(f"{path}: refit {refit!r}: expected one of {', '.join(REFIT_USES)}")
-    intercept = 0.0
+    intercept, meta = 0.0, None
     if method == "stack":
         st = report.get("stack") or {}
-        if st.get("meta"):
-            raise InputError(f"{path}: the stacker also uses metadata columns {st['meta']}, which new images do not "
-                             "carry; blend without --stack-meta (or with hill) to score images alone")
         intercept = float(st.get("intercept", 0.0))
+        if st.get("meta"):
+            if not st.get("encoding"):
+                raise InputError(f"{path}: a stack with metadata {st['meta']} from an older blend.py (no encoding "
+                                 "saved); blend again")
+            meta = StackMeta(st["encoding"], [float(st["coef"][n]) for n in st["meta"]])
     members, refits = {}, {}
     for exp in weights:
         members[exp], refits[exp] = _experiment_members(layout, path, exp, report.get("folds_hash", ""), refit)
     return Ensemble(report.get("competition", ""), method, weights, members, ops, path, file_hash(path), report,
-                    intercept, refit, {e: r for e, r in refits.items() if r is not None})
+                    intercept, refit, {e: r for e, r in refits.items() if r is not None}, meta)
 
 
 def _experiment_members(layout: Layout, path: Path, exp: str, folds_hash: str, refit: str) -> tuple:

@@ -91,6 +91,7 @@ def bundle_spec(ens: Ensemble, experiments: list[dict], files: dict, image_ext: 
     ops = {k: float(v["threshold"]) for k, v in ens.operating_points.items()}
     return {"format": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "competition": ens.competition, "method": ens.method, "intercept": ens.intercept,
+            "stack_meta": None if ens.meta is None else {"encoding": ens.meta.encoding, "coef": ens.meta.coef},
             "experiments": experiments,
             "operating_points": ops, "chosen_by": ens.operating_points["chosen"].get("by", "accuracy"),
             "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB", "note": "normalisation and TTA are "

@@ -15,12 +15,16 @@ class InputsError(ValueError):
     """Inputs that cannot be scored; the message names them."""
 
 
-def _csv_ids(path: Path, id_col: str) -> list[str]:
+def _csv_rows(path: Path) -> list[dict]:
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            return list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputsError(f"{path}: cannot be read as CSV ({e})") from None
+
+
+def _csv_ids(path: Path, id_col: str) -> list[str]:
+    rows = _csv_rows(path)
     if not rows or id_col not in rows[0]:
         raise InputsError(f"{path}: no column {id_col!r} (found {list(rows[0]) if rows else 'no rows'}); "
                           "give --id-col")
@@ -29,6 +33,21 @@ def _csv_ids(path: Path, id_col: str) -> list[str]:
     if bad is not None:
         raise InputsError(f"{path}: id {bad!r} is not a plain file name")
     return ids
+
+
+def read_meta(path: Path, ids: list[str], cols: list[str], id_col: str = "id") -> dict[str, list[str]]:
+    """Metadata columns `cols` of a CSV (`id_col` + the columns), in the order of `ids`: what a
+    stacker fitted with --stack-meta needs beside each image."""
+    rows = _csv_rows(Path(path))
+    missing = [c for c in [id_col, *cols] if not rows or c not in rows[0]]
+    if missing:
+        raise InputsError(f"{path}: missing column(s) {missing} (found {list(rows[0]) if rows else 'no rows'}); "
+                          f"the stacker needs {id_col} and {', '.join(cols)}")
+    by_id = {r[id_col]: r for r in rows}
+    lost = [i for i in ids if i not in by_id]
+    if lost:
+        raise InputsError(f"{path}: no row for {len(lost)} of the {len(ids)} images, e.g. {lost[:2]}")
+    return {c: [by_id[i][c] for i in ids] for c in cols}
 
 
 def list_inputs(inputs: list[str], image_dir: Path, ext: str, id_col: str = "id") -> list[tuple[str, Path]]:

@@ -33,7 +33,7 @@ from config import Competition, add_config_flags, config_from_args
 from ensemble import OPERATING_POINTS, Ensemble, Member, load_ensemble
 from features import CACHE_BATCH, as_cached, frozen_views
 from fileio import write_csv_atomic
-from image_inputs import InputsError, list_inputs, read_all
+from image_inputs import InputsError, list_inputs, read_all, read_meta
 from imaging import fit_image
 from layout import Layout
 from models import CachedPrefixNet, load_fold_model, shape_key
@@ -77,8 +77,9 @@ def load_member(m: Member) -> tuple[torch.nn.Module, dict]:
 # --- the ensemble ---------------------------------------------------------------------------------
 
 def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device, batch_size: int | None = None,
-                   progress: bool = True) -> np.ndarray:
-    """The blend's score for decoded images (uint8 RGB, any size)."""
+                   progress: bool = True, meta: dict[str, list] | None = None) -> np.ndarray:
+    """The blend's score for decoded images (uint8 RGB, any size); `meta`: their metadata
+    (column -> values) when the blend is a stacker fitted with metadata."""
     fitted: dict[tuple, np.ndarray] = {}
     preds: dict[tuple, np.ndarray] = {}
     scoring = [m for exp in ens.members for m in ens.scored_members(exp)]
@@ -88,24 +89,28 @@ def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device
         if key not in fitted:
             fitted[key] = np.stack([fit_image(img, *key) for img in images])
         preds[m.exp, m.fold] = fold_probs(model, ck, fitted[key], device, batch_size)
-    return ens.combine(preds)
+    return ens.combine(preds, meta)
 
 
 def predict(comp: Competition, base: Path, inputs: list[str], out: Path, point: str = "chosen",
             threshold: float | None = None, image_dir: str | None = None, id_col: str = "id",
             skip_bad: bool = False, device: str = "auto", blend: str | None = None, progress: bool = True,
-            say=print) -> pd.DataFrame:
+            say=print, meta_csv: str | None = None) -> pd.DataFrame:
     layout = Layout(base)
     ens = load_ensemble(layout, blend)
     t = ens.threshold(point) if threshold is None else float(threshold)
+    if ens.meta is not None and not meta_csv:
+        raise InputError(f"{ens.source}: the stacker also uses metadata ({', '.join(ens.meta.columns)}); give a CSV "
+                         f"of {id_col} + those columns with --meta")
     try:
         items = list_inputs(inputs, Path(image_dir) if image_dir else layout.test_dir(comp), comp.image_ext, id_col)
         ids, images = read_all(items, skip_bad, say)
+        meta = read_meta(Path(meta_csv), ids, ens.meta.columns, id_col) if ens.meta is not None else None
     except InputsError as e:
         raise InputError(str(e)) from None
     dev = runtime.pick_device(device)
     runtime.configure(dev)
-    score = predict_images(ens, images, dev, progress=progress)
+    score = predict_images(ens, images, dev, progress=progress, meta=meta)
     df = pd.DataFrame({"id": ids, "prob": score, "defect": (score >= t).astype(int)})
     write_csv_atomic(df, out)
     say(f"wrote {out}: {len(df)} images, {int(df.defect.sum())} defects at threshold {t:.4f} "
@@ -127,11 +132,13 @@ def main(argv=None) -> int:
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable images out (reported)")
     p.add_argument("--device", default="auto")
     p.add_argument("--blend", help="a blend.json (default: submissions/blend.json)")
+    p.add_argument("--meta", help="a CSV of id + the metadata columns a stacker fitted with --stack-meta needs")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     predict(cfg.competition, Path(args.workdir), args.inputs, Path(args.out), args.operating_point, args.threshold,
-            args.image_dir, args.id_col, args.skip_bad, args.device, args.blend, progress=not args.quiet)
+            args.image_dir, args.id_col, args.skip_bad, args.device, args.blend, progress=not args.quiet,
+            meta_csv=args.meta)
 
 
 if __name__ == "__main__":

@@ -14,30 +14,31 @@ import pandas as pd
 
 import metrics
 from checks import InputError
+from combine import meta_matrix
 
 C = 1.0  # inverse L2 strength: mild, the features are few and on one scale
 
 
 def meta_features(train: pd.DataFrame, test: pd.DataFrame, cols: list[str], where: str) -> tuple:
-    """(train matrix, test matrix, feature names) of metadata columns: categories one-hot by the
-    training rows' categories (an unseen test category is all zeros), numbers standardised."""
-    blocks_tr, blocks_te, names = [], [], []
+    """(train matrix, test matrix, feature names, encoding) of metadata columns: categories one-hot
+    by the training rows' categories (an unseen test category is all zeros), numbers standardised.
+    The encoding (combine.meta_matrix) goes into blend.json, so that new images' metadata is
+    encoded the same way by predict.py and the bundle."""
+    encoding, names = [], []
     for c in cols:
         for df, what in ((train, "train.csv"), (test, "test.csv")):
             if c not in df:
                 raise InputError(f"{where}: --stack-meta {c!r}: no such column in {what} (found {list(df.columns)})")
-        a, b = train[c], test[c]
+        a = train[c]
         if pd.api.types.is_numeric_dtype(a) and a.nunique() > 10:
-            mu, sd = float(a.mean()), float(a.std()) or 1.0
-            blocks_tr.append(((a - mu) / sd).fillna(0).to_numpy()[:, None])
-            blocks_te.append(((pd.to_numeric(b, errors="coerce") - mu) / sd).fillna(0).to_numpy()[:, None])
+            encoding.append({"col": c, "kind": "number", "mean": float(a.mean()), "sd": float(a.std()) or 1.0})
             names.append(c)
         else:
             cats = sorted(a.astype(str).unique())
-            blocks_tr.append((a.astype(str).to_numpy()[:, None] == np.array(cats)[None]).astype(float))
-            blocks_te.append((b.astype(str).to_numpy()[:, None] == np.array(cats)[None]).astype(float))
+            encoding.append({"col": c, "kind": "category", "values": cats})
             names += [f"{c}={v}" for v in cats]
-    return np.hstack(blocks_tr), np.hstack(blocks_te), names
+    rows = [{c: df[c].tolist() for c in cols} for df in (train, test)]
+    return meta_matrix(encoding, rows[0]), meta_matrix(encoding, rows[1]), names, encoding
 
 
 def _fit(X: np.ndarray, y: np.ndarray):

@@ -88,3 +88,49 @@ def test_bad_inputs_are_one_line_errors(blended, tmp_path, capsys, case):
                          "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and want in err and not out.exists()
+
+
+def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tmp_path, capsys):
+    """Labels the images cannot tell and a column that knows them make the stacker win;
+    predict.py and the bundle need the images' metadata (--meta) and then reproduce the submission."""
+    import export
+    import run
+    from config import load_config
+    from ensemble import load_ensemble
+    from layout import Layout
+    from synthetic import make_toy_competition, write_toy_config
+    from test_export import _no_torch_env, _run
+    work = tmp_path / "w"
+    make_toy_competition(work)
+    rng = np.random.default_rng(0)
+    for name in ("train.csv", "solution.csv"):  # a quarter of the labels flipped: no image tells them
+        df = pd.read_csv(work / "input/toy" / name, dtype={"id": str})
+        df["target"] = np.where(rng.random(len(df)) < 0.25, 1 - df.target, df.target)
+        df.to_csv(work / "input/toy" / name, index=False)
+        df["line"] = np.where(df.target == 1, "L2", "L1")  # ... but the metadata does
+        (df[["id", "target", "line"]] if name == "train.csv" else df[["id", "line"]]).to_csv(
+            work / "input/toy" / ("train.csv" if name == "train.csv" else "test.csv"), index=False)
+    cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
+    run.run_grid(cfg, work, progress=False, say=lambda *a: None)
+    rep = blend.run_blend(cfg.competition, work, "stack", stack_meta=["line"], verbose=False)
+    st = rep["stack"]
+    assert rep["method"] == "stack" and st["meta"] == ["line=L1", "line=L2"], st["hill_cross_check"]
+    sub = _submission(work)
+    test_dir, meta = str(work / "input/toy/test"), str(work / "input/toy/test.csv")
+    argv = ["--config", str(work / "configs/toy.yaml"), "--workdir", str(work), test_dir, "--out",
+            str(tmp_path / "p.csv"), "--quiet"]
+    assert predict.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stacker also uses metadata (line); give a CSV" in err
+    assert predict.main(argv + ["--meta", meta]) == 0
+    got = pd.read_csv(tmp_path / "p.csv", dtype={"id": str}).set_index("id").prob
+    np.testing.assert_allclose(got.loc[sub.index], sub, rtol=0, atol=1e-6)
+    out = tmp_path / "bundle"
+    export.export(load_ensemble(Layout(work)), out, ".png", say=lambda *a: None)
+    env = _no_torch_env(tmp_path)
+    r = _run(out, [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1"], env)
+    assert r.returncode == 2 and "give a CSV of id + those columns with --meta" in r.stderr
+    r = _run(out, [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1", "--meta", meta], env)
+    assert r.returncode == 0, r.stderr
+    bundled = pd.read_csv(tmp_path / "b.csv", dtype={"id": str}).set_index("id").prob
+    np.testing.assert_allclose(bundled.loc[sub.index], sub, rtol=0, atol=1e-4)
