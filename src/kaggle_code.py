@@ -23,7 +23,7 @@ from pathlib import Path
 
 INPUT = Path(os.environ.get("KAGGLE_INPUT", "/kaggle/input"))
 WORKING = Path(os.environ.get("KAGGLE_WORKING", "/kaggle/working"))
-COMPETITION, TEST_DIR, SAMPLE = {competition!r}, {test_dir!r}, {sample!r}
+COMPETITION, TEST_DIR, SAMPLE, TEST_CSV = {competition!r}, {test_dir!r}, {sample!r}, {test_csv!r}
 ID_COL, PRED_COL = {id_col!r}, {pred_col!r}
 
 bundle = next(p.parent for p in sorted(INPUT.rglob("bundle.json")))
@@ -37,9 +37,11 @@ PREDICT = '''with open(comp / SAMPLE, newline="") as f:
     sample = list(csv.DictReader(f))
 WORKING.mkdir(parents=True, exist_ok=True)
 with open(WORKING / "ids.csv", "w", newline="") as f:
-    csv.writer(f).writerows([["id"]] + [[r[ID_COL]] for r in sample])
+    csv.writer(f).writerows([[ID_COL]] + [[r[ID_COL]] for r in sample])
+meta = comp / TEST_CSV  # the test rows' metadata, for a stacker fitted with --stack-meta
 ids, prob = predict_bundle.predict(bundle, [str(WORKING / "ids.csv")], WORKING / "predictions.csv",
-                                   image_dir=str(comp / TEST_DIR))'''
+                                   image_dir=str(comp / TEST_DIR), id_col=ID_COL,
+                                   meta_csv=str(meta) if meta.exists() else None)'''
 
 WRITE = '''score = dict(zip(ids, prob))
 with open(WORKING / "submission.csv", "w", newline="") as f:
@@ -54,6 +56,7 @@ print(len(sample), "rows ->", WORKING / "submission.csv")'''
 def notebook(comp: Competition, competition_slug: str):
     import nbformat
     v = {"competition": competition_slug, "test_dir": comp.test_dir, "sample": comp.sample_submission,
+         "test_csv": comp.test_csv,
          "id_col": comp.submission_columns[0], "pred_col": comp.submission_columns[1]}
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {comp.name}: the blended ensemble, offline\n\nThe ONNX bundle "
