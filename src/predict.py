@@ -3,6 +3,7 @@
     python src/predict.py --competition elpv input/elpv/test/ --out preds.csv
     python src/predict.py --competition elpv a.png b.png --operating-point recall_99
     python src/predict.py --competition elpv ids.csv --image-dir /data/today --threshold 0.5 --skip-bad
+    python src/predict.py --competition elpv input/elpv/test/ --meta input/elpv/test.csv   # stack + --stack-meta
 
 Input: a folder (every image in it), image files, or a CSV with an `id` column (--id-col) whose
 images are <image-dir>/<id><image_ext> (default: the competition's test folder). Every fold
