@@ -1,6 +1,6 @@
 """Score images with an exported bundle: needs only numpy, OpenCV and onnxruntime (no torch, no
 timm, no repository). export.py copies this file into the bundle as predict_bundle.py, beside
-imaging.py, image_inputs.py, combine.py, bundle.json, refs.npz and models/*.onnx.
+imaging.py, image_inputs.py, names.py, combine.py, bundle.json, refs.npz and models/*.onnx.
 
     python bundle/predict_bundle.py IMAGES_OR_FOLDERS_OR_CSV... --out preds.csv
            [--operating-point chosen|recall_95|recall_99 | --threshold T] [--skip-bad] [--threads N]

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from names import is_plain_name
+
 
 class InputError(ValueError):
     """Bad input from the user: a message meant to be printed as is, without a traceback."""
@@ -44,7 +46,7 @@ def describe_os_error(e: OSError) -> str:
 def check_name(value: str, what: str) -> str:
     """Ids, experiment and competition names are names, not paths: no separators, no '..'."""
     s = str(value)
-    if not s or s in (".", "..") or "/" in s or "\\" in s or "\0" in s or s.startswith(".."):
+    if not is_plain_name(s):
         raise InputError(f"{what} {s!r}: must be a plain name (no '/', '\\' or '..'; not empty)")
     return s
 

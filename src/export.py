@@ -39,8 +39,8 @@ from models import shape_key
 from predict import load_member
 
 SRC = Path(__file__).resolve().parent
-SHIPPED = {"imaging.py": "imaging.py", "image_inputs.py": "image_inputs.py", "combine.py": "combine.py",
-           "bundle_runner.py": "predict_bundle.py"}
+SHIPPED = {"imaging.py": "imaging.py", "image_inputs.py": "image_inputs.py", "names.py": "names.py",
+           "combine.py": "combine.py", "bundle_runner.py": "predict_bundle.py"}
 OPSET = 17
 
 

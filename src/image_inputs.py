@@ -1,6 +1,6 @@
 """Which images to score, and reading them: a folder's images, image files, or a CSV of ids.
 Needs only the standard library, numpy and OpenCV (through imaging.py), so the exported bundle
-ships this very file; predict.py uses it too."""
+ships this very file (with names.py); predict.py uses it too."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from imaging import IMAGE_EXTS, ImageError, read_image
+from names import is_plain_name
 
 
 class InputsError(ValueError):
@@ -29,7 +30,7 @@ def _csv_ids(path: Path, id_col: str) -> list[str]:
         raise InputsError(f"{path}: no column {id_col!r} (found {list(rows[0]) if rows else 'no rows'}); "
                           "give --id-col")
     ids = [r[id_col] for r in rows]
-    bad = next((i for i in ids if not i or "/" in i or "\\" in i or i.startswith("..")), None)
+    bad = next((i for i in ids if not is_plain_name(i)), None)
     if bad is not None:
         raise InputsError(f"{path}: id {bad!r} is not a plain file name")
     return ids

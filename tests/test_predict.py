@@ -134,3 +134,15 @@ def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tm
     assert r.returncode == 0, r.stderr
     bundled = pd.read_csv(tmp_path / "b.csv", dtype={"id": str}).set_index("id").prob
     np.testing.assert_allclose(bundled.loc[sub.index], sub, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", ["../secret", ".", "a\\b"])
+def test_a_csv_id_that_is_a_path_is_refused_by_the_rule_checks_uses(tmp_path, bad):
+    """image_inputs (shipped in the bundle, no pandas) and checks.check_name share names.is_plain_name."""
+    from checks import InputError, check_name
+    from image_inputs import InputsError, list_inputs
+    (tmp_path / "ids.csv").write_text(f"id\nok\n{bad}\n")
+    with pytest.raises(InputsError, match="is not a plain file name"):
+        list_inputs([str(tmp_path / "ids.csv")], tmp_path, ".png")
+    with pytest.raises(InputError, match="must be a plain name"):
+        check_name(bad, "id")
