@@ -68,12 +68,6 @@ class Experiment:
         """Test probabilities averaged over the fold models."""
         return experiment_score("mean", self.test_folds, None)
 
-    def test_rank(self) -> np.ndarray:
-        """Test predictions on the OOF percentile scale: each fold model's predictions ranked
-        against that same model's OOF predictions, then averaged. Invariant to any monotone
-        transform of the model, and evens out scale differences between fold models."""
-        return experiment_score("rank", self.test_folds, self.fold_refs())
-
 
 @dataclass
 class BlendInputs:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402 (after the bundle's own folder is on the path)
 
-from combine import blend_scores, meta_matrix  # noqa: E402
+from combine import blend_scores, meta_columns, stack_intercept  # noqa: E402
 from image_inputs import InputsError, list_inputs, read_all, read_meta  # noqa: E402
 from imaging import fit_image  # noqa: E402
 
@@ -93,10 +93,8 @@ def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, 
             else None
         members.append((preds, [refs[f["ref"]] for f in exp["folds"]], refit))
         weights.append(exp["weight"])
-    intercept, sm = spec.get("intercept", 0.0), spec.get("stack_meta")
-    if sm:
-        intercept = intercept + meta_matrix(sm["encoding"], meta) @ np.asarray(sm["coef"], float)
-    return blend_scores(spec["method"], weights, members, intercept)
+    return blend_scores(spec["method"], weights, members, stack_intercept(spec.get("intercept", 0.0),
+                                                                         spec.get("stack_meta"), meta))
 
 
 def write_csv(path: Path, ids, prob, defect) -> None:
@@ -122,7 +120,7 @@ def predict(folder: Path, inputs: list[str], out: Path, point: str = "chosen", t
     if threshold is None and point not in spec["operating_points"]:
         raise BundleError(f"--operating-point {point!r}: the bundle has {', '.join(spec['operating_points'])}")
     t = float(spec["operating_points"][point] if threshold is None else threshold)
-    cols = [e["col"] for e in (spec.get("stack_meta") or {}).get("encoding", [])]
+    cols = meta_columns(spec.get("stack_meta"))
     if cols and not meta_csv:
         raise BundleError(f"the stacker also uses metadata ({', '.join(cols)}); give a CSV of {id_col} + those "
                           "columns with --meta")

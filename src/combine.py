@@ -71,6 +71,21 @@ def meta_matrix(encoding: list[dict], rows: dict[str, list]) -> np.ndarray:
     return np.hstack(blocks)
 
 
+def meta_columns(stack_meta: dict | None) -> list[str]:
+    """The metadata columns a stacker fitted with --stack-meta needs (none for any other blend)."""
+    return [e["col"] for e in (stack_meta or {}).get("encoding", [])]
+
+
+def stack_intercept(intercept: float, stack_meta: dict | None, rows: dict[str, list] | None):
+    """The stacker's intercept, plus, for one fitted with metadata (`stack_meta` = {encoding, coef},
+    as blend.json and bundle.json keep it), its metadata terms: one value per row of `rows`."""
+    if not stack_meta:
+        return intercept
+    if rows is None:
+        raise ValueError(f"the stacker also uses metadata ({', '.join(meta_columns(stack_meta))}); none given")
+    return intercept + meta_matrix(stack_meta["encoding"], rows) @ np.asarray(stack_meta["coef"], float)
+
+
 def blend_scores(method: str, weights: list[float], members: list[tuple], intercept=0.0) -> np.ndarray:
     """The blend: sum over experiments of weight x experiment_score; `members` holds per
     experiment (fold probabilities, fold OOF references[, refit triple or None]). `intercept`: the

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from checks import InputError, read_csv
-from combine import METHODS, REFIT_USES, blend_scores, meta_matrix
+from combine import METHODS, REFIT_USES, blend_scores, meta_columns, stack_intercept
 from fileio import file_hash
 from layout import REFIT, FoldPaths, Layout
 
@@ -36,22 +36,6 @@ class Member:
 
 
 @dataclass
-class StackMeta:
-    """The metadata terms of a stacker fitted with --stack-meta: how to encode each column
-    (combine.meta_matrix) and the coefficients of the encoded features."""
-
-    encoding: list[dict]
-    coef: list[float]
-
-    @property
-    def columns(self) -> list[str]:
-        return [e["col"] for e in self.encoding]
-
-    def offset(self, rows: dict[str, list]) -> np.ndarray:
-        return meta_matrix(self.encoding, rows) @ np.asarray(self.coef, float)
-
-
-@dataclass
 class Ensemble:
     competition: str
     method: str
@@ -64,7 +48,12 @@ class Ensemble:
     intercept: float = 0.0  # the stacker's (method stack)
     refit: str = "none"  # none | only | both: how each experiment's full-data refit joins its fold models
     refits: dict[str, Member] = field(default_factory=dict)  # experiment -> its refit (refit only | both)
-    meta: StackMeta | None = None  # a stacker's metadata terms (blend --stack-meta)
+    stack_meta: dict | None = None  # a stacker's metadata terms {encoding, coef} (blend --stack-meta)
+
+    @property
+    def meta_columns(self) -> list[str]:
+        """The metadata columns the blend needs beside each image (a stacker's; usually none)."""
+        return meta_columns(self.stack_meta)
 
     def scored_members(self, exp: str) -> list[Member]:
         """The models that score new images for `exp`: its fold models, its refit, or both."""
@@ -74,19 +63,14 @@ class Ensemble:
     def combine(self, preds: dict[tuple, np.ndarray], meta: dict[str, list] | None = None) -> np.ndarray:
         """The blend's score from every scored member's probabilities, keyed (experiment, fold), and
         for a stacker with metadata, the images' `meta` (column -> values, image order)."""
-        intercept = self.intercept
-        if self.meta is not None:
-            if meta is None:
-                raise InputError(f"{self.source}: the stacker also uses metadata ({', '.join(self.meta.columns)}); "
-                                 "give a CSV of id + those columns with --meta")
-            intercept = intercept + self.meta.offset(meta)
         members = []
         for exp, folds in self.members.items():
             fold_preds = [preds[exp, m.fold] for m in folds] if self.refit != "only" else []
             r = self.refits.get(exp)
             refit = (preds[exp, r.fold], r.ref, self.refit) if self.refit != "none" else None
             members.append((fold_preds, [m.ref for m in folds], refit))
-        return blend_scores(self.method, [self.weights[e] for e in self.members], members, intercept)
+        return blend_scores(self.method, [self.weights[e] for e in self.members], members,
+                            stack_intercept(self.intercept, self.stack_meta, meta))
 
     def threshold(self, point: str) -> float:
         if point not in OPERATING_POINTS:
@@ -140,7 +124,7 @@ def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensem
             if not st.get("encoding"):
                 raise InputError(f"{path}: a stack with metadata {st['meta']} from an older blend.py (no encoding "
                                  "saved); blend again")
-            meta = StackMeta(st["encoding"], [float(st["coef"][n]) for n in st["meta"]])
+            meta = {"encoding": st["encoding"], "coef": [float(st["coef"][n]) for n in st["meta"]]}
     members, refits = {}, {}
     for exp in weights:
         members[exp], refits[exp] = _experiment_members(layout, path, exp, report.get("folds_hash", ""), refit)

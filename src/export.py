@@ -91,7 +91,7 @@ def bundle_spec(ens: Ensemble, experiments: list[dict], files: dict, image_ext: 
     ops = {k: float(v["threshold"]) for k, v in ens.operating_points.items()}
     return {"format": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "competition": ens.competition, "method": ens.method, "intercept": ens.intercept,
-            "stack_meta": None if ens.meta is None else {"encoding": ens.meta.encoding, "coef": ens.meta.coef},
+            "stack_meta": ens.stack_meta,
             "experiments": experiments,
             "operating_points": ops, "chosen_by": ens.operating_points["chosen"].get("by", "accuracy"),
             "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB", "note": "normalisation and TTA are "
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     if out.exists() and not (out / "bundle.json").exists():
         raise InputError(f"{out}: exists and is not a bundle; give another --out")
     spec = export(load_ensemble(layout, args.blend), out, cfg.competition.image_ext)
-    models = [f for e in spec["experiments"] for f in e["folds"] + [e["refit"]] if f and f.get("onnx")]
+    models = [f for e in spec["experiments"] for f in e["folds"] + [e["refit"]] if f]
     print(f"wrote {out}: {len(models)} ONNX models ({sum(f['mb'] for f in models):.1f} MB); "
           f"run python {out / 'predict_bundle.py'} IMAGES --out preds.csv")
 

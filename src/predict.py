@@ -100,13 +100,13 @@ def predict(comp: Competition, base: Path, inputs: list[str], out: Path, point: 
     layout = Layout(base)
     ens = load_ensemble(layout, blend)
     t = ens.threshold(point) if threshold is None else float(threshold)
-    if ens.meta is not None and not meta_csv:
-        raise InputError(f"{ens.source}: the stacker also uses metadata ({', '.join(ens.meta.columns)}); give a CSV "
+    if ens.meta_columns and not meta_csv:
+        raise InputError(f"{ens.source}: the stacker also uses metadata ({', '.join(ens.meta_columns)}); give a CSV "
                          f"of {id_col} + those columns with --meta")
     try:
         items = list_inputs(inputs, Path(image_dir) if image_dir else layout.test_dir(comp), comp.image_ext, id_col)
         ids, images = read_all(items, skip_bad, say)
-        meta = read_meta(Path(meta_csv), ids, ens.meta.columns, id_col) if ens.meta is not None else None
+        meta = read_meta(Path(meta_csv), ids, ens.meta_columns, id_col) if ens.meta_columns else None
     except InputsError as e:
         raise InputError(str(e)) from None
     dev = runtime.pick_device(device)
