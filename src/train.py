@@ -311,6 +311,8 @@ class FoldTrainer:
         self.paths = layout.fold(self.exp, fold)
         self.device = runtime.pick_device(cfg.recipe.device)
         runtime.configure(self.device, cfg.recipe.threads)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         self.data = load_fold_data(cfg, layout, fold, progress)
         self.parts = build_model(cfg, arch, self.data, layout, self.device, progress)
         self.optim = build_optim(cfg, self.parts)
@@ -453,6 +455,8 @@ class FoldTrainer:
                 "tta": rec.tta_views, "oof_auc": oof_auc, "n_val": len(oof), "n_test": len(test),
                 "n_train": len(d.tr_idx), "n_pseudo": len(d.pseudo_idx),
                 "device": str(self.device), "secs": round(time.time() - self.t0, 1),
+                "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
+                if self.device.type == "cuda" else None,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config": self.cfg.to_dict()}
         write_json_atomic(self.paths.meta, meta)  # last: the fold is complete
         if oof_auc is None:
