@@ -278,7 +278,7 @@ def estimate(secs: dict, arch: str, archs: list[str]) -> float:
     if secs.get(arch):
         return statistics.median(secs[arch])
     known = [statistics.median(v) for v in secs.values() if v]
-    return max(known) * 1.5 if known else 60.0
+    return max(known) * 1.1 if known else 60.0
 
 
 def stop(p: subprocess.Popen) -> None:
