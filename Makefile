@@ -2,12 +2,15 @@
 # make test   install into .venv (with test tools), then run the test suite
 # make lint   ruff check (CI runs it before the tests)
 # make bench  throughput and blend-speed benchmarks (figures in bench/results/)
+# make gpu-kit-check  the GPU kit end to end on CPU under the GPU machine's torch (README, GPU kit)
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 CONFIG  ?= configs/elpv_cpu.yaml
+GPU_PY  ?= python3.12
+GPU_VENV ?= .venv-gpu
 
-.PHONY: demo test lint bench install install-dev clean
+.PHONY: demo test lint bench install install-dev clean gpu-kit-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,5 +39,13 @@ bench: install
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/blend_speed.py
 
+$(GPU_VENV)/.installed: bench/gpu/requirements-gpu-machine.txt
+	$(GPU_PY) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install --quiet -r bench/gpu/requirements-gpu-machine.txt
+	touch $@
+
+gpu-kit-check: install $(GPU_VENV)/.installed
+	GPU_VENV=$(GPU_VENV) bash bench/gpu/check.sh
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(GPU_VENV)

