@@ -24,7 +24,7 @@ def save_result(result: dict, summary: str, out: str | Path | None, default_name
     result = {**result, "cpu": f"{os.cpu_count()} cores", "platform": platform.platform(),
               "date": datetime.date.today().isoformat(),
               "command": " ".join(["python", _script_name(), *sys.argv[1:]])}
-    from fileio import write_json_atomic
+    from defectkit.core.fileio import write_json_atomic
     print(summary)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, result)

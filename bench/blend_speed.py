@@ -3,7 +3,7 @@
     python bench/blend_speed.py [--experiments 20] [--rows 40000] [--method hill]
 
 Writes the experiments' OOF/test files in a temporary workdir (not timed), then times the whole
-`blend.run_blend`: reading and checking 200 files, the score table, hill climbing, the fold-wise
+`run_blend`: reading and checking 200 files, the score table, hill climbing, the fold-wise
 cross-check (5 more hill climbs), operating points, the submission and the ROC plot.
 Target: under 10 s on a 2-core machine. Writes bench/results/blend_speed.json.
 """
@@ -15,11 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from defectkit.core.config import load_config
+from defectkit.ensemble.report import run_blend
+from defectkit.ship.runtime.combine import METHODS
+from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
 
 from benchlib import save_result  # first: puts src/ on the path
-import blend
-from config import load_config
-from synthetic import make_blend_workdir, sigmoid, write_experiment
 
 
 def main(argv=None) -> int:
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--experiments", type=int, default=20)
     p.add_argument("--rows", type=int, default=40000)
     p.add_argument("--test-rows", type=int, default=3000)
-    p.add_argument("--method", default="hill", choices=blend.METHODS)
+    p.add_argument("--method", default="hill", choices=METHODS)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
         setup_s = time.perf_counter() - t0
         comp = load_config(base / "configs" / "syn.yaml").competition
         t0 = time.perf_counter()
-        rep = blend.run_blend(comp, base, args.method, verbose=False)
+        rep = run_blend(comp, base, args.method, verbose=False)
         secs = time.perf_counter() - t0
     best = max(r["oof_auc"] for r in rep["table"])
     result = {"experiments": args.experiments, "rows": args.rows, "test_rows": args.test_rows, "folds": 5,

@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from defectkit.core.config import load_config, resolve_config_path
+from defectkit.core.layout import Layout
+from defectkit.ensemble.members import load_ensemble
+from defectkit.ship.export import ExportNet
+from defectkit.ship.predict import fold_probs, load_member
+from defectkit.ship.runtime import runner
+from defectkit.ship.runtime.combine import blend_scores
+from defectkit.ship.runtime.imaging import fit_image, read_image
+from defectkit.train import runtime
+from defectkit.train.models import create_model, shape_key
+
 from benchlib import save_result  # first: puts src/ on the path
-import bundle_runner
-import runtime
-from combine import blend_scores
-from config import load_config, resolve_config_path
-from ensemble import load_ensemble
-from export import ExportNet
-from imaging import fit_image, read_image
-from layout import Layout
-from models import create_model
-from models import shape_key
-from predict import fold_probs, load_member
 
 
 def time_it(fn, repeats: int) -> float:
@@ -48,7 +48,7 @@ def time_it(fn, repeats: int) -> float:
 def ensemble_speeds(layout: Layout, bundle: Path, images: list[np.ndarray], batch: int, threads: int,
                     repeats: int) -> dict:
     ens = load_ensemble(layout)
-    spec = bundle_runner.load_bundle(bundle)
+    spec = runner.load_bundle(bundle)
     loaded = {e: [load_member(m) for m in folds] for e, folds in ens.members.items()}
     fitted = {}
     for folds in loaded.values():
@@ -63,12 +63,12 @@ def ensemble_speeds(layout: Layout, bundle: Path, images: list[np.ndarray], batc
                    for e in ens.members]
         return blend_scores(ens.method, weights, members, ens.intercept)
 
-    sessions = {e["name"]: [(bundle_runner.session(bundle / f["onnx"], threads), shape_key({"img_size": e[
+    sessions = {e["name"]: [(runner.session(bundle / f["onnx"], threads), shape_key({"img_size": e[
         "preprocess"]["hw"], "resize": e["preprocess"]["resize"], "border_crop": e["preprocess"]["border_crop"]}))
         for f in e["folds"]] for e in spec["experiments"]}
 
     def ort_side():
-        members = [([bundle_runner.run_model(s, fitted[key], batch) for s, key in sessions[e]], refs[e])
+        members = [([runner.run_model(s, fitted[key], batch) for s, key in sessions[e]], refs[e])
                    for e in ens.members]
         return blend_scores(ens.method, weights, members, ens.intercept)
 
@@ -92,7 +92,7 @@ def single_image_latency(arch: str, size: int, threads: int, repeats: int, tmp: 
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(net, (x,), str(path), input_names=["images"], output_names=["prob"],
                           dynamic_axes={"images": {0: "batch"}}, opset_version=17, dynamo=False)
-    sess = bundle_runner.session(path, threads)
+    sess = runner.session(path, threads)
     xn = x.numpy()
     ms_ort = time_it(lambda: sess.run(None, {"images": xn}), repeats) * 1000
     with torch.inference_mode():

@@ -23,11 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from defectkit.core.config import load_config
+from defectkit.testing import make_toy_competition, write_toy_config
+from defectkit.train.grid import EXECUTORS, run_grid
+from defectkit.train.ray_executor import RayOptions, init_ray
+
 from benchlib import save_result  # first: puts src/ on the path
-import run
-from config import load_config
-from ray_grid import RayOptions, init_ray
-from synthetic import make_toy_competition, write_toy_config
 
 
 def device_name() -> str:
@@ -39,7 +40,7 @@ def timed_grid(cfg, base: Path, executor: str, opts: RayOptions | None) -> tuple
     """(wall seconds, jobs run, the run summary) of one run of the grid."""
     lines = []
     t0 = time.perf_counter()
-    summary = run.run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))),
+    summary = run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))),
                            executor=executor, ray_opts=opts)
     wall = time.perf_counter() - t0
     todo = next((int(s.split(",")[1].split()[0]) for s in lines if " to run" in s), 0)
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     p.add_argument("--toy", action="store_true", help="Ray's overhead on a toy grid (local vs ray)")
     p.add_argument("--config")
     p.add_argument("--workdir", default="gpu_work")
-    p.add_argument("--executor", choices=run.EXECUTORS, default="ray")
+    p.add_argument("--executor", choices=EXECUTORS, default="ray")
     p.add_argument("--ray-address")
     p.add_argument("--gpus-per-job", type=float)
     p.add_argument("--cpus-per-job", type=float)

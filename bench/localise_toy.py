@@ -14,11 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from defectkit.core.config import load_config
+from defectkit.explain.gradcam import CAMS, localisation
+from defectkit.testing import make_toy_competition, write_toy_config
+from defectkit.train.grid import run_grid
+
 from benchlib import save_result  # first: puts src/ on the path
-import explain
-import run
-from config import load_config
-from synthetic import make_toy_competition, write_toy_config
 
 
 def main(argv=None) -> int:
@@ -32,10 +33,10 @@ def main(argv=None) -> int:
         base = Path(tmp)
         make_toy_competition(base, n_train=128, kind="blob", size=args.size)
         cfg = load_config(write_toy_config(base, archs=["resnet10t"], img_size=args.size, epochs=args.epochs, tta=1))
-        run.run_grid(cfg, base, progress=False, say=lambda *a: None)
+        run_grid(cfg, base, progress=False, say=lambda *a: None)
         for layer in (-1, -2):
-            for cam in explain.CAMS:
-                s = explain.localisation(cfg.competition, base, "resnet10t", masks_dir=base / "input/toy/masks",
+            for cam in CAMS:
+                s = localisation(cfg.competition, base, "resnet10t", masks_dir=base / "input/toy/masks",
                                          cam=cam, layer=layer, say=print)
                 rows.append({"cam": cam, "layer": layer, **s["all"]})
     best = max(rows, key=lambda r: r["energy_in"])

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from defectkit.data.augment import build_transform
+from defectkit.data.datasets import ImageDataset, make_loader
+from defectkit.train import engine, runtime
+from defectkit.train.models import create_model
+
 from benchlib import save_result  # first: puts src/ on the path
-import data
-import engine
-import runtime
-from models import create_model
 
 
 def sync(device):
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     n = args.batch_size * args.steps
     images = np.random.default_rng(0).integers(0, 255, (n, args.img_size, args.img_size, 3), dtype=np.uint8)
     workers = args.workers if args.workers >= 0 else runtime.default_num_workers(device.type)
-    loader = data.make_loader(data.ImageDataset(images, np.arange(n) % 2, data.build_transform(args.aug)),
+    loader = make_loader(ImageDataset(images, np.arange(n) % 2, build_transform(args.aug)),
                               args.batch_size, True, device.type, workers, seed=0)
     x = engine.to_input(torch.from_numpy(images[:args.batch_size]).permute(0, 3, 1, 2), setup)
     y = torch.tensor(np.arange(args.batch_size) % 2, dtype=torch.float32, device=device)

@@ -14,16 +14,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from defectkit.core import metrics
+from defectkit.core.checks import cli_main, read_csv
+from defectkit.core.config import add_config_flags, config_from_args
+from defectkit.core.layout import Layout
+from defectkit.data.datasets import ImageDataset, make_loader
+from defectkit.explain.gradcam import fold_images
+from defectkit.train import engine, runtime
+from defectkit.train.models import load_fold_model
+
 from benchlib import save_result  # first: puts src/ on the path
-import data
-import engine
-import metrics
-import runtime
-from checks import cli_main, read_csv
-from config import add_config_flags, config_from_args
-from explain import fold_images
-from layout import Layout
-from models import load_fold_model
 
 
 def symmetry_aucs(comp, base: Path, exp: str, fold: int, device: str = "auto", batch_size: int = 32) -> dict:
@@ -37,7 +37,7 @@ def symmetry_aucs(comp, base: Path, exp: str, fold: int, device: str = "auto", b
     imgs = fold_images(ck, layout.train_dir(comp), oof["id"], comp.image_ext)
     y = oof["target"].to_numpy()
     setup = engine.make_setup(dev, ck["mean"], ck["std"], amp=True, channels_last=True)
-    loader = data.make_loader(data.ImageDataset(imgs), batch_size, False, dev.type, 0)
+    loader = make_loader(ImageDataset(imgs), batch_size, False, dev.type, 0)
     n = 8 if imgs.shape[1] == imgs.shape[2] else 4
     views = engine.predict_views(model, loader, setup, tta=n)
     return {"exp": exp, "fold": fold, "arch": ck["arch"], "img_size": ck["img_size"], "n_val": len(y),

@@ -11,86 +11,9 @@ OOF predictions, never on test labels. Training with `pseudo` adds these rows to
 rows of every fold, never to a validation fold, so OOF rows stay the original training rows and
 blending and cross-checking stay honest; the experiments are named <name>_pl.
 """
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from blend import compute_blend, load_inputs
-from checks import InputError, check_columns, check_unique_ids, cli_main, read_csv
-from config import Competition, add_config_flags, config_from_args
-from fileio import write_csv_atomic
-from layout import Layout
-from metrics import threshold_for_recall
-
-
-def threshold_for_fpr(y: np.ndarray, s: np.ndarray, fpr: float) -> float:
-    """The lowest threshold t such that at most a share `fpr` of the negatives score above t."""
-    neg = np.sort(s[y == 0])[::-1]
-    return float(neg[min(int(np.floor(fpr * len(neg))), len(neg) - 1)])
-
-
-def make_pseudo(comp: Competition, base: Path, method: str = "hill", defect_fpr: float = 0.01,
-                good_recall: float = 0.99, out: Path | None = None, say=print) -> pd.DataFrame:
-    """input/<comp>/pseudo.csv (id, target, score) from the blend of every complete experiment."""
-    if not (0 < defect_fpr < 1 and 0 < good_recall < 1):
-        raise InputError("--defect-fpr and --good-recall: expected fractions between 0 and 1")
-    layout = Layout(base)
-    inp = load_inputs(comp, layout, names=_plain(layout) or None)
-    b = compute_blend(inp, method, "accuracy")
-    hi = threshold_for_fpr(inp.y, b["oof"], defect_fpr)
-    lo = threshold_for_recall(inp.y, b["oof"], good_recall)
-    test = np.asarray(b["test"])
-    defect, good = test > hi, (test < lo) & ~(test > hi)
-    df = pd.DataFrame({"id": np.asarray(inp.test_ids)[defect | good], "target": defect[defect | good].astype(int),
-                       "score": test[defect | good]})
-    path = out or layout.data_dir(comp) / "pseudo.csv"
-    write_csv_atomic(df, path)
-    say(f"wrote {path}: {int(defect.sum())} pseudo-defects (score > {hi:.4f}: OOF FPR {defect_fpr:g}) and "
-        f"{int(good.sum())} pseudo-good (score < {lo:.4f}: OOF recall {good_recall:g}) of {len(test)} test rows; "
-        f"blend {b['method']} of {', '.join(e.name for e in inp.exps)}")
-    return df
-
-
-def _plain(layout: Layout) -> list[str]:
-    """Experiments that were not themselves trained on pseudo-labels (a second round is not fed back)."""
-    return [d.name for d in layout.experiment_dirs() if not d.name.endswith("_pl")]
-
-
-def read_pseudo(path: Path, test_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(indices into the test rows, their 0/1 targets) of a pseudo-label table, checked."""
-    df = read_csv(path, "pseudo-label table")
-    check_columns(df, ["id", "target"], path)
-    check_unique_ids(df, "id", path)
-    t = pd.to_numeric(df["target"], errors="coerce")
-    if (t.isna() | ~t.isin([0, 1])).any():
-        row = int(np.flatnonzero((t.isna() | ~t.isin([0, 1])).to_numpy())[0])
-        raise InputError(f"{path}: row {row + 2}: 'target' = {df['target'].iloc[row]!r}; expected 0 or 1")
-    pos = pd.Series(np.arange(len(test_ids)), index=pd.Index(test_ids))
-    unknown = df.id[~df.id.astype(str).isin(pos.index)]
-    if len(unknown):
-        raise InputError(f"{path}: {len(unknown)} ids are not test rows, e.g. {list(unknown[:2])}; pseudo-labels "
-                         "name test images only")
-    return pos.loc[df.id.astype(str)].to_numpy(), pd.to_numeric(df.target).to_numpy(np.float32)
-
-
-@cli_main
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
-    p.add_argument("--blend-method", default="hill", choices=("mean", "rank", "hill"))
-    p.add_argument("--defect-fpr", type=float, default=0.01, help="OOF false-positive rate of the defect threshold")
-    p.add_argument("--good-recall", type=float, default=0.99, help="OOF defect recall of the good threshold")
-    p.add_argument("--out", help="default: input/<competition>/pseudo.csv")
-    args = p.parse_args(argv)
-    cfg = config_from_args(args)
-    make_pseudo(cfg.competition, Path(args.workdir), args.blend_method, args.defect_fpr, args.good_recall,
-                args.out and Path(args.out))
-
+from defectkit.cli.pseudo import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from defectkit.ensemble.report import run_blend
+from defectkit.train.grid import run_grid
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -11,7 +14,7 @@ sys.path.insert(0, str(ROOT / "src"))
 def toy_base(tmp_path_factory):
     """A workdir with input/toy/ (train/test images, tables, solution), configs/toy.yaml and
     folds/toy.csv, shared read-only by the tests of a session."""
-    from synthetic import make_toy_workdir
+    from defectkit.testing import make_toy_workdir
     return make_toy_workdir(tmp_path_factory.mktemp("toy"))
 
 
@@ -19,7 +22,7 @@ def toy_base(tmp_path_factory):
 def work(toy_base, tmp_path):
     """A writable copy of the toy workdir for one test (modules that need another workdir
     define their own `work`)."""
-    from synthetic import copy_toy_workdir
+    from defectkit.testing import copy_toy_workdir
     return copy_toy_workdir(toy_base, tmp_path)
 
 
@@ -27,16 +30,14 @@ def work(toy_base, tmp_path):
 def blended(tmp_path_factory):
     """A toy competition with two experiments of different input shapes, one trained on the
     frozen-feature cache, blended in rank space."""
-    import blend
-    import run
-    from config import load_config
-    from synthetic import make_toy_competition, write_toy_config
+    from defectkit.core.config import load_config
+    from defectkit.testing import make_toy_competition, write_toy_config
     base = tmp_path_factory.mktemp("blended")
     make_toy_competition(base)
     quiet = {"progress": False, "say": lambda *a: None}
-    run.run_grid(load_config(write_toy_config(base, archs=["resnet10t"], epochs=3, tta=4)), base, **quiet)
+    run_grid(load_config(write_toy_config(base, archs=["resnet10t"], epochs=3, tta=4)), base, **quiet)
     cfg = load_config(write_toy_config(base, archs=["test_efficientnet"], epochs=3, tta=4, img_size=40,
                                        cache_frozen=True, freeze_stages=2), {"name": "{arch}_cached"})
-    run.run_grid(cfg, base, **quiet)
-    blend.run_blend(cfg.competition, base, "rank", verbose=False)
+    run_grid(cfg, base, **quiet)
+    run_blend(cfg.competition, base, "rank", verbose=False)
     return base, cfg

@@ -5,11 +5,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import blend
-import metrics
-from checks import InputError
-from config import load_config
-from synthetic import make_blend_workdir, sigmoid, write_experiment
+from defectkit.cli.blend import main as blend_main
+from defectkit.core import metrics
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.ensemble.methods import hill_climb
+from defectkit.ensemble.report import run_blend
+from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
 
 
 def _comp(base, name="syn"):
@@ -38,7 +40,7 @@ def test_fast_auc_equals_sklearn_with_ties():
 
 def test_hill_blend_beats_best_single_when_signal_is_complementary(complementary):
     base, w = complementary
-    rep = blend.run_blend(_comp(base), base, "hill", verbose=False)
+    rep = run_blend(_comp(base), base, "hill", verbose=False)
     best_single = max(r["oof_auc"] for r in rep["table"])
     assert rep["blend_oof_auc"] > best_single + 0.01
     assert set(rep["weights"]) >= {"model_a", "model_b"}
@@ -64,7 +66,7 @@ def test_hill_picks_the_complementary_models_and_leaves_out_noise(tmp_path):
     rng, y = w["rng"], w["y"][:w["n"]]
     half_a, half_b = rng.normal(0, 1, len(y)), rng.normal(0, 1, len(y))
     O = np.column_stack([y * 1.0 + half_a, y * 1.0 - half_a + half_b, rng.normal(0, 1, len(y))])
-    weights, hist = blend.hill_climb(y, O)
+    weights, hist = hill_climb(y, O)
     assert weights[2] == 0 and abs(weights[0] - weights[1]) <= 0.34
     assert hist[-1] > max(metrics.auc(y, O[:, j]) for j in range(3)) + 0.02
 
@@ -85,7 +87,7 @@ def test_thresholds_by_f1_and_youden_are_the_best_on_a_brute_force_grid():
 
 def test_rank_blend_is_invariant_to_monotone_transform(complementary):
     base, w = complementary
-    rep1 = blend.run_blend(_comp(base), base, "rank", verbose=False)
+    rep1 = run_blend(_comp(base), base, "rank", verbose=False)
     sub1 = pd.read_csv(base / "submissions/submission.csv")
     for k in range(4):  # squash model_a's predictions monotonically
         for f in (f"fold{k}.csv", f"test_fold{k}.csv"):
@@ -93,12 +95,12 @@ def test_rank_blend_is_invariant_to_monotone_transform(complementary):
             df = pd.read_csv(p)
             df["pred"] = df["pred"] ** 5
             df.to_csv(p, index=False)
-    rep2 = blend.run_blend(_comp(base), base, "rank", verbose=False)
+    rep2 = run_blend(_comp(base), base, "rank", verbose=False)
     sub2 = pd.read_csv(base / "submissions/submission.csv")
     assert rep1["blend_oof_auc"] == rep2["blend_oof_auc"]
     assert rep1["local_leaderboard"]["blend"] == rep2["local_leaderboard"]["blend"]
     # the mean of probabilities, by contrast, does change
-    m1 = blend.run_blend(_comp(base), base, "mean", verbose=False)["blend_oof_auc"]
+    m1 = run_blend(_comp(base), base, "mean", verbose=False)["blend_oof_auc"]
     assert m1 != rep1["blend_oof_auc"]
     np.testing.assert_allclose(sub1.target, sub2.target)  # same submission, not just the same AUC
 
@@ -117,17 +119,17 @@ def test_operating_points_are_chosen_on_oof():
 def test_incomplete_experiment_is_left_out_or_strict_error(complementary, capsys):
     base, w = complementary
     write_experiment(base, "half_done", w, sigmoid(w["y"] * 1.0), skip_folds=(2, 3))
-    rep = blend.run_blend(_comp(base), base, "hill")
+    rep = run_blend(_comp(base), base, "hill")
     assert "half_done" in rep["left_out"] and "half_done" not in rep["experiments"]
     assert "left out half_done: folds [2, 3] missing" in capsys.readouterr().out
     with pytest.raises(InputError, match="--strict: half_done"):
-        blend.run_blend(_comp(base), base, "hill", strict=True, verbose=False)
+        run_blend(_comp(base), base, "hill", strict=True, verbose=False)
 
 
 def test_other_folds_file_is_not_mixed(complementary):
     base, w = complementary
     write_experiment(base, "old_folds", w, sigmoid(w["y"] * 3.0), folds_hash="0123456789abcdef")
-    rep = blend.run_blend(_comp(base), base, "hill", verbose=False)
+    rep = run_blend(_comp(base), base, "hill", verbose=False)
     assert "another folds file" in rep["left_out"]["old_folds"]
 
 
@@ -143,7 +145,7 @@ def test_bad_oof_file_is_a_clear_error(complementary, corrupt, match):
     p = base / "oof/model_a/fold0.csv"
     corrupt(pd.read_csv(p)).to_csv(p, index=False)
     with pytest.raises(InputError, match=match):
-        blend.run_blend(_comp(base), base, "hill", verbose=False)
+        run_blend(_comp(base), base, "hill", verbose=False)
     assert not (base / "submissions/submission.csv").exists()  # nothing half-written
 
 
@@ -152,7 +154,7 @@ def test_test_file_not_covering_submission_ids(complementary):
     p = base / "oof/model_b/test_fold1.csv"
     pd.read_csv(p).iloc[:-3].to_csv(p, index=False)
     with pytest.raises(InputError, match="test_fold1.csv: ids do not match sample_submission.csv"):
-        blend.run_blend(_comp(base), base, "hill", verbose=False)
+        run_blend(_comp(base), base, "hill", verbose=False)
 
 
 def test_submission_columns_come_from_the_competition(tmp_path):
@@ -160,14 +162,14 @@ def test_submission_columns_come_from_the_competition(tmp_path):
     write_experiment(tmp_path, "m", w, sigmoid(w["y"] * 2.0 + w["rng"].normal(0, 1, len(w["y"]))),
                      competition="nex", name="nex")
     (tmp_path / "input/nex/solution.csv").unlink()  # a real contest keeps its answers
-    rep = blend.run_blend(_comp(tmp_path, "nex"), tmp_path, "hill", verbose=False)
+    rep = run_blend(_comp(tmp_path, "nex"), tmp_path, "hill", verbose=False)
     sub = pd.read_csv(tmp_path / "submissions/submission.csv")
     assert list(sub.columns) == ["id", "label"] and rep["local_leaderboard"] is None
 
 
 def test_blend_cli_prints_table(complementary, capsys):
     base, _ = complementary
-    assert blend.main(["--competition", "syn", "--workdir", str(base), "--blend-method", "hill"]) == 0
+    assert blend_main(["--competition", "syn", "--workdir", str(base), "--blend-method", "hill"]) == 0
     out = capsys.readouterr().out
     for word in ("experiment", "oof_auc", "fold_auc_std", "max_corr_others", "blend (hill) weights",
                  "cross-check", "recall_95", "local leaderboard"):

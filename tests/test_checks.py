@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from checks import InputError
-from config import load_config
-from data import cached_images, load_folds, load_train_table
-from layout import Layout
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.core.layout import Layout
+from defectkit.data.cache import cached_images
+from defectkit.data.tables import load_folds, load_train_table
 
 
 def _edit_train(work, fn):

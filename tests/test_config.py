@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from checks import InputError
-from config import add_recipe_flags, load_config, recipe_overrides
+from defectkit.core.checks import InputError
+from defectkit.core.config import add_recipe_flags, load_config, recipe_overrides
 
 
 def _write(path, data):
@@ -44,7 +44,7 @@ def test_bad_config_is_a_clear_error(tmp_path, data, match):
 
 
 def test_shipped_configs_load():
-    from config import CONFIG_DIR
+    from defectkit.core.config import CONFIG_DIR
     for path in CONFIG_DIR.glob("*.yaml"):
         cfg = load_config(path)
         assert cfg.recipe.archs and cfg.competition.name
@@ -53,7 +53,7 @@ def test_shipped_configs_load():
 def test_recipe_hashes_survive_fields_added_later():
     """Experiments made before `pseudo` existed stay complete: these are the hashes the configs had
     before it (a changed hash would make every fold of a user's earlier runs "another recipe")."""
-    from config import config_hash, load_config
+    from defectkit.core.config import config_hash, load_config
     root = Path(__file__).resolve().parent.parent
     got = {f: config_hash(load_config(root / "configs" / f)) for f in ("elpv_cpu.yaml", "elpv.yaml",
                                                                       "elpv_cpu300.yaml")}

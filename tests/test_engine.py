@@ -1,10 +1,11 @@
 import numpy as np
 import torch
 
-import engine
-from features import extract_frozen_features
-from data import FeatureDataset, ImageDataset, SeededSampler, build_transform, make_loader
-from models import CachedPrefixNet, create_model
+from defectkit.data.augment import build_transform
+from defectkit.data.datasets import FeatureDataset, ImageDataset, SeededSampler, make_loader
+from defectkit.train import engine
+from defectkit.train.features import extract_frozen_features
+from defectkit.train.models import CachedPrefixNet, create_model
 
 
 def _setup():
@@ -146,7 +147,7 @@ def test_gradient_accumulation_steps_once_per_k_batches_and_on_the_last():
 
 
 def test_border_crop_and_resize_modes_fit_the_image():
-    from imaging import fit_image
+    from defectkit.ship.runtime.imaging import fit_image
     img = np.full((40, 80, 3), 200, np.uint8)
     img[:4] = img[-4:] = img[:, :8] = img[:, -8:] = 0  # a dark frame, 10 % of each side
     assert fit_image(img, (20, 20), "squash", border_crop=0.1).min() == 200  # the frame is cut off

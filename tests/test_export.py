@@ -7,17 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import export
-from ensemble import load_ensemble
-from layout import Layout
-from metrics import auc
+from defectkit.core.layout import Layout
+from defectkit.core.metrics import auc
+from defectkit.ensemble.members import load_ensemble
+from defectkit.ship.export import export
 
 
 @pytest.fixture(scope="module")
 def bundle(blended, tmp_path_factory):
     base, cfg = blended
     out = tmp_path_factory.mktemp("bundle") / "bundle"
-    spec = export.export(load_ensemble(Layout(base)), out, cfg.competition.image_ext, say=lambda *a: None)
+    spec = export(load_ensemble(Layout(base)), out, cfg.competition.image_ext, say=lambda *a: None)
     return base, out, spec
 
 

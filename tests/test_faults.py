@@ -7,25 +7,39 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-import blend
-import make_folds
-import metrics
-import prepare
-import run
-import train
-from checks import InputError
-from config import load_config
-from fileio import FileLock, LockedError
-from layout import Layout
-from synthetic import copy_toy_workdir, make_blend_workdir, sigmoid, toy_image, write_experiment, write_toy_config
+from defectkit.cli.make_folds import main as make_folds_main
+from defectkit.cli.prepare import main as prepare_main
+from defectkit.cli.run import main as run_main
+from defectkit.cli.train import main as train_main
+from defectkit.core import metrics
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.core.fileio import FileLock, LockedError, write_csv_atomic
+from defectkit.core.layout import Layout
+from defectkit.data.folds import make_folds
+from defectkit.data.prepare import prepare_folder
+from defectkit.ensemble.report import run_blend
+from defectkit.testing import (
+    copy_toy_workdir,
+    make_blend_workdir,
+    sigmoid,
+    toy_image,
+    write_experiment,
+    write_toy_config,
+)
+from defectkit.train import fold as fold_module
+from defectkit.train.fold import train_fold
+from defectkit.train.grid import job_state
 
-ROOT = train.Path(train.__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cfg(work, **over):
@@ -49,19 +63,19 @@ def test_fold_without_validation_rows_is_refused_before_training(work):
     folds = pd.read_csv(work / "folds/toy.csv")
     folds.assign(fold=np.where(folds.fold == 1, 2, folds.fold)).to_csv(work / "folds/toy.csv", index=False)
     with pytest.raises(InputError, match="fold 1 has no validation rows"):
-        train.train_fold(_cfg(work), "resnet10t", 1, work, progress=False)
+        train_fold(_cfg(work), "resnet10t", 1, work, progress=False)
     assert not Layout(work).fold("resnet10t", 1).best.exists()
 
 
 def test_a_fold_never_predicts_with_a_checkpoint_another_run_left(work, monkeypatch):
-    train.train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
+    train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
     p = Layout(work).fold("resnet10t", 0)
     old = p.best.read_bytes()
     for f in (p.oof, p.test, p.meta):
         f.unlink()
     monkeypatch.setattr(metrics, "auc", lambda y, s: float("nan"))  # no epoch yields a validation AUC
     with pytest.raises(InputError, match="no epoch of this run produced a best checkpoint"):
-        train.train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
+        train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
     assert p.best.read_bytes() == old and not p.oof.exists() and not p.test.exists() and not p.meta.exists()
 
 
@@ -74,7 +88,7 @@ def blended(tmp_path):
     for j in range(3):
         write_experiment(tmp_path, f"m{j}", w, sigmoid(y * 1.2 + rng.normal(0, 1, len(y))))
     comp = load_config(tmp_path / "configs/syn.yaml").competition
-    blend.run_blend(comp, tmp_path, verbose=False)
+    run_blend(comp, tmp_path, verbose=False)
     return tmp_path, comp, w
 
 
@@ -92,7 +106,7 @@ def test_a_failed_blend_replaces_nothing(blended):
     sol = pd.read_csv(base / "input/syn/solution.csv")
     sol.iloc[1:].to_csv(base / "input/syn/solution.csv", index=False)
     with pytest.raises(InputError, match="solution.csv: no answer for 1 submission ids"):
-        blend.run_blend(comp, base, "rank", verbose=False)
+        run_blend(comp, base, "rank", verbose=False)
     assert _hashes(base / "submissions") == before
 
 
@@ -121,43 +135,43 @@ def test_killing_the_blend_leaves_the_old_set_or_the_new_one_whole(blended, seed
 
 def test_another_recipe_cannot_overwrite_a_complete_fold_and_blend_refuses_a_mix(work, capsys):
     for k in (0, 1):
-        train.train_fold(_cfg(work), "resnet10t", k, work, progress=False)
+        train_fold(_cfg(work), "resnet10t", k, work, progress=False)
     args = ["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
             "--epochs", "1"]
     before = _hashes(work / "oof")
-    err = _one_line_error(capsys, train.main(args + ["--lr", "0.01"]))
+    err = _one_line_error(capsys, train_main(args + ["--lr", "0.01"]))
     assert __import__("re").search(r"fold\d.json was made by another recipe", err) and "--force" in err
     assert _hashes(work / "oof") == before
-    assert train.main(args + ["--lr", "0.01", "--force"]) == 0
+    assert train_main(args + ["--lr", "0.01", "--force"]) == 0
     comp = load_config(work / "configs/toy.yaml").competition
     with pytest.raises(InputError, match="folds were made by different recipes"):
-        blend.run_blend(comp, work, strict=True, verbose=False)
+        run_blend(comp, work, strict=True, verbose=False)
 
 
 def test_a_fold_being_trained_is_locked_with_its_holder_named(work):
     with FileLock(Layout(work).fold("resnet10t", 0).lock, "fold 0"):
         with pytest.raises(LockedError, match=r"fold 0 of resnet10t is being written by pid \d+ on"):
-            train.train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
+            train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
 
 
 def test_a_write_failure_leaves_the_fold_incomplete_not_stale_complete(work, monkeypatch, capsys):
     cfg = _cfg(work)
-    train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    train_fold(cfg, "resnet10t", 0, work, progress=False)
     p = Layout(work).fold("resnet10t", 0)
-    real = train.write_csv_atomic
+    real = write_csv_atomic
 
     def readonly_oof(df, path, **kw):
         if path == p.oof:
             raise PermissionError(13, "Permission denied", str(path))
         return real(df, path, **kw)
 
-    monkeypatch.setattr(train, "write_csv_atomic", readonly_oof)
-    rc = train.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
+    monkeypatch.setattr(fold_module, "write_csv_atomic", readonly_oof)
+    rc = train_main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
                      "--epochs", "1", "--lr", "0.01", "--force"])
     err = _one_line_error(capsys, rc)
     assert "fold0.csv: Permission denied (no permission" in err
     assert not p.meta.exists()  # the old completion is gone: run.py will retrain, not skip
-    assert run.job_state(cfg, "resnet10t", 0, work, "x") == "todo"
+    assert job_state(cfg, "resnet10t", 0, work, "x") == "todo"
 
 
 # --- 6, 7, 8. stale images, contradicting targets, a bad solution ------------------------------------
@@ -170,10 +184,10 @@ def test_prepare_force_rebuilds_an_image_whose_source_changed(tmp_path):
         for i in range(n):
             cv2.imwrite(str(src / cls / f"{cls}{i}.png"), toy_image(rng, cls == "ng"))
     out = tmp_path / "input/c"
-    prepare.prepare_folder(src, out, "ok", "ng")
+    prepare_folder(src, out, "ok", "ng")
     changed = src / "ok/ok3.png"
     cv2.imwrite(str(changed), np.full((40, 40), 7, np.uint8))
-    prepare.prepare_folder(src, out, "ok", "ng", force=True)
+    prepare_folder(src, out, "ok", "ng", force=True)
     copied = next(out.glob("*/ok3.png"))
     assert copied.read_bytes() == changed.read_bytes()
 
@@ -185,7 +199,7 @@ def test_oof_targets_that_contradict_the_folds_file_are_an_error(blended):
     df.loc[3, "target"] = 1 - df.loc[3, "target"]
     df.to_csv(p, index=False)
     with pytest.raises(InputError, match=r"m1/fold2.csv: row 5: target of id .* but the folds file says"):
-        blend.run_blend(comp, base, verbose=False)
+        run_blend(comp, base, verbose=False)
 
 
 @pytest.mark.parametrize("value, match", [("", r"row 3: 'target' = empty"), ("2", r"row 3: 'target' = 2")])
@@ -197,7 +211,7 @@ def test_a_bad_solution_file_is_an_error_not_a_score(blended, value, match):
     sol.to_csv(path, index=False)
     before = _hashes(base / "submissions")
     with pytest.raises(InputError, match=f"solution.csv: {match}"):
-        blend.run_blend(comp, base, verbose=False)
+        run_blend(comp, base, verbose=False)
     assert _hashes(base / "submissions") == before
 
 
@@ -219,38 +233,38 @@ def _yaml(work, text):
 
 
 CASES = {
-    "absolute id": (make_folds.main, lambda w: _edit_ids(w, "/tmp/outside/secret") + ["--competition", "toy"],
+    "absolute id": (make_folds_main, lambda w: _edit_ids(w, "/tmp/outside/secret") + ["--competition", "toy"],
                     "row 2: 'id' '/tmp/outside/secret': must be a plain name"),
-    "dotdot id": (make_folds.main, lambda w: _edit_ids(w, "../x") + ["--competition", "toy"],
+    "dotdot id": (make_folds_main, lambda w: _edit_ids(w, "../x") + ["--competition", "toy"],
                   "'../x': must be a plain"),
-    "name escapes": (train.main, lambda w: ["--competition", "toy", "--fold", "0", "--name", "../../escape"],
+    "name escapes": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--name", "../../escape"],
                      r"experiment name \(recipe name '\.\./\.\./escape'\)"),
-    "tab in yaml": (train.main, lambda w: _yaml(w, "recipe:\n\tepochs: 3\n") + ["--fold", "0"],
+    "tab in yaml": (train_main, lambda w: _yaml(w, "recipe:\n\tepochs: 3\n") + ["--fold", "0"],
                     "bad.yaml: line 2, column 1: not valid YAML"),
-    "config is a folder": (train.main, lambda w: ["--config", str(w / "configs"), "--fold", "0"],
+    "config is a folder": (train_main, lambda w: ["--config", str(w / "configs"), "--fold", "0"],
                            "configs: is a folder; expected a config YAML file"),
-    "archs empty": (run.main, lambda w: _yaml(w, "recipe: {archs: []}\n"), "recipe.archs: empty"),
-    "batch size 0": (train.main, lambda w: ["--competition", "toy", "--fold", "0", "--batch-size", "0"],
+    "archs empty": (run_main, lambda w: _yaml(w, "recipe: {archs: []}\n"), "recipe.archs: empty"),
+    "batch size 0": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--batch-size", "0"],
                      "--batch-size: 0 is out of range; expected a value >= 1"),
-    "img size 0": (train.main, lambda w: ["--competition", "toy", "--fold", "0", "--img-size", "0"],
+    "img size 0": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--img-size", "0"],
                    "--img-size: 0 is out of range"),
-    "negative lr": (train.main, lambda w: ["--competition", "toy", "--fold", "0", "--lr", "-1"],
+    "negative lr": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--lr", "-1"],
                     "--lr: -1.0 is out of range; expected a value > 0"),
-    "epochs 0": (train.main, lambda w: ["--competition", "toy", "--fold", "0", "--epochs", "0"], "--epochs: 0"),
-    "test size 0": (prepare.main, lambda w: ["folder", str(_class_tree(w / "src")), "--good", "ok", "--defect", "ng",
+    "epochs 0": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--epochs", "0"], "--epochs: 0"),
+    "test size 0": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src")), "--good", "ok", "--defect", "ng",
                                              "--name", "t0", "--test-size", "0"],
                     "--test-size 0.0: expected a fraction"),
-    "test size 1.5": (prepare.main, lambda w: ["folder", str(_class_tree(w / "src")), "--good", "ok", "--defect", "ng",
+    "test size 1.5": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src")), "--good", "ok", "--defect", "ng",
                                                "--name", "t1", "--test-size", "1.5"], "--test-size 1.5"),
-    "same column twice": (prepare.main, lambda w: ["folder", str(_class_tree(w / "src")), "--good", "ok", "--defect",
+    "same column twice": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src")), "--good", "ok", "--defect",
                                                    "ng", "--name", "t2", "--submission-columns", "id,id"],
                           "--submission-columns 'id,id': expected two different names"),
-    "same folder twice": (prepare.main, lambda w: ["folder", str(_class_tree(w / "src")), "--good", "ok", "--defect",
+    "same folder twice": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src")), "--good", "ok", "--defect",
                                                    "ok", "--name", "t3"], "--good .* and --defect .* overlap"),
-    "test inside a class": (prepare.main, lambda w: ["folder", str(_class_tree(w / "src", nested=True)), "--good",
+    "test inside a class": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src", nested=True)), "--good",
                                                      "ok", "--defect", "ng", "--test", "ng/lot_a", "--name", "t4"],
                             "--defect .* and --test .* overlap"),
-    "two defects": (prepare.main, lambda w: ["folder", str(_class_tree(w / "src", 38, 2)), "--good", "ok",
+    "two defects": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src", 38, 2)), "--good", "ok",
                                              "--defect", "ng", "--name", "t5"],
                     "too few images: 2 defect; .* need at least 7 of each class"),
 }
@@ -268,7 +282,7 @@ def _edit_ids(work, bad):
 def trained(toy_base, tmp_path_factory):
     """A workdir with one complete fold, trained once for every case below."""
     base = copy_toy_workdir(toy_base, tmp_path_factory.mktemp("trained"))
-    train.train_fold(_cfg(base, epochs=1), "resnet10t", 0, base, progress=False)
+    train_fold(_cfg(base, epochs=1), "resnet10t", 0, base, progress=False)
     return base
 
 
@@ -280,14 +294,14 @@ def test_unclear_input_is_one_line_and_changes_no_complete_result(case, trained,
     main, argv, match = CASES[case]
     import re
     args = argv(work)
-    rc = main(["--workdir", str(work), *args] if main is not prepare.main else [*args, "--workdir", str(work)])
+    rc = main(["--workdir", str(work), *args] if main is not prepare_main else [*args, "--workdir", str(work)])
     err = _one_line_error(capsys, rc)
     assert re.search(match, err), err
     assert (_hashes(work / "oof") | _hashes(work / "models")) == before
 
 
 def test_truncated_and_tiny_images_are_named(tmp_path):
-    from imaging import ImageError, read_image
+    from defectkit.ship.runtime.imaging import ImageError, read_image
     ok, buf = cv2.imencode(".jpg", toy_image(np.random.default_rng(0), True, 64))
     (tmp_path / "cut.jpg").write_bytes(buf.tobytes()[:-2])  # the end marker lost
     with pytest.raises(ImageError, match="cut.jpg: image file is truncated"):
@@ -300,12 +314,12 @@ def test_truncated_and_tiny_images_are_named(tmp_path):
 def test_ids_that_look_like_missing_values_stay_ids_and_nested_folders_are_counted(tmp_path, capsys):
     src = _class_tree(tmp_path / "src", nested=True)
     cv2.imwrite(str(src / "ok/NA.png"), toy_image(np.random.default_rng(5), False))
-    assert prepare.main(["folder", str(src), "--good", "ok", "--defect", "ng", "--name", "na",
+    assert prepare_main(["folder", str(src), "--good", "ok", "--defect", "ng", "--name", "na",
                          "--workdir", str(tmp_path)]) == 0  # --workdir after the subcommand
     out = capsys.readouterr().out
     assert "12 image(s) from sub-folders included" in out and "next: python src/run.py --config" in out
     cfg = load_config(tmp_path / "configs/na.yaml")
-    folds = make_folds.make_folds(cfg.competition, 5, 0, base=tmp_path)
+    folds = make_folds(cfg.competition, 5, 0, base=tmp_path)
     train_ids = set(pd.read_csv(tmp_path / "input/na/train.csv", dtype=str, keep_default_na=False).id)
     sol_ids = set(pd.read_csv(tmp_path / "input/na/solution.csv", dtype=str, keep_default_na=False).id)
     assert "NA" in train_ids | sol_ids and len(train_ids | sol_ids) == 25 and len(folds) == len(train_ids)
@@ -313,7 +327,7 @@ def test_ids_that_look_like_missing_values_stay_ids_and_nested_folders_are_count
 
 def test_a_partial_grid_is_trained_and_not_blended(work, capsys):
     write_toy_config(work, archs=["resnet10t"], epochs=1)
-    assert run.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--folds", "1"]) == 0
+    assert run_main(["--competition", "toy", "--workdir", str(work), "--quiet", "--folds", "1"]) == 0
     out = capsys.readouterr().out
     assert "a blend needs every fold, so none is made" in out
     assert Layout(work).fold("resnet10t", 1).meta.exists() and not (work / "submissions/submission.csv").exists()
@@ -326,14 +340,14 @@ def test_temporaries_of_a_killed_run_are_removed_and_a_full_disk_is_one_line(wor
     stale.write_bytes(b"")
     other = p.model_dir / ".fold1_curves.x1y2.png.tmp"  # another fold's: not ours to remove
     other.write_bytes(b"")
-    train.train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
+    train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
     assert not stale.exists() and other.exists()
 
     def full_disk(obj, f, *a, **k):
         raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
 
-    monkeypatch.setattr(train.torch, "save", full_disk)
-    rc = train.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "1",
+    monkeypatch.setattr(torch, "save", full_disk)
+    rc = train_main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "1",
                      "--epochs", "1"])
     err = _one_line_error(capsys, rc)
     assert "fold1.pt: could not be written" in err and "disk is full" in err

@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from checks import InputError
-from make_folds import assign_folds, fold_summary, main as folds_main
+from defectkit.cli.make_folds import main as folds_main
+from defectkit.core.checks import InputError
+from defectkit.data.folds import assign_folds, fold_summary
 
 
 def test_stratified_folds_every_id_once_and_balanced():

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
+from defectkit.data.prepare import load_elpv_copy
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,7 +36,7 @@ def _forget_lite_modules():
 def test_compact_weights_rebuild_the_same_pretrained_network(tmp_path, monkeypatch):
     """float16 without the ImageNet head, rebuilt as a package on another path: create_model
     loads it through the same code path and the features match the original to ~1e-3."""
-    import models
+    from defectkit.train import models
     arch = "tf_efficientnet_lite0"
     info = kit.write_compact_weights(arch, tmp_path / "kit")
     assert (tmp_path / "kit" / f"{arch}.pt").stat().st_size < 0.4 * kit.lite_package(arch)[2].stat().st_size
@@ -64,10 +66,9 @@ def _fake_elpv(n: int):
 
 
 def test_the_elpv_copy_reads_back_through_prepare_and_a_slice_keeps_every_stratum(tmp_path):
-    import prepare
     fake = _fake_elpv(60)
     assert kit.write_elpv_copy(tmp_path / "all", loader=lambda: fake) == 60
-    ids, images, probs, types = prepare.load_elpv_copy(tmp_path / "all")
+    ids, images, probs, types = load_elpv_copy(tmp_path / "all")
     assert list(ids) == list(fake[0]) and list(types) == list(fake[3]) and images.shape == (60, 20, 20)
     np.testing.assert_array_equal(probs, fake[2])
     assert np.abs(images.astype(int) - fake[1].astype(int)).mean() < 40  # JPEG 85 of noise: close

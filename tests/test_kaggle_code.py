@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import export
-import submit
-from checks import InputError
-from ensemble import load_ensemble
-from layout import Layout
+from defectkit.core.checks import InputError
+from defectkit.core.layout import Layout
+from defectkit.ensemble.members import load_ensemble
+from defectkit.ship.export import export
+from defectkit.ship.submit import submit_code
 
 
 class FakeApi:
@@ -40,7 +40,7 @@ def exported(blended, tmp_path_factory):
     work = tmp_path_factory.mktemp("code")
     for d in ("input", "oof", "models", "folds", "configs", "submissions"):
         shutil.copytree(base / d, work / d, symlinks=True)
-    export.export(load_ensemble(Layout(work)), Layout(work).bundle, cfg.competition.image_ext, say=lambda *a: None)
+    export(load_ensemble(Layout(work)), Layout(work).bundle, cfg.competition.image_ext, say=lambda *a: None)
     return work, cfg
 
 
@@ -48,7 +48,7 @@ def test_dry_run_writes_valid_metadata_and_a_notebook_that_runs_offline(exported
     import nbformat
     from nbclient import NotebookClient
     work, cfg = exported
-    staged = submit.submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp",
+    staged = submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp",
                                 dry_run=True, say=lambda *a: None)
     ds = json.loads((staged["dataset"] / "dataset-metadata.json").read_text())
     km = json.loads((staged["kernel"] / "kernel-metadata.json").read_text())
@@ -74,12 +74,12 @@ def test_dry_run_writes_valid_metadata_and_a_notebook_that_runs_offline(exported
 def test_the_kaggle_calls_create_then_version_the_dataset_and_push_the_kernel(exported):
     work, cfg = exported
     api = FakeApi()
-    submit.submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp", api=api,
+    submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp", api=api,
                        say=lambda *a: None)
     kinds = [c[0] for c in api.calls]
     assert kinds == ["create_new", "kernels_push"] and api.calls[0][2] is False and api.calls[0][3] == "zip"
     api = FakeApi(existing={"me/toy-bundle"})
-    submit.submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp", api=api,
+    submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp", api=api,
                        notes="v2", say=lambda *a: None)
     assert [c[0] for c in api.calls] == ["create_version", "kernels_push"] and api.calls[0][2] == "v2"
 
@@ -93,5 +93,5 @@ def test_the_kaggle_calls_create_then_version_the_dataset_and_push_the_kernel(ex
 def test_bad_code_submissions_are_one_line_errors(exported, tmp_path, dataset, kernel, slug, bundle, want):
     work, cfg = exported
     with pytest.raises(InputError, match=want.replace("(", r"\(").replace(")", r"\)")):
-        submit.submit_code(cfg.competition, work, dataset, kernel, slug=slug or None,
+        submit_code(cfg.competition, work, dataset, kernel, slug=slug or None,
                            bundle=tmp_path / bundle if bundle else None, dry_run=True, say=lambda *a: None)

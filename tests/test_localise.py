@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import explain
-import localise
-import run
-from checks import InputError
-from config import load_config
-from synthetic import make_toy_competition, write_toy_config
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.data.prepare import prepare_folder
+from defectkit.explain import localise
+from defectkit.explain.gradcam import localisation
+from defectkit.testing import make_toy_competition, write_toy_config
+from defectkit.train.grid import run_grid
 
 
 def test_scores_by_hand():
@@ -31,7 +32,7 @@ def blobs(tmp_path_factory):
     base = tmp_path_factory.mktemp("blobs")
     make_toy_competition(base, n_train=128, kind="blob", size=96)
     cfg = load_config(write_toy_config(base, archs=["resnet10t"], img_size=96, epochs=5, tta=1))
-    run.run_grid(cfg, base, progress=False, say=lambda *a: None)
+    run_grid(cfg, base, progress=False, say=lambda *a: None)
     return base, cfg
 
 
@@ -39,13 +40,13 @@ def test_the_model_looks_at_the_disks_by_masks_and_by_boxes(blobs):
     base, cfg = blobs
     root = base / "input/toy"
     lines = []
-    by_mask = explain.localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", say=lines.append)
+    by_mask = localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", say=lines.append)
     a = by_mask["all"]
     n_defects = int(pd.read_csv(root / "train.csv").target.sum())
     assert a["n"] == n_defects and sorted(by_mask["per_fold"]) == [0, 1]  # every OOF defect, both folds
     assert a["energy_in"] > 3 * a["area"] and a["pointing_game"] > 3 * a["area"]  # both well above chance
     assert "mean CAM energy inside the defect areas" in lines[0] and "pointing game" in lines[0]
-    by_box = explain.localisation(cfg.competition, base, "resnet10t", boxes_csv=root / "defect_boxes.csv",
+    by_box = localisation(cfg.competition, base, "resnet10t", boxes_csv=root / "defect_boxes.csv",
                                   say=lambda *x: None)
     b = by_box["all"]
     assert b["n"] == n_defects and b["area"] > a["area"] and b["energy_in"] > 3 * b["area"]
@@ -60,13 +61,13 @@ def test_the_model_looks_at_the_disks_by_masks_and_by_boxes(blobs):
 def test_a_finer_layer_is_offered_and_bad_arguments_are_one_line(blobs):
     base, cfg = blobs
     root = base / "input/toy"
-    fine = explain.localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", layer=-2,
+    fine = localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", layer=-2,
                                 cam="layercam", say=lambda *x: None)
     assert fine["all"]["energy_in"] > 2 * fine["all"]["area"]
     with pytest.raises(InputError, match="give one of --masks DIR or --boxes CSV"):
-        explain.localisation(cfg.competition, base, "resnet10t")
+        localisation(cfg.competition, base, "resnet10t")
     with pytest.raises(InputError, match="--layer -9: ResNet has feature layers -1 .. -5"):
-        explain.localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", layer=-9)
+        localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", layer=-9)
 
 
 def test_prepare_folder_keeps_the_defect_masks(tmp_path):
@@ -74,7 +75,6 @@ def test_prepare_folder_keeps_the_defect_masks(tmp_path):
     non-zero channel) kept as input/<name>/masks/<id>.png, 0 or 255."""
     import cv2
 
-    import prepare
     rng = np.random.default_rng(0)
     for cls in ("ok", "ng"):
         (tmp_path / "src" / cls).mkdir(parents=True)
@@ -86,7 +86,7 @@ def test_prepare_folder_keeps_the_defect_masks(tmp_path):
         m[2:6, 3:9, j % 3] = 1  # a faint mask in one colour channel: still a defect area
         cv2.imwrite(str(tmp_path / "masks" / f"ng{j}.png"), m)
     out = tmp_path / "input/parts"
-    msg = prepare.prepare_folder(tmp_path / "src", out, "ok", "ng", masks=tmp_path / "masks")
+    msg = prepare_folder(tmp_path / "src", out, "ok", "ng", masks=tmp_path / "masks")
     assert "7 of 8 defect masks kept" in msg
     kept = sorted((out / "masks").glob("*.png"))
     assert len(kept) == 7
@@ -94,4 +94,4 @@ def test_prepare_folder_keeps_the_defect_masks(tmp_path):
         m = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         assert set(np.unique(m)) == {0, 255} and (m == 255).sum() == 24
     with pytest.raises(InputError, match="--masks .*nowhere: folder not found"):
-        prepare.prepare_folder(tmp_path / "src", tmp_path / "input/p2", "ok", "ng", masks=tmp_path / "nowhere")
+        prepare_folder(tmp_path / "src", tmp_path / "input/p2", "ok", "ng", masks=tmp_path / "nowhere")

@@ -3,8 +3,8 @@ import pytest
 import torch
 from sklearn.datasets import load_sample_image
 
-from checks import InputError
-from models import create_model, load_weights_file
+from defectkit.core.checks import InputError
+from defectkit.train.models import create_model, load_weights_file
 
 
 def _center_crop(img, size):

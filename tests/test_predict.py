@@ -7,8 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import blend
-import predict
+from defectkit.cli.predict import main as predict_main
+from defectkit.ensemble.report import run_blend
+from defectkit.ship.export import export
+from defectkit.ship.predict import predict
+from defectkit.train.grid import run_grid
 
 EXPS = ["resnet10t", "test_efficientnet_cached"]
 
@@ -23,7 +26,7 @@ def test_predict_reproduces_the_submission_in_rank_space(blended, tmp_path):
     report = json.loads((base / "submissions/blend.json").read_text())
     assert sorted(report["weights"]) == EXPS  # both experiments, both shapes, the cache included
     out = tmp_path / "preds.csv"
-    df = predict.predict(cfg.competition, base, [str(base / "input/toy/test")], out, progress=False,
+    df = predict(cfg.competition, base, [str(base / "input/toy/test")], out, progress=False,
                          say=lambda *a: None)
     got = pd.read_csv(out, dtype={"id": str}).set_index("id")
     want = _submission(base)
@@ -31,7 +34,7 @@ def test_predict_reproduces_the_submission_in_rank_space(blended, tmp_path):
     np.testing.assert_allclose(got.prob.loc[want.index], want, rtol=0, atol=1e-6)
     t = report["operating_points"]["chosen"]["threshold"]
     assert (got.defect == (got.prob >= t)).all() and len(df) == len(want)
-    strict = predict.predict(cfg.competition, base, [str(base / "input/toy/test")], tmp_path / "r99.csv",
+    strict = predict(cfg.competition, base, [str(base / "input/toy/test")], tmp_path / "r99.csv",
                              point="recall_99", progress=False, say=lambda *a: None)
     assert strict.defect.sum() >= df.defect.sum()
 
@@ -41,10 +44,10 @@ def test_predict_reproduces_a_mean_blend_from_a_csv_of_ids(blended, tmp_path):
     work = tmp_path / "w"
     for d in ("input", "oof", "models", "folds", "configs"):
         shutil.copytree(base / d, work / d, symlinks=True)
-    blend.run_blend(cfg.competition, work, "mean", verbose=False)
+    run_blend(cfg.competition, work, "mean", verbose=False)
     ids = pd.read_csv(work / "input/toy/sample_submission.csv", dtype={"id": str})[["id"]]
     ids.to_csv(tmp_path / "ids.csv", index=False)
-    df = predict.predict(cfg.competition, work, [str(tmp_path / "ids.csv")], tmp_path / "p.csv", progress=False,
+    df = predict(cfg.competition, work, [str(tmp_path / "ids.csv")], tmp_path / "p.csv", progress=False,
                          say=lambda *a: None)
     np.testing.assert_allclose(df.set_index("id").prob.loc[ids.id], _submission(work).loc[ids.id], atol=1e-6)
 
@@ -57,11 +60,11 @@ def test_an_unreadable_image_is_one_error_or_left_out_with_skip_bad(blended, tmp
     out = tmp_path / "p.csv"
     argv = ["--config", str(base / "configs/toy.yaml"), "--workdir", str(base), str(folder), "--out", str(out),
             "--quiet"]
-    assert predict.main(argv) == 2
+    assert predict_main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "1 of 33 images cannot be used" in err and "broken.png" in err
     assert not out.exists()
-    assert predict.main(argv + ["--skip-bad"]) == 0
+    assert predict_main(argv + ["--skip-bad"]) == 0
     assert "left out:" in capsys.readouterr().out and "broken.png" not in out.read_text()
     assert len(pd.read_csv(out)) == 32
 
@@ -84,7 +87,7 @@ def test_bad_inputs_are_one_line_errors(blended, tmp_path, capsys, case):
             shutil.rmtree(work / "submissions")
             want = "no blend yet"
     out = tmp_path / "p.csv"
-    code = predict.main(["--config", str(base / "configs/toy.yaml"), "--workdir", str(work), *inputs,
+    code = predict_main(["--config", str(base / "configs/toy.yaml"), "--workdir", str(work), *inputs,
                          "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and want in err and not out.exists()
@@ -93,13 +96,12 @@ def test_bad_inputs_are_one_line_errors(blended, tmp_path, capsys, case):
 def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tmp_path, capsys):
     """Labels the images cannot tell and a column that knows them make the stacker win;
     predict.py and the bundle need the images' metadata (--meta) and then reproduce the submission."""
-    import export
-    import run
-    from config import load_config
-    from ensemble import load_ensemble
-    from layout import Layout
-    from synthetic import make_toy_competition, write_toy_config
     from test_export import _no_torch_env, _run
+
+    from defectkit.core.config import load_config
+    from defectkit.core.layout import Layout
+    from defectkit.ensemble.members import load_ensemble
+    from defectkit.testing import make_toy_competition, write_toy_config
     work = tmp_path / "w"
     make_toy_competition(work)
     rng = np.random.default_rng(0)
@@ -111,22 +113,22 @@ def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tm
         (df[["id", "target", "line"]] if name == "train.csv" else df[["id", "line"]]).to_csv(
             work / "input/toy" / ("train.csv" if name == "train.csv" else "test.csv"), index=False)
     cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
-    run.run_grid(cfg, work, progress=False, say=lambda *a: None)
-    rep = blend.run_blend(cfg.competition, work, "stack", stack_meta=["line"], verbose=False)
+    run_grid(cfg, work, progress=False, say=lambda *a: None)
+    rep = run_blend(cfg.competition, work, "stack", stack_meta=["line"], verbose=False)
     st = rep["stack"]
     assert rep["method"] == "stack" and st["meta"] == ["line=L1", "line=L2"], st["hill_cross_check"]
     sub = _submission(work)
     test_dir, meta = str(work / "input/toy/test"), str(work / "input/toy/test.csv")
     argv = ["--config", str(work / "configs/toy.yaml"), "--workdir", str(work), test_dir, "--out",
             str(tmp_path / "p.csv"), "--quiet"]
-    assert predict.main(argv) == 2
+    assert predict_main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "stacker also uses metadata (line); give a CSV" in err
-    assert predict.main(argv + ["--meta", meta]) == 0
+    assert predict_main(argv + ["--meta", meta]) == 0
     got = pd.read_csv(tmp_path / "p.csv", dtype={"id": str}).set_index("id").prob
     np.testing.assert_allclose(got.loc[sub.index], sub, rtol=0, atol=1e-6)
     out = tmp_path / "bundle"
-    export.export(load_ensemble(Layout(work)), out, ".png", say=lambda *a: None)
+    export(load_ensemble(Layout(work)), out, ".png", say=lambda *a: None)
     env = _no_torch_env(tmp_path)
     r = _run(out, [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1"], env)
     assert r.returncode == 2 and "give a CSV of id + those columns with --meta" in r.stderr
@@ -139,8 +141,8 @@ def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tm
 @pytest.mark.parametrize("bad", ["../secret", ".", "a\\b"])
 def test_a_csv_id_that_is_a_path_is_refused_by_the_rule_checks_uses(tmp_path, bad):
     """image_inputs (shipped in the bundle, no pandas) and checks.check_name share names.is_plain_name."""
-    from checks import InputError, check_name
-    from image_inputs import InputsError, list_inputs
+    from defectkit.core.checks import InputError, check_name
+    from defectkit.ship.runtime.image_inputs import InputsError, list_inputs
     (tmp_path / "ids.csv").write_text(f"id\nok\n{bad}\n")
     with pytest.raises(InputsError, match="is not a plain file name"):
         list_inputs([str(tmp_path / "ids.csv")], tmp_path, ".png")

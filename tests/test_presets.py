@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import yaml
 
-import prepare
-import run
-import train
-from checks import InputError
-from config import config_hash, load_config
-from presets import PRESETS
-from synthetic import toy_image
+from defectkit.cli.prepare import main as prepare_main
+from defectkit.cli.run import main as run_main
+from defectkit.core.checks import InputError
+from defectkit.core.config import config_hash, load_config
+from defectkit.core.presets import PRESETS
+from defectkit.testing import toy_image
+from defectkit.train.fold import train_fold
 
 
 def _write(path, data):
@@ -69,7 +69,7 @@ def _mixed_folder(root, n=100, seed=0):
 def test_a_new_users_folder_gets_the_cpu_preset_and_the_printed_command_ends_in_a_submission(tmp_path, capsys):
     src = _mixed_folder(tmp_path / "src")
     work = tmp_path / "w"
-    assert prepare.main(["folder", str(src), "--good", "ok", "--defect", "ng", "--name", "parts",
+    assert prepare_main(["folder", str(src), "--good", "ok", "--defect", "ng", "--name", "parts",
                          "--workdir", str(work)]) == 0
     out = capsys.readouterr().out
     assert "portrait and landscape mixed" in out
@@ -79,7 +79,7 @@ def test_a_new_users_folder_gets_the_cpu_preset_and_the_printed_command_ends_in_
     assert command.startswith("next: python src/run.py --config ")
     argv = command.split("python src/run.py ")[1].split()
     # the printed command as is, made lighter for a test: one backbone, 2 epochs (still 5 folds)
-    assert run.main(argv + ["--quiet", "--archs", "tf_efficientnet_lite0", "--epochs", "2"]) == 0
+    assert run_main(argv + ["--quiet", "--archs", "tf_efficientnet_lite0", "--epochs", "2"]) == 0
     saved = yaml.safe_load(next(work.glob("models/*/fold0_config.yaml")).read_text())
     assert saved["recipe"]["preset"] == "cpu-fast"
     sub = pd.read_csv(work / "submissions/submission.csv")
@@ -96,17 +96,17 @@ def test_one_orientation_keeps_its_aspect_ratio_and_pad_learns_non_square_inputs
         img = cv2.resize(toy_image(rng, cls == "ng", 48), (120 + (i % 5) * 6, 40))
         cv2.imwrite(str(src / cls / f"{i:03d}.png"), img)
     work = tmp_path / "w"
-    assert prepare.main(["folder", str(src), "--good", "ok", "--defect", "ng", "--name", "strip",
+    assert prepare_main(["folder", str(src), "--good", "ok", "--defect", "ng", "--name", "strip",
                          "--workdir", str(work)]) == 0
     rec = load_config(work / "configs/strip.yaml", {"preset": "cpu-fast"}).recipe
     assert rec.aspect_ratio == pytest.approx(3.3, abs=0.1) and rec.hw == (96, 288)  # 160 px of area at 3.3:1
-    from make_folds import make_folds
+    from defectkit.data.folds import make_folds
     over = {"preset": "", "archs": ["resnet10t"], "pretrained": "none", "img_size": [32, 64], "resize": "pad",
             "epochs": 5, "batch_size": 16, "lr": 3e-3, "backbone_lr_factor": 1.0, "tta": 8, "n_folds": 2,
             "drop_rate": 0.0, "num_workers": 0}
     cfg = load_config(work / "configs/strip.yaml", over)
     make_folds(cfg.competition, 2, 0, base=work)
-    meta = train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    meta = train_fold(cfg, "resnet10t", 0, work, progress=False)
     assert meta["tta"] == 4 and meta["oof_auc"] > 0.85  # a 32 x 64 input: the 4 flips that keep it
 
 
@@ -130,7 +130,7 @@ def test_yolo_labels_become_good_defect_with_pixel_boxes(tmp_path, capsys):
                 (src / "labels" / split / f"{name}.txt").write_text("")  # an empty label file: good
             cv2.imwrite(str(src / "images" / split / f"{name}.png"), img)
     work = tmp_path / "w"
-    assert prepare.main(["yolo", str(src), "--name", "seal", "--workdir", str(work)]) == 0
+    assert prepare_main(["yolo", str(src), "--name", "seal", "--workdir", str(work)]) == 0
     assert "16 boxes in defect_boxes.csv" in capsys.readouterr().out
     train_df = pd.read_csv(work / "input/seal/train.csv")
     sol = pd.read_csv(work / "input/seal/solution.csv")
@@ -142,7 +142,7 @@ def test_yolo_labels_become_good_defect_with_pixel_boxes(tmp_path, capsys):
         assert boxes.loc[name, ["x_1", "y_1", "x_2", "y_2"]].tolist() == pytest.approx(want, abs=0.1)
     cfg = yaml.safe_load((work / "configs/seal.yaml").read_text())
     assert cfg["competition"]["source"]["type"] == "yolo" and cfg["recipe"]["aspect_ratio"] == 2.0
-    assert run.main(["--config", str(work / "configs/seal.yaml"), "--workdir", str(work), "--quiet", "--preset",
+    assert run_main(["--config", str(work / "configs/seal.yaml"), "--workdir", str(work), "--quiet", "--preset",
                      "cpu-fast", "--archs", "resnet10t", "--pretrained", "none", "--cache-frozen", "--freeze-stages",
                      "1", "--img-size", "32", "--n-folds", "2", "--epochs", "2", "--batch-size", "8"]) == 0
     assert len(pd.read_csv(work / "submissions/submission.csv")) == 8
@@ -153,8 +153,8 @@ def test_a_large_set_gets_one_backbone_to_stay_within_a_cpu_budget(tmp_path):
     grows with the images), and the config still resolves to the CPU preset."""
     import yaml
 
-    from config import load_config
-    from prepare import LARGE_SET, competition_yaml, suggest_budget
+    from defectkit.core.config import load_config
+    from defectkit.data.prepare import LARGE_SET, competition_yaml, suggest_budget
     assert suggest_budget(100) == ({}, "") and suggest_budget(LARGE_SET) == ({}, "")
     fields, why = suggest_budget(4000)
     assert fields == {"archs": ["tf_efficientnet_lite0"]} and "4000 images" in why

@@ -6,19 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import blend
-import pseudo
-import run
-from checks import InputError
-from config import config_hash, load_config
-from layout import Layout
-from synthetic import make_toy_competition, write_toy_config
+from defectkit.core.checks import InputError
+from defectkit.core.config import config_hash, load_config
+from defectkit.core.layout import Layout
+from defectkit.ensemble.pseudo import make_pseudo, read_pseudo, threshold_for_fpr
+from defectkit.ensemble.report import run_blend
+from defectkit.testing import make_toy_competition, write_toy_config
+from defectkit.train.grid import run_grid
 
 
 def test_threshold_for_fpr_by_hand():
     y = np.array([0] * 10 + [1] * 3)
     s = np.r_[np.arange(10) / 10, [0.5, 0.95, 0.99]]
-    t = pseudo.threshold_for_fpr(y, s, 0.1)  # at most 1 of the 10 goods above t
+    t = threshold_for_fpr(y, s, 0.1)  # at most 1 of the 10 goods above t
     assert t == 0.8 and (s[y == 0] > t).sum() == 1
 
 
@@ -27,10 +27,10 @@ def second_round(tmp_path_factory):
     base = tmp_path_factory.mktemp("pseudo")
     make_toy_competition(base)
     quiet = {"progress": False, "say": lambda *a: None}
-    run.run_grid(load_config(write_toy_config(base, archs=["resnet10t"], epochs=2)), base, **quiet)
-    table = pseudo.make_pseudo(load_config(base / "configs/toy.yaml").competition, base, say=lambda *a: None)
+    run_grid(load_config(write_toy_config(base, archs=["resnet10t"], epochs=2)), base, **quiet)
+    table = make_pseudo(load_config(base / "configs/toy.yaml").competition, base, say=lambda *a: None)
     cfg = load_config(base / "configs/toy.yaml", {"pseudo": str(base / "input/toy/pseudo.csv")})
-    run.run_grid(cfg, base, **quiet)
+    run_grid(cfg, base, **quiet)
     return base, cfg, table
 
 
@@ -55,7 +55,7 @@ def test_pseudo_rows_train_every_fold_but_never_validate(second_round):
         assert meta["n_pseudo"] == len(table) and meta["n_train"] == int((folds.fold != k).sum())
     plain = json.loads(Layout(base).fold("resnet10t", 0).meta.read_text())
     assert plain["n_pseudo"] == 0 and plain["config_hash"] != config_hash(cfg)
-    rep = blend.run_blend(cfg.competition, base, "hill", verbose=False)  # both rounds blend on the same OOF rows
+    rep = run_blend(cfg.competition, base, "hill", verbose=False)  # both rounds blend on the same OOF rows
     assert set(rep["experiments"]) == {"resnet10t", "resnet10t_pl"}
 
 
@@ -66,4 +66,4 @@ def test_a_pseudo_table_naming_a_training_row_is_refused(second_round, tmp_path)
     pd.DataFrame({"id": [train_id], "target": [1]}).to_csv(bad, index=False)
     test_ids = pd.read_csv(base / "input/toy/sample_submission.csv", dtype={"id": str}).id.tolist()
     with pytest.raises(InputError, match="are not test rows"):
-        pseudo.read_pseudo(bad, test_ids)
+        read_pseudo(bad, test_ids)

@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import run
-from config import load_config
-from fileio import file_hash
-from layout import Layout
-from synthetic import make_toy_competition, write_toy_config
+from defectkit.core.config import load_config  # noqa: E402
+from defectkit.core.fileio import file_hash  # noqa: E402
+from defectkit.core.layout import Layout  # noqa: E402
+from defectkit.testing import make_toy_competition, write_toy_config  # noqa: E402
 
 ray = pytest.importorskip("ray")
-import ray_grid  # noqa: E402 (after the skip: it is Ray's executor)
+from defectkit.cli.run import main as run_main  # noqa: E402
+from defectkit.core.checks import InputError  # noqa: E402
+from defectkit.train import ray_executor  # noqa: E402
+from defectkit.train.grid import run_grid  # noqa: E402
 
 ARCHS = ["resnet10t", "test_efficientnet"]
 EXPS = ARCHS  # the toy recipe's name is {arch}
@@ -23,7 +25,7 @@ EXPS = ARCHS  # the toy recipe's name is {arch}
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray_grid.init_ray(None, num_cpus=2, object_store_memory=100 * 2**20)
+    ray_executor.init_ray(None, num_cpus=2, object_store_memory=100 * 2**20)
     yield
     ray.shutdown()
 
@@ -39,11 +41,11 @@ def grids(tmp_path_factory, ray_session):
         shutil.copytree(base / "input", d / "input")
         shutil.copytree(base / "configs", d / "configs")
     cfg = load_config(local / "configs/toy.yaml")
-    run.run_grid(cfg, local, progress=False, say=lambda *a: None)
+    run_grid(cfg, local, progress=False, say=lambda *a: None)
     lines = []
-    summary = run.run_grid(load_config(on_ray / "configs/toy.yaml"), on_ray, progress=False,
+    summary = run_grid(load_config(on_ray / "configs/toy.yaml"), on_ray, progress=False,
                            say=lambda *a: lines.append(" ".join(map(str, a))), executor="ray",
-                           ray_opts=ray_grid.RayOptions(cpus_per_job=1))
+                           ray_opts=ray_executor.RayOptions(cpus_per_job=1))
     return local, on_ray, lines, summary
 
 
@@ -74,7 +76,7 @@ def test_a_failed_job_is_named_with_its_log_and_the_others_complete(grids, capsy
     bad.last.write_bytes(b"not a checkpoint")  # fold 1 resumes from an unreadable checkpoint
     argv = ["--config", str(work / "configs/toy.yaml"), "--workdir", str(work), "--executor", "ray",
             "--cpus-per-job", "1", "--quiet"]
-    assert run.main(argv) == 2
+    assert run_main(argv) == 2
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "1 of 4 jobs failed (resnet10t fold 1)" in err and "no blend" in err
     assert f"FAILED resnet10t fold 1 on {socket.gethostname()}" in out and "last lines of" in out
@@ -85,7 +87,7 @@ def test_a_failed_job_is_named_with_its_log_and_the_others_complete(grids, capsy
     stamps = {p: p.stat().st_mtime_ns for p in (work / "oof").rglob("*.json")}
 
     bad.last.unlink()  # the cause fixed: a rerun runs only the missing job, then blends
-    assert run.main(argv) == 0
+    assert run_main(argv) == 0
     assert "3 complete, 1 to run" in capsys.readouterr().out
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert bad.meta.exists() and (work / "submissions/submission.csv").exists()
@@ -95,7 +97,7 @@ def test_a_task_that_sees_another_folds_file_fails_with_one_line(grids):
     _, on_ray, _, _ = grids
     cfg = load_config(on_ray / "configs/toy.yaml")
     folds = Layout(on_ray).folds_file(cfg.competition)
-    task = ray.remote(ray_grid.job_body).options(num_cpus=1)
+    task = ray.remote(ray_executor.job_body).options(num_cpus=1)
     res = ray.get(task.remote(cfg, "resnet10t", 0, str(on_ray), "0" * 16))
     assert not res.ok and res.error == (f"node {socket.gethostname()}: {folds} has hash {file_hash(folds)}, the "
                                         "driver's has 0000000000000000; every node must see the driver's working "
@@ -112,16 +114,16 @@ def test_job_resources_follow_the_cluster():
         def cluster_resources(self):
             return self.res
 
-    opts = ray_grid.RayOptions
-    assert ray_grid.job_resources(Fake({"CPU": 16, "GPU": 2}), opts()) == (8.0, 1.0)
-    assert ray_grid.job_resources(Fake({"CPU": 16, "GPU": 2}), opts(gpus_per_job=0.5)) == (4.0, 0.5)
-    assert ray_grid.job_resources(Fake({"CPU": 2}), opts()) == (1.0, 0.0)
-    with pytest.raises(run.InputError, match="no GPU"):
-        ray_grid.job_resources(Fake({"CPU": 2}), opts(gpus_per_job=1))
-    with pytest.raises(run.InputError, match="more than the cluster's 2 CPU"):
-        ray_grid.job_resources(Fake({"CPU": 2}), opts(cpus_per_job=4))
+    opts = ray_executor.RayOptions
+    assert ray_executor.job_resources(Fake({"CPU": 16, "GPU": 2}), opts()) == (8.0, 1.0)
+    assert ray_executor.job_resources(Fake({"CPU": 16, "GPU": 2}), opts(gpus_per_job=0.5)) == (4.0, 0.5)
+    assert ray_executor.job_resources(Fake({"CPU": 2}), opts()) == (1.0, 0.0)
+    with pytest.raises(InputError, match="no GPU"):
+        ray_executor.job_resources(Fake({"CPU": 2}), opts(gpus_per_job=1))
+    with pytest.raises(InputError, match="more than the cluster's 2 CPU"):
+        ray_executor.job_resources(Fake({"CPU": 2}), opts(cpus_per_job=4))
 
 
 def test_ray_flags_without_the_ray_executor_are_refused(tmp_path, capsys):
-    assert run.main(["--competition", "elpv", "--workdir", str(tmp_path), "--gpus-per-job", "1"]) == 2
+    assert run_main(["--competition", "elpv", "--workdir", str(tmp_path), "--gpus-per-job", "1"]) == 2
     assert "need --executor ray" in capsys.readouterr().err

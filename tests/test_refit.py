@@ -6,14 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import blend
-import predict
-import run
-import train
-from checks import InputError
-from config import load_config
-from layout import Layout
-from synthetic import make_toy_competition, write_toy_config
+from defectkit.cli.train import main as train_main
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.core.layout import Layout
+from defectkit.ensemble.experiments import load_inputs
+from defectkit.ensemble.report import run_blend
+from defectkit.ship.export import export
+from defectkit.ship.predict import predict
+from defectkit.testing import make_toy_competition, write_toy_config
+from defectkit.train.grid import run_grid
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def refitted(tmp_path_factory):
     make_toy_competition(base)
     cfg = load_config(write_toy_config(base, archs=["resnet10t"], epochs=3, refit="both"))
     lines = []
-    run.run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))))
+    run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))))
     return base, cfg, lines
 
 
@@ -39,19 +41,19 @@ def test_the_refit_trains_on_every_row_for_the_folds_median_epoch_and_writes_tes
     sample = pd.read_csv(base / "input/toy/sample_submission.csv", dtype={"id": str})
     assert list(test.id) == list(sample.id) and test.pred.between(0, 1).all()
     sol = pd.read_csv(base / "input/toy/solution.csv", dtype={"id": str})
-    from metrics import auc
+    from defectkit.core.metrics import auc
     assert auc(sol.target.to_numpy(), test.pred.to_numpy()) > 0.9  # it learnt the task
     again = []
-    run.run_grid(cfg, base, progress=False, say=lambda *a: again.append(" ".join(map(str, a))))
+    run_grid(cfg, base, progress=False, say=lambda *a: again.append(" ".join(map(str, a))))
     assert any("3 complete, 0 to run" in line for line in again)
 
 
 def test_the_blend_uses_folds_refit_or_both(refitted):
     base, cfg, _ = refitted
-    exp = blend.load_inputs(cfg.competition, Layout(base)).exps[0]
+    exp = load_inputs(cfg.competition, Layout(base)).exps[0]
     subs = {}
     for mode in ("none", "only", "both"):
-        rep = blend.run_blend(cfg.competition, base, "mean", refit=mode, verbose=False)
+        rep = run_blend(cfg.competition, base, "mean", refit=mode, verbose=False)
         assert rep["refit"] == mode
         subs[mode] = pd.read_csv(base / "submissions/submission.csv").target.to_numpy()
     np.testing.assert_allclose(subs["none"], exp.test)
@@ -62,17 +64,17 @@ def test_the_blend_uses_folds_refit_or_both(refitted):
 @pytest.mark.parametrize("mode", ["only", "both"])
 def test_predict_and_the_bundle_apply_a_blend_with_refits(refitted, tmp_path, mode):
     """In rank space, where the refit is ranked against all the experiment's OOF predictions."""
-    import export
-    from ensemble import load_ensemble
     from test_export import _no_torch_env, _run
+
+    from defectkit.ensemble.members import load_ensemble
     base, cfg, _ = refitted
-    blend.run_blend(cfg.competition, base, "rank", refit=mode, verbose=False)
+    run_blend(cfg.competition, base, "rank", refit=mode, verbose=False)
     sub = pd.read_csv(base / "submissions/submission.csv", dtype={"id": str}).set_index("id")["target"]
     test_dir = str(base / "input/toy/test")
-    got = predict.predict(cfg.competition, base, [test_dir], tmp_path / "p.csv", progress=False,
+    got = predict(cfg.competition, base, [test_dir], tmp_path / "p.csv", progress=False,
                           say=lambda *a: None).set_index("id").prob
     np.testing.assert_allclose(got.loc[sub.index], sub, rtol=0, atol=1e-6)
-    spec = export.export(load_ensemble(Layout(base)), tmp_path / "bundle", ".png", say=lambda *a: None)
+    spec = export(load_ensemble(Layout(base)), tmp_path / "bundle", ".png", say=lambda *a: None)
     e = spec["experiments"][0]
     assert e["refit"]["use"] == mode and len(e["folds"]) == (0 if mode == "only" else 2)
     assert len(list((tmp_path / "bundle/models").glob("*.onnx"))) == (1 if mode == "only" else 3)
@@ -87,16 +89,16 @@ def test_train_py_fold_all_and_a_blend_without_refits(refitted, tmp_path, capsys
     base, cfg, _ = refitted
     argv = ["--config", str(base / "configs/toy.yaml"), "--workdir", str(base), "--fold", "all", "--arch",
             "resnet10t", "--quiet", "--name", "other"]
-    assert train.main(argv) == 2  # no folds of "other" to take the epoch count from
+    assert train_main(argv) == 2  # no folds of "other" to take the epoch count from
     assert "no complete fold to take the epoch count from" in capsys.readouterr().err
-    assert train.main(argv + ["--epochs", "1"]) == 0 and "test predictions only" in capsys.readouterr().out
+    assert train_main(argv + ["--epochs", "1"]) == 0 and "test predictions only" in capsys.readouterr().out
     assert json.loads(Layout(base).fold("other", "all").meta.read_text())["epochs_run"] == 1
     work = tmp_path / "w"
     make_toy_competition(work)
     cfg2 = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
-    run.run_grid(cfg2, work, progress=False, say=lambda *a: None)
+    run_grid(cfg2, work, progress=False, say=lambda *a: None)
     with pytest.raises(InputError, match=r"resnet10t: no full-data refit .*--fold all"):
-        blend.run_blend(cfg2.competition, work, "hill", refit="only", verbose=False)
+        run_blend(cfg2.competition, work, "hill", refit="only", verbose=False)
 
 
 def test_an_out_of_date_refit_is_retrained_not_resumed(refitted):
@@ -110,7 +112,7 @@ def test_an_out_of_date_refit_is_retrained_not_resumed(refitted):
     ck = torch.load(p.last, weights_only=False)
     torch.save({**ck, "config_hash": "another"}, p.last)
     lines = []
-    run.run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))))
+    run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))))
     assert any("2 complete, 1 to run" in line for line in lines)
     fresh = json.loads(p.meta.read_text())
     assert fresh["config_hash"] != "another" and fresh["run_id"] != meta["run_id"]

@@ -1,15 +1,19 @@
 """The main job end to end on a tiny made-up competition: 2 archs x 2 folds."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import run
-from checks import InputError
-from config import load_config
-from synthetic import make_toy_competition, write_toy_config
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.explain.gradcam import GROUPS, explain, gradcam_maps
+from defectkit.testing import make_toy_competition, write_toy_config
+from defectkit.train import fold as fold_module
+from defectkit.train.fold import train_fold
+from defectkit.train.grid import estimate_eta, run_grid
 
 
 @pytest.fixture
@@ -20,7 +24,7 @@ def work(tmp_path):
 
 def test_run_grid_end_to_end_and_rerun_skips(work, capsys):
     cfg = load_config(write_toy_config(work, archs=["resnet10t", "test_efficientnet"], epochs=4, tta=4))
-    summary = run.run_grid(cfg, work, progress=False)
+    summary = run_grid(cfg, work, progress=False)
     out = capsys.readouterr().out
     assert "[job 1/4]" in out and "[job 4/4]" in out and "ETA" in out
     # folds, per-fold files of both experiments, submission, blend report, summary
@@ -45,31 +49,30 @@ def test_run_grid_end_to_end_and_rerun_skips(work, capsys):
     assert "BLEND (hill)" in out and "test_auc" in out
 
     stamp = (work / "oof/resnet10t/fold0.csv").stat().st_mtime_ns
-    run.run_grid(cfg, work, progress=False)  # a rerun trains nothing
+    run_grid(cfg, work, progress=False)  # a rerun trains nothing
     assert "0 to run" in capsys.readouterr().out
     assert (work / "oof/resnet10t/fold0.csv").stat().st_mtime_ns == stamp
 
 
 def test_rerun_with_another_recipe_is_refused(work):
     cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
-    run.run_grid(cfg, work, progress=False, say=lambda *a: None)
+    run_grid(cfg, work, progress=False, say=lambda *a: None)
     changed = load_config(write_toy_config(work, archs=["resnet10t"], epochs=2))
     with pytest.raises(InputError, match="made by another recipe.*--force"):
-        run.run_grid(changed, work, progress=False, say=lambda *a: None)
-    run.run_grid(changed, work, force=True, progress=False, say=lambda *a: None)
+        run_grid(changed, work, progress=False, say=lambda *a: None)
+    run_grid(changed, work, force=True, progress=False, say=lambda *a: None)
     assert json.loads((work / "oof/resnet10t/fold0.json").read_text())["epochs_run"] == 2
 
 
 def test_a_grid_interrupted_inside_a_fold_resumes_that_fold_and_ends_as_an_uninterrupted_run(work, tmp_path):
     import shutil
 
-    import train
     cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=3))
     clean = tmp_path / "clean"
     shutil.copytree(work, clean)
-    run.run_grid(cfg, clean, progress=False, say=lambda *a: None)
+    run_grid(cfg, clean, progress=False, say=lambda *a: None)
 
-    real = train.train_fold
+    real = train_fold
     calls = []
 
     def dies_in_the_second_job(*a, **k):
@@ -83,13 +86,13 @@ def test_a_grid_interrupted_inside_a_fold_resumes_that_fold_and_ends_as_an_unint
 
     import pytest as _pt
     mp = _pt.MonkeyPatch()
-    mp.setattr(train, "train_fold", dies_in_the_second_job)
+    mp.setattr(fold_module, "train_fold", dies_in_the_second_job)
     with _pt.raises(KeyboardInterrupt):
-        run.run_grid(cfg, work, progress=False, say=lambda *a: None)
+        run_grid(cfg, work, progress=False, say=lambda *a: None)
     mp.undo()
     assert not (work / "oof/resnet10t/fold1.json").exists() and (work / "models/resnet10t/fold1_last.pt").exists()
     lines = []
-    run.run_grid(cfg, work, progress=False, say=lambda *a: lines.append(str(a[0])))
+    run_grid(cfg, work, progress=False, say=lambda *a: lines.append(str(a[0])))
     assert any("1 complete, 1 to run" in line for line in lines)
     log = pd.read_csv(work / "models/resnet10t/fold1_log.csv")
     assert list(log.epoch) == [1, 2, 3]
@@ -104,17 +107,16 @@ def test_explain_and_notebooks_run_on_the_main_jobs_outputs(work, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    import explain
     cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=2))
-    run.run_grid(cfg, work, progress=False, say=lambda *a: None)
-    paths = explain.explain(cfg.competition, work, "resnet10t", 0, n=3)
-    assert [p.name for p in paths] == [f"fold0_{g}.png" for g in explain.GROUPS]
+    run_grid(cfg, work, progress=False, say=lambda *a: None)
+    paths = explain(cfg.competition, work, "resnet10t", 0, n=3)
+    assert [p.name for p in paths] == [f"fold0_{g}.png" for g in GROUPS]
     assert all(p.stat().st_size > 2000 for p in paths)
     model, mean, std = _loaded(work)
-    maps = explain.gradcam_maps(model, np.full((1, 32, 32, 3), 128, np.uint8), mean, std)
+    maps = gradcam_maps(model, np.full((1, 32, 32, 3), 128, np.uint8), mean, std)
     assert maps.shape == (1, 32, 32) and 0 <= maps.min() <= maps.max() <= 1
 
-    repo = run.Path(run.__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parent.parent
     monkeypatch.setenv("DEFECT_REPO", str(repo))
     monkeypatch.setenv("DEFECT_WORKDIR", str(work))
     monkeypatch.setenv("DEFECT_COMPETITION", "toy")
@@ -130,7 +132,7 @@ def test_explain_and_notebooks_run_on_the_main_jobs_outputs(work, monkeypatch):
 def _loaded(work):
     import torch
 
-    from models import create_model
+    from defectkit.train.models import create_model
     ck = torch.load(work / "models/resnet10t/fold0.pt", weights_only=False)
     model, _ = create_model("resnet10t", pretrained="none")
     model.load_state_dict(ck["model"])
@@ -138,9 +140,9 @@ def _loaded(work):
 
 
 def test_eta_counts_the_cache_building_first_job_of_each_arch_apart():
-    assert run.estimate_eta([], [True, False]) is None
+    assert estimate_eta([], [True, False]) is None
     # arch A: first job 100 s (caches), then 10 s jobs; 2 more of A and a new arch B (3 jobs) to go
     done = [(True, 100.0), (False, 10.0), (False, 12.0), (False, 10.0)]
-    assert run.estimate_eta(done, [False, False, True, False, False]) == 10.0 * 5 + 90.0
+    assert estimate_eta(done, [False, False, True, False, False]) == 10.0 * 5 + 90.0
     # only first jobs seen so far: they are all we know
-    assert run.estimate_eta([(True, 50.0)], [False, True]) == 100.0
+    assert estimate_eta([(True, 50.0)], [False, True]) == 100.0

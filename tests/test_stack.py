@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blend import load_inputs, run_blend
-from checks import InputError
-from combine import blend_scores
-from config import Competition
-from layout import Layout
-from synthetic import make_blend_workdir, sigmoid, write_experiment
+from defectkit.core.checks import InputError
+from defectkit.core.config import Competition
+from defectkit.core.layout import Layout
+from defectkit.ensemble.experiments import load_inputs
+from defectkit.ensemble.report import run_blend
+from defectkit.ship.runtime.combine import blend_scores
+from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
 
 COMP = Competition(name="syn")
 

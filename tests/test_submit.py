@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-import submit
-from checks import InputError
-from config import load_config
-from synthetic import make_blend_workdir
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.ship.submit import submit
+from defectkit.testing import make_blend_workdir
 
 
 class FakeKaggleApi:
@@ -29,7 +29,7 @@ def work(tmp_path):
 def test_valid_submission_is_submitted_with_the_api(work):
     base, comp, _ = work
     api = FakeKaggleApi()
-    msg = submit.submit(comp, base, "first try", api=api)
+    msg = submit(comp, base, "first try", api=api)
     assert api.calls == [(str(base / "submissions/submission.csv"), "first try", "nexperia-comp")]
     assert "submitted" in msg
 
@@ -37,7 +37,7 @@ def test_valid_submission_is_submitted_with_the_api(work):
 def test_dry_run_validates_without_calling_kaggle(work):
     base, comp, _ = work
     api = FakeKaggleApi()
-    assert "dry run" in submit.submit(comp, base, "m", dry_run=True, api=api) and not api.calls
+    assert "dry run" in submit(comp, base, "m", dry_run=True, api=api) and not api.calls
 
 
 @pytest.mark.parametrize("corrupt, match", [
@@ -54,7 +54,7 @@ def test_bad_submission_is_refused_before_submitting(work, corrupt, match):
     corrupt(sample.assign(label=0.5)).to_csv(base / "submissions/submission.csv", index=False)
     api = FakeKaggleApi()
     with pytest.raises(InputError, match=match):
-        submit.submit(comp, base, "m", api=api)
+        submit(comp, base, "m", api=api)
     assert not api.calls
 
 
@@ -65,4 +65,4 @@ def test_no_credentials_is_a_clear_error(work, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "none"))
     with pytest.raises(InputError, match="Kaggle credentials not found.*kaggle.json"):
-        submit.submit(comp, base, "m")
+        submit(comp, base, "m")

@@ -1,18 +1,20 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-import engine
-import train
-from config import load_config
-from layout import Layout
+from defectkit.cli.train import main as train_main
+from defectkit.core.config import load_config
+from defectkit.core.layout import Layout
+from defectkit.train import engine
+from defectkit.train.fold import train_fold
 
-ROOT = train.Path(train.__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cfg(work, **over):
@@ -21,7 +23,7 @@ def _cfg(work, **over):
 
 def test_small_model_learns_toy_task_and_writes_documented_files(work):
     cfg = _cfg(work)
-    meta = train.train_fold(cfg, "resnet10t", 1, work, progress=False)
+    meta = train_fold(cfg, "resnet10t", 1, work, progress=False)
     p = Layout(work).fold("resnet10t", 1)
     assert meta["val_auc"] > 0.95 and meta["oof_auc"] > 0.95
     oof, test = pd.read_csv(p.oof, dtype={"id": str}), pd.read_csv(p.test, dtype={"id": str})
@@ -41,7 +43,7 @@ def test_small_model_learns_toy_task_and_writes_documented_files(work):
 
 def test_resume_after_interruption_gives_the_same_run(work):
     cfg = _cfg(work, epochs=4, name="full", aug="strong", ema=0.9)
-    train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    train_fold(cfg, "resnet10t", 0, work, progress=False)
     full = pd.read_csv(Layout(work).fold("full", 0).oof)
 
     cfg2 = _cfg(work, epochs=4, name="cut", aug="strong", ema=0.9)
@@ -51,10 +53,10 @@ def test_resume_after_interruption_gives_the_same_run(work):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train.train_fold(cfg2, "resnet10t", 0, work, progress=False, on_epoch_end=interrupt)
+        train_fold(cfg2, "resnet10t", 0, work, progress=False, on_epoch_end=interrupt)
     p = Layout(work).fold("cut", 0)
     assert not p.oof.exists() and torch.load(p.last, weights_only=False)["state"]["epochs_done"] == 2
-    meta = train.train_fold(cfg2, "resnet10t", 0, work, resume=True, progress=False)
+    meta = train_fold(cfg2, "resnet10t", 0, work, resume=True, progress=False)
     assert meta["epochs_run"] == 4 and list(pd.read_csv(p.log).epoch) == [1, 2, 3, 4]
     resumed = pd.read_csv(p.oof)
     np.testing.assert_allclose(resumed.pred, full.pred, rtol=1e-4, atol=1e-5)
@@ -63,7 +65,7 @@ def test_resume_after_interruption_gives_the_same_run(work):
 def test_cache_frozen_run_learns(work):
     cfg = _cfg(work, archs=["tf_efficientnet_lite0"], pretrained="auto", freeze_stages=4, cache_frozen=True,
                epochs=3, name="lite_cached")
-    meta = train.train_fold(cfg, "tf_efficientnet_lite0", 0, work, progress=False)
+    meta = train_fold(cfg, "tf_efficientnet_lite0", 0, work, progress=False)
     assert meta["oof_auc"] > 0.9
     assert list(work.glob("input/toy/.cache/feats_tf_efficientnet_lite0_*")), "frozen features cached on disk"
 
@@ -76,14 +78,14 @@ def test_frozen_feature_cache_is_keyed_by_the_weights_not_their_file_name(work):
     cfg = _cfg(work, weights=str(wfile), freeze_stages=2, cache_frozen=True, epochs=1, name="wfile")
     torch.manual_seed(0)
     torch.save(timm.create_model("resnet10t", num_classes=1).state_dict(), wfile)
-    train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    train_fold(cfg, "resnet10t", 0, work, progress=False)
     first = feats()
     assert len(first) == 2  # train and test images
-    train.train_fold(cfg, "resnet10t", 1, work, progress=False)
+    train_fold(cfg, "resnet10t", 1, work, progress=False)
     assert feats() == first, "same weights, other fold: the cache is shared"
     torch.manual_seed(1)
     torch.save(timm.create_model("resnet10t", num_classes=1).state_dict(), wfile)
-    train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    train_fold(cfg, "resnet10t", 0, work, progress=False)
     new = feats() - first
     assert len(new) == 2, "new weights at the same path build a new feature cache"
     # sorted by name, the train and test caches pair up (same image-cache suffix after the key)
@@ -102,7 +104,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(work, monkey
 
     monkeypatch.setattr(engine.F, "binary_cross_entropy_with_logits", flaky)
     with pytest.raises(engine.NonFiniteLossError, match="loss is nan"):
-        train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+        train_fold(cfg, "resnet10t", 0, work, progress=False)
     assert torch.load(Layout(work).fold("nan", 0).last, weights_only=False)["state"]["epochs_done"] == 1
 
 
@@ -114,7 +116,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(work, monkey
 def test_cli_bad_input_is_a_clear_error(work, args, match, capsys):
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    rc = train.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", *args])
+    rc = train_main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", *args])
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and __import__("re").search(match, err), err
@@ -138,7 +140,7 @@ def test_tta_symmetry_bench_reproduces_the_folds_own_scores(work):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     cfg = _cfg(work, name="sym", pretrained="none")
-    meta = train.train_fold(cfg, "resnet10t", 0, work, progress=False)
+    meta = train_fold(cfg, "resnet10t", 0, work, progress=False)
     r = bench.symmetry_aucs(cfg.competition, work, "sym", 0, device="cpu")
     assert len(r["symmetry_auc"]) == 8 and r["n_val"] == meta["n_val"]
     assert abs(r["symmetry_auc"][0] - meta["val_auc"]) < 1e-4
@@ -146,21 +148,21 @@ def test_tta_symmetry_bench_reproduces_the_folds_own_scores(work):
 
 
 def test_patience_stops_early_when_validation_auc_stalls(work, monkeypatch):
-    import metrics
+    from defectkit.core import metrics
     monkeypatch.setattr(metrics, "auc", lambda y, s: 0.7)  # never improves after the first epoch
-    meta = train.train_fold(_cfg(work, epochs=6, patience=2, name="pat"), "resnet10t", 0, work, progress=False)
+    meta = train_fold(_cfg(work, epochs=6, patience=2, name="pat"), "resnet10t", 0, work, progress=False)
     assert meta["epochs_run"] == 3 and meta["best_epoch"] == 1
 
 
 def test_freeze_epochs_train_only_the_head_and_mixup_still_learns(work):
-    from models import create_model
+    from defectkit.train.models import create_model
     torch.manual_seed(42)  # the recipe's seed: the same initial weights as the fold's
     init = create_model("resnet10t", "none", None, 1, 0.0)[0].state_dict()
-    train.train_fold(_cfg(work, epochs=1, freeze_epochs=1, name="frz"), "resnet10t", 0, work, progress=False)
+    train_fold(_cfg(work, epochs=1, freeze_epochs=1, name="frz"), "resnet10t", 0, work, progress=False)
     ck = torch.load(Layout(work).fold("frz", 0).best, weights_only=False)["model"]
     assert torch.equal(ck["conv1.0.weight"], init["conv1.0.weight"])  # backbone untouched
     assert not torch.equal(ck["fc.weight"], init["fc.weight"])  # head trained
-    meta = train.train_fold(_cfg(work, epochs=4, mixup=1.0, name="mix"), "resnet10t", 0, work, progress=False)
+    meta = train_fold(_cfg(work, epochs=4, mixup=1.0, name="mix"), "resnet10t", 0, work, progress=False)
     assert meta["oof_auc"] > 0.9
 
 
@@ -179,7 +181,7 @@ def test_a_soft_target_is_what_training_fits_and_the_oof_still_scores_the_target
     floor = -(0.6 * np.log(0.6) + 0.4 * np.log(0.4))
     lowest = {}
     for name, soft in (("hard", ""), ("soft", "soft")):
-        meta = train.train_fold(_cfg(work, epochs=4, name=name, soft_target=soft), "resnet10t", 0, work,
+        meta = train_fold(_cfg(work, epochs=4, name=name, soft_target=soft), "resnet10t", 0, work,
                                 progress=False)
         oof = pd.read_csv(Layout(work).fold(name, 0).oof)
         assert meta["oof_auc"] > 0.9 and set(oof.target) == {0, 1}
@@ -193,10 +195,10 @@ def test_a_soft_target_is_what_training_fits_and_the_oof_still_scores_the_target
 ])
 def test_a_bad_soft_target_is_a_one_line_error(work, capsys, defect, good, match):
     _add_soft_column(work, defect, good)
-    rc = train.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
+    rc = train_main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
                      "--soft-target", "soft"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and __import__("re").search(match, err), err
-    rc = train.main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
+    rc = train_main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
                      "--soft-target", "grade"])
     assert rc == 2 and "missing column" in capsys.readouterr().err.lower()

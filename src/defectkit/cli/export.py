@@ -1,0 +1,45 @@
+"""Export the blended ensemble (submissions/blend.json) as a bundle that runs without torch,
+timm or this repository: one ONNX file per fold model, and a runner that needs only numpy,
+OpenCV and onnxruntime.
+
+    python src/export.py --competition elpv [--out submissions/bundle]
+    python submissions/bundle/predict_bundle.py input/elpv/test --out preds.csv
+
+Each ONNX model takes uint8 RGB images (B, H, W, 3) at its recipe's size and returns the defect
+probability (B,), averaged over the recipe's TTA views, which it computes itself (the views of a
+batch run as one batch); normalisation and, for a model trained on the frozen-feature cache, the
+cache's float16 rounding are inside the graph. bundle.json holds the preprocessing (size, resize
+mode, border crop, channel order), the blend's method and weights, the operating points chosen on
+OOF predictions, and the versions and sha256 of everything; refs.npz holds each fold model's OOF
+predictions (its reference in rank space). A blend with full-data refits (--refit only|both) ships
+each experiment's refit (and, for both, its fold models), the refit's reference being all the
+experiment's OOF predictions. The runner refuses a bundle whose files were edited.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from defectkit.core.checks import InputError, cli_main
+from defectkit.core.config import add_config_flags, config_from_args
+from defectkit.core.layout import Layout
+from defectkit.ensemble.members import load_ensemble
+from defectkit.ship.export import export
+
+
+@cli_main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p)
+    p.add_argument("--out", help="the bundle's folder (default: submissions/bundle)")
+    p.add_argument("--blend", help="a blend.json (default: submissions/blend.json)")
+    args = p.parse_args(argv)
+    cfg = config_from_args(args)
+    layout = Layout(args.workdir)
+    out = Path(args.out) if args.out else layout.bundle
+    if out.exists() and not (out / "bundle.json").exists():
+        raise InputError(f"{out}: exists and is not a bundle; give another --out")
+    spec = export(load_ensemble(layout, args.blend), out, cfg.competition.image_ext)
+    models = [f for e in spec["experiments"] for f in e["folds"] + [e["refit"]] if f]
+    print(f"wrote {out}: {len(models)} ONNX models ({sum(f['mb'] for f in models):.1f} MB); "
+          f"run python {out / 'predict_bundle.py'} IMAGES --out preds.csv")

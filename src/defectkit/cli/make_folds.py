@@ -1,0 +1,28 @@
+"""Stratified (optionally grouped) k-fold assignment: writes folds/<competition>.csv.
+
+    python src/make_folds.py --competition elpv [--n-folds 5] [--seed 42] [--group-col lot]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from defectkit.core.checks import cli_main
+from defectkit.core.config import add_config_flags, add_recipe_flags, config_from_args
+from defectkit.core.layout import Layout
+from defectkit.data.folds import fold_summary, make_folds
+
+
+@cli_main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p)
+    add_recipe_flags(p, only=("n_folds", "seed"))
+    p.add_argument("--group-col", default=None, help="column of train.csv whose groups are never split")
+    args = p.parse_args(argv)
+    cfg = config_from_args(args)
+    n = cfg.recipe.n_folds
+    folds = make_folds(cfg.competition, n, cfg.recipe.seed, args.group_col, base=Path(args.workdir))
+    print(f"wrote {Layout(args.workdir).folds_file(cfg.competition)}: {len(folds)} rows, {n} folds")
+    print(fold_summary(folds).to_string())
+    return 0

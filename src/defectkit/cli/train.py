@@ -1,0 +1,76 @@
+"""Train one backbone on one fold, keep the best epoch by validation AUC, and write its
+out-of-fold and test predictions with test-time augmentation.
+
+    python src/train.py --competition elpv --fold 0 --arch tf_efficientnet_lite0
+    python src/train.py --competition elpv --fold 0 --arch resnet50 --pretrained hub --epochs 15 --tta 8
+
+Writes (exp = the recipe's name, default the arch):
+    models/<exp>/fold<k>.pt            best checkpoint (weights used for predictions)
+    models/<exp>/fold<k>_last.pt       last epoch, with optimizer/scheduler/scaler/EMA state (--resume)
+    models/<exp>/fold<k>_log.csv, fold<k>_curves.png, fold<k>_config.yaml
+    oof/<exp>/fold<k>.csv              id, target, fold, pred   (validation rows of fold k)
+    oof/<exp>/test_fold<k>.csv         id, pred                 (test rows, this fold's model)
+    oof/<exp>/fold<k>.json             folds hash, config, scores; written last = fold complete
+
+A fold is trained under a lock (models/<exp>/fold<k>.lock): a second process asking for the
+same fold stops with a message naming the holder. Every fold of an experiment comes from one
+recipe and one folds file: replacing a complete fold made otherwise needs --force.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from defectkit.core.checks import cli_main
+from defectkit.core.config import GRID_FIELDS, add_config_flags, add_recipe_flags, config_from_args
+from defectkit.core.layout import REFIT, Layout
+from defectkit.train import engine
+from defectkit.train.fold import refit_config, train_fold
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p)
+    p.add_argument("--fold", type=_fold, required=True,
+                   help="fold to hold out (0..n_folds-1), or all: one model on every training row (a refit, with the "
+                        "folds' median best epoch unless --epochs), which writes test predictions only")
+    p.add_argument("--arch", help="timm model name (default: the config's first arch)")
+    p.add_argument("--resume", action="store_true", help="continue from models/<exp>/fold<k>_last.pt")
+    p.add_argument("--force", action="store_true", help="replace a complete fold made by another recipe")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_recipe_flags(p, exclude=GRID_FIELDS)
+    return p
+
+
+def _fold(text: str) -> int | str:
+    if text == REFIT:
+        return REFIT
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold number or {REFIT}, got {text!r}") from None
+
+
+@cli_main
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    arch = args.arch or cfg.recipe.archs[0]
+    cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, archs=[arch]))
+    if args.fold == REFIT:
+        cfg = refit_config(cfg, arch, Path(args.workdir), args.epochs)
+    t0 = time.time()
+    try:
+        meta = train_fold(cfg, arch, args.fold, Path(args.workdir), args.resume, progress=not args.quiet,
+                          force=args.force)
+    except engine.NonFiniteLossError as e:
+        last = Layout(args.workdir).fold(cfg.exp_name(arch), args.fold).last
+        print(f"error: training stopped, {e}. The last good epoch is kept in {last} (continue with --resume "
+              "after lowering --lr, or turn on gradient accumulation)", file=sys.stderr)
+        return 3
+    what = f"OOF AUC {meta['oof_auc']:.4f}" if meta["oof_auc"] is not None else "test predictions only"
+    print(f"done in {time.time() - t0:.0f}s: {what} (fold {args.fold})")
+    return 0

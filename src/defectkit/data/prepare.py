@@ -1,0 +1,471 @@
+"""Build input/<competition>/ in Kaggle's shape (train.csv, train/, test/, sample_submission.csv,
+solution.csv) from a known source, with a marker that makes a second run a no-op."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import yaml
+
+from defectkit.core.checks import InputError, check_columns, check_train_table, read_csv
+from defectkit.core.config import ROOT, Competition
+from defectkit.core.fileio import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
+from defectkit.core.layout import Layout
+from defectkit.explain.localise import read_mask
+from defectkit.ship.runtime.imaging import IMAGE_EXTS, ImageError, read_image
+
+MARKER = ".prepared.json"
+
+
+SPLIT_SEED = 2019  # fixed: every user gets the same held-out test split
+
+
+MIN_FOLDS = 5  # a held-out split must leave this many of each class for stratified folds
+
+
+SOURCES = ("elpv", "folder", "yolo", "kaggle")
+
+
+def is_prepared(out: Path, args: dict) -> bool:
+    """Marker matches these arguments and every file it lists is still there."""
+    marker = out / MARKER
+    if not marker.exists():
+        return False
+    info = json.loads(marker.read_text())
+    return info.get("args") == args and all((out / f).exists() for f in info.get("files", []))
+
+
+def write_marker(out: Path, args: dict, files: list[str], **extra) -> None:
+    write_json_atomic(out / MARKER, {"args": args, "files": files, **extra})
+
+
+def held_out_split(target: np.ndarray, test_size: float, strata: np.ndarray | None = None,
+                   seed: int = SPLIT_SEED) -> np.ndarray:
+    """Boolean mask of test rows: a stratified, seeded split that leaves at least one of each
+    class in the test split and MIN_FOLDS of each in the training rows, or a clear error."""
+    from sklearn.model_selection import train_test_split
+    if not 0 < test_size < 1:
+        raise InputError(f"--test-size {test_size}: expected a fraction between 0 and 1 (e.g. 0.25)")
+    counts = {c: int((target == c).sum()) for c in (0, 1)}
+    need = MIN_FOLDS + max(1, int(np.ceil(MIN_FOLDS * test_size / (1 - test_size))))
+    short = {("good", "defect")[c]: n for c, n in counts.items() if n < need}
+    if short:
+        raise InputError(f"too few images: {', '.join(f'{n} {k}' for k, n in short.items())}; a held-out test "
+                         f"split of {test_size:g} and {MIN_FOLDS} stratified folds need at least {need} of each class "
+                         "(add images, or give an unlabelled --test folder)")
+    idx = np.arange(len(target))
+    strata = target if strata is None else strata
+    try:
+        _, test_idx = train_test_split(idx, test_size=test_size, stratify=strata, random_state=seed)
+    except ValueError:  # a stratum too small: fall back to the label alone
+        _, test_idx = train_test_split(idx, test_size=test_size, stratify=target, random_state=seed)
+    mask = np.zeros(len(target), dtype=bool)
+    mask[test_idx] = True
+    return mask
+
+
+def write_competition(out: Path, train: pd.DataFrame, test_ids: list[str], sub_cols: list[str],
+                      solution: pd.DataFrame | None) -> list[str]:
+    """The tables of a competition folder, each written atomically. Returns their names."""
+    write_csv_atomic(train, out / "train.csv")
+    write_csv_atomic(pd.DataFrame({sub_cols[0]: test_ids, sub_cols[1]: 0.5}), out / "sample_submission.csv")
+    names = ["train.csv", "sample_submission.csv"]
+    if solution is not None:
+        write_csv_atomic(solution, out / "solution.csv")
+        names.append("solution.csv")
+    elif (out / "solution.csv").exists():
+        (out / "solution.csv").unlink()
+    return names
+
+
+def write_image(path: Path, img: np.ndarray, force: bool = False) -> None:
+    """Encode an image atomically: an interrupted run never leaves a truncated file."""
+    if path.exists() and not force:
+        return
+    ok, buf = cv2.imencode(path.suffix, img)
+    if not ok:
+        raise InputError(f"{path}: could not encode image")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def solution_table(ids, target, id_col: str, target_col: str, seed: int = SPLIT_SEED) -> pd.DataFrame:
+    """Answers for local scoring; Usage splits them like a Kaggle public/private leaderboard."""
+    rng = np.random.default_rng(seed)
+    usage = np.where(rng.random(len(ids)) < 0.5, "Public", "Private")
+    return pd.DataFrame({id_col: list(ids), target_col: np.asarray(target, int), "Usage": usage})
+
+
+def load_elpv():
+    """(ids, images uint8 (N, 300, 300), defect probabilities, cell types) from the elpv-dataset package.
+    Ids are the package's own file names (cell0001 ...), so a row can be traced to its image."""
+    try:
+        import elpv_dataset.utils as elpv
+    except ImportError as e:
+        raise InputError("the ELPV data comes from the `elpv-dataset` package: pip install elpv-dataset") from e
+    labels = Path(elpv.__file__).parent / "data" / "labels.csv"
+    names = np.genfromtxt(labels, dtype=["|S19", "<f8", "|S4"], names=["path", "probability", "type"])["path"]
+    ids = np.array([Path(n).stem for n in np.char.decode(names)])
+    images, probs, types = elpv.load_dataset(str(labels))
+    return ids, np.asarray(images), np.asarray(probs, dtype=float), np.asarray(types).astype(str)
+
+
+def load_elpv_copy(folder: Path):
+    """The same as `load_elpv`, from a copy of the package's data: `labels.csv` (id, probability,
+    type) and `images/<id>.<ext>` (a compact copy, e.g. the GPU kit's JPEGs, for a machine
+    without the package)."""
+    folder = Path(folder)
+    labels = read_csv(folder / "labels.csv", "ELPV labels")
+    check_columns(labels, ["id", "probability", "type"], folder / "labels.csv")
+    ids = labels["id"].astype(str).to_numpy()
+    files = {p.stem: p for p in (folder / "images").glob("*") if p.suffix.lower() in IMAGE_EXTS}
+    missing = [i for i in ids if i not in files]
+    if missing:
+        raise InputError(f"{folder / 'images'}: no image for {len(missing)} ids of labels.csv, e.g. {missing[:2]}")
+    try:
+        images = np.stack([read_image(files[i])[:, :, 0] for i in ids])
+    except ImageError as e:
+        raise InputError(str(e)) from None
+    probs = pd.to_numeric(labels["probability"], errors="coerce")
+    if probs.isna().any() or not probs.between(0, 1).all():
+        row = int(np.flatnonzero((probs.isna() | ~probs.between(0, 1)).to_numpy())[0])
+        raise InputError(f"{folder / 'labels.csv'}: row {row + 2}: probability {labels['probability'].iloc[row]!r}; "
+                         "expected a number between 0 and 1")
+    return ids, images, probs.to_numpy(float), labels["type"].astype(str).to_numpy()
+
+
+def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader=load_elpv) -> str:
+    args = {"source": "elpv", "test_size": test_size, "seed": SPLIT_SEED}
+    if is_prepared(out, args) and not force:
+        if (out / "test.csv").exists():
+            return f"{out} is already prepared ({args}); nothing to do"
+        ids, _, _, types = loader()  # prepared by a version that wrote no test.csv: add it alone
+        test = pd.read_csv(out / "sample_submission.csv", dtype={"id": str})["id"]
+        cell = pd.Series(types, index=ids).loc[test]
+        write_csv_atomic(pd.DataFrame({"id": test, "cell_type": cell.to_numpy()}), out / "test.csv")
+        return f"{out} is already prepared ({args}); added test.csv (the test cells' types)"
+    ids, images, probs, types = loader()
+    target = (probs >= 0.5).astype(int)
+    test = held_out_split(target, test_size, np.char.add(target.astype(str), types))
+    for sub in ("train", "test"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+    for i in tqdm(range(len(images)), desc="elpv images", unit="img", leave=False):
+        write_image(out / ("test" if test[i] else "train") / f"{ids[i]}.png", images[i], force)
+    train = pd.DataFrame({"id": ids[~test], "target": target[~test],
+                          "defect_probability": probs[~test].round(4), "cell_type": types[~test]})
+    sol = solution_table(ids[test], target[test], "id", "target")
+    files = write_competition(out, train, list(ids[test]), ["id", "target"], sol)
+    write_csv_atomic(pd.DataFrame({"id": ids[test], "cell_type": types[test]}), out / "test.csv")  # metadata only
+    files += ["test.csv"] + [f"{'test' if t else 'train'}/{i}.png" for i, t in zip(ids, test)]
+    write_marker(out, args, files)
+    return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), "
+            f"{int(test.sum())} test ({int(target[test].sum())} defect, answers in solution.csv)")
+
+
+def list_images(folder: Path, what: str = "class folder") -> list[Path]:
+    """Every image below `folder`, sub-folders included (hidden files and folders left out)."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: folder not found")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(IMAGE_EXTS)}) in this {what}")
+    return files
+
+
+def image_ids(files: list[Path], roots: list[Path], prefixes: list[str]) -> list[str]:
+    """Ids from file names: the name stem when unique, else prefixed by the class and the
+    sub-folder path (joined with '_'): ids are names, never paths."""
+    stems = [p.stem for p in files]
+    if len(set(stems)) == len(stems):
+        return stems
+    ids = [f"{pre}_{'_'.join(p.relative_to(root).with_suffix('').parts)}"
+           for p, root, pre in zip(files, roots, prefixes)]
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()]
+    if len(dup):
+        raise InputError(f"two files give the same id {dup.iloc[0]!r} (same name, same class); rename one")
+    return ids
+
+
+def _same_image(src: Path, dst: Path) -> bool:
+    """dst was made from src as it is now (copies keep size and time, re-encodes keep time)."""
+    if not dst.exists():
+        return False
+    s, d = src.stat(), dst.stat()
+    same_format = src.suffix.lower() == dst.suffix.lower()
+    return d.st_mtime_ns == s.st_mtime_ns and (not same_format or d.st_size == s.st_size)
+
+
+def import_image(src: Path, dst: Path) -> tuple[int, int]:
+    """Check that `src` decodes (named error otherwise), then copy it (same format) or re-encode
+    it (as dst's format); skipped when dst already holds it. Returns (height, width)."""
+    try:
+        img = read_image(src)
+    except ImageError as e:
+        raise InputError(str(e)) from None
+    if not _same_image(src, dst):
+        if src.suffix.lower() == dst.suffix.lower():
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        else:
+            write_image(dst, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), force=True)
+        st = src.stat()
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return img.shape[0], img.shape[1]
+
+
+def import_images(jobs: list[tuple[Path, Path]]) -> list[tuple[int, int]]:
+    from tqdm import tqdm
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        return list(tqdm(pool.map(lambda j: import_image(*j), jobs), total=len(jobs), desc="images", unit="img",
+                         leave=False))
+
+
+def build_labelled(out: Path, rows: pd.DataFrame, test_files: list[Path], test_size: float, sub_cols,
+                   args: dict, force: bool) -> tuple[pd.DataFrame, list[str], list[tuple[int, int]], bool]:
+    """input/<name>/ from labelled rows (id, target, path) and optional unlabelled test files:
+    a held-out split when there is no test folder. Returns (train, test ids, image sizes, held out?)."""
+    exts = {Path(p).suffix.lower() for p in list(rows.path) + test_files}
+    ext = exts.pop() if len(exts) == 1 else ".png"  # mixed formats are re-encoded as PNG
+    target = rows.target.to_numpy()
+    if test_files:
+        is_test = np.zeros(len(rows), dtype=bool)
+        test_ids = [p.stem for p in test_files]
+        if len(set(test_ids)) < len(test_ids):
+            raise InputError(f"{test_files[0].parent}: two test files share a name stem; ids must be unique")
+    else:
+        is_test = held_out_split(target, test_size)
+        test_ids = list(rows.id[is_test])
+    jobs = [(Path(p), out / ("test" if t else "train") / f"{i}{ext}") for p, i, t in zip(rows.path, rows.id, is_test)]
+    jobs += [(p, out / "test" / f"{p.stem}{ext}") for p in test_files]
+    for sub in ("train", "test"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    sizes = import_images(jobs)
+    train = rows[~is_test].drop(columns="path").reset_index(drop=True)
+    check_train_table(train, "id", "target", out / "train.csv")
+    sol = None if test_files else solution_table(rows.id[is_test], target[is_test], sub_cols[0], sub_cols[1])
+    files = write_competition(out, train, test_ids, list(sub_cols), sol)
+    files += [str(dst.relative_to(out)) for _, dst in jobs]
+    write_marker(out, args, files, image_ext=ext, sizes=[list(s) for s in sizes])
+    return train, test_ids, sizes, not test_files
+
+
+def copy_masks(masks: Path, rows: pd.DataFrame, out: Path) -> str:
+    """Each defect image's mask (same file name stem, any image format, non-zero = defect) as
+    input/<name>/masks/<id>.png, for explain.py --masks."""
+    masks = Path(masks)
+    if not masks.is_dir():
+        raise InputError(f"--masks {masks}: folder not found")
+    found = {p.stem: p for p in list_images(masks, "masks folder")}
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    n = 0
+    for i, path in zip(rows.id[rows.target == 1], rows.path[rows.target == 1]):
+        m = found.get(Path(path).stem)
+        if m is not None:
+            write_image(out / "masks" / f"{i}.png", read_mask(m).astype(np.uint8) * 255, force=True)
+            n += 1
+    return f"; {n} of {int((rows.target == 1).sum())} defect masks kept in {out / 'masks'}"
+
+
+def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | None = None,
+                   test_size: float = 0.25, sub_cols=("id", "target"), force: bool = False,
+                   masks: Path | None = None) -> str:
+    src = Path(src)
+    args = {"source": "folder", "path": str(src.resolve()), "good": good, "defect": defect,
+            "test": test, "test_size": test_size, "submission_columns": list(sub_cols),
+            **({"masks": str(Path(masks).resolve())} if masks else {})}
+    if is_prepared(out, args) and not force:
+        return f"{out} is already prepared; nothing to do"
+    folders = {"--good": (src / good).resolve(), "--defect": (src / defect).resolve()}
+    if test:
+        folders["--test"] = (src / test).resolve()
+    names = list(folders)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if folders[a] == folders[b] or folders[a] in folders[b].parents or folders[b] in folders[a].parents:
+                raise InputError(f"{a} {folders[a]} and {b} {folders[b]} overlap; each must be its own folder")
+    classes = {0: list_images(src / good), 1: list_images(src / defect)}
+    files = classes[0] + classes[1]
+    roots = [src / good] * len(classes[0]) + [src / defect] * len(classes[1])
+    prefixes = [Path(good).name] * len(classes[0]) + [Path(defect).name] * len(classes[1])
+    rows = pd.DataFrame({"id": image_ids(files, roots, prefixes),
+                         "target": [0] * len(classes[0]) + [1] * len(classes[1]),
+                         "source": [str(p.relative_to(src)) for p in files], "path": files})
+    test_files = list_images(src / test, "test folder") if test else []
+    nested = sum(len(p.relative_to(r).parts) > 1 for p, r in zip(files, roots))
+    train, test_ids, sizes, held = build_labelled(out, rows, test_files, test_size, sub_cols, args, force)
+    kept = copy_masks(masks, rows, out) if masks else ""
+    return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), {len(test_ids)} test"
+            + (" (held out from the labelled images; answers in solution.csv)" if held else "")
+            + (f"; {nested} image(s) from sub-folders included" if nested else "") + kept)
+
+
+def read_yolo_boxes(label: Path, classes: set[int] | None) -> list[tuple[float, float, float, float]]:
+    """Normalised (cx, cy, w, h) boxes of a YOLO label file, of the given classes (None = all)."""
+    if not label.exists():
+        return []
+    boxes = []
+    for n, line in enumerate(label.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
+        except (ValueError, TypeError):
+            raise InputError(f"{label}: line {n}: expected 'class cx cy w h', got {line.strip()!r}") from None
+        if classes is None or cls in classes:
+            boxes.append((cx, cy, w, h))
+    return boxes
+
+
+def prepare_yolo(src: Path, out: Path, test_size: float = 0.25, sub_cols=("id", "target"),
+                 defect_classes: list[int] | None = None, force: bool = False) -> str:
+    """Detection data as a good/defect competition: an image with at least one box (of the
+    defect classes) is a defect, one with no box or no label file is good. Boxes are kept in
+    pixels as defect_boxes.csv (id, x_1, y_1, x_2, y_2). Splits below images/ (train, val, ...)
+    are pooled."""
+    src = Path(src)
+    args = {"source": "yolo", "path": str(src.resolve()), "test_size": test_size,
+            "submission_columns": list(sub_cols), "defect_classes": defect_classes}
+    if is_prepared(out, args) and not force:
+        return f"{out} is already prepared; nothing to do"
+    images = list_images(src / "images", "images folder")
+    labels = [src / "labels" / p.relative_to(src / "images").with_suffix(".txt") for p in images]
+    classes = set(defect_classes) if defect_classes else None
+    boxes = [read_yolo_boxes(lb, classes) for lb in labels]
+    ids = image_ids(images, [src / "images"] * len(images), ["img"] * len(images))
+    rows = pd.DataFrame({"id": ids, "target": [int(bool(b)) for b in boxes],
+                         "source": [str(p.relative_to(src)) for p in images], "path": images})
+    train, test_ids, sizes, held = build_labelled(out, rows, [], test_size, sub_cols, args, force)
+    box_rows = [(i, round((cx - w / 2) * W, 1), round((cy - h / 2) * H, 1), round((cx + w / 2) * W, 1),
+                 round((cy + h / 2) * H, 1)) for i, bs, (H, W) in zip(ids, boxes, sizes) for cx, cy, w, h in bs]
+    write_csv_atomic(pd.DataFrame(box_rows, columns=["id", "x_1", "y_1", "x_2", "y_2"]), out / "defect_boxes.csv")
+    return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), {len(test_ids)} test (held out; "
+            f"answers in solution.csv); {len(box_rows)} boxes in defect_boxes.csv")
+
+
+def suggest_shape(sizes: list[tuple[int, int]]) -> tuple[dict, str]:
+    """Recipe fields for the input's shape, and a line saying why, from the (h, w) sizes seen.
+    Square-ish images: a square input. Images of one orientation and similar aspect ratios (a
+    strip photographed at 2532 x 824): the median aspect ratio (`aspect_ratio`), so that
+    little is distorted. Portrait and landscape mixed: a square input, each image squashed to
+    it (letterboxing would leave up to 2/3 of the pixels blank); `resize: pad` keeps shapes."""
+    hw = np.array(sizes, dtype=float)
+    a = hw[:, 1] / hw[:, 0]
+    lo, med, hi = np.quantile(a, [0.05, 0.5, 0.95])
+    spread = (f"sizes {int(hw[:, 1].min())}-{int(hw[:, 1].max())} x {int(hw[:, 0].min())}-{int(hw[:, 0].max())} "
+              f"px (w x h), aspect ratios (w/h) {a.min():.2f}-{a.max():.2f}, median {med:.2f}")
+    if 0.8 <= lo and hi <= 1.25:
+        return {}, f"{spread}: square input"
+    if lo > 1.25 or hi < 0.8:
+        ratio = float(np.clip(round(med, 2), 0.25, 4.0))
+        return ({"aspect_ratio": ratio, "resize": "squash"},
+                f"{spread}: one orientation, so the input keeps the median aspect ratio {ratio} (aspect_ratio), "
+                "with the 4 flips that keep its shape for augmentation and TTA")
+    return ({"resize": "squash"},
+            f"{spread}: portrait and landscape mixed, so each image is squashed to a square input (resize: squash; "
+            "letterboxing with resize: pad would leave much of the input blank)")
+
+
+LARGE_SET = 2000  # images: above this, one backbone keeps a 2-core CPU run of cpu-fast near 10 minutes
+
+
+def suggest_budget(n_images: int) -> tuple[dict, str]:
+    """Recipe fields that keep the default CPU run within about 15 minutes on 2 cores: the
+    cpu-fast preset's two backbones up to LARGE_SET images (ELPV's 2,624 take 8-10 minutes),
+    one backbone above (its time grows with the number of images)."""
+    if n_images <= LARGE_SET:
+        return {}, ""
+    return ({"archs": ["tf_efficientnet_lite0"]},
+            f"{n_images} images: one backbone (archs) keeps a 2-core CPU run near 10-12 minutes; with a GPU, "
+            "remove `archs` to train the preset's three")
+
+
+def competition_yaml(name: str, source: dict, ext: str, sub_cols, shape: dict, why: str, boxes: bool = False) -> str:
+    comp = {"name": name, "source": source, "id_col": "id", "target_col": "target", "image_ext": ext,
+            "submission_columns": list(sub_cols), "metric": "roc_auc"}
+    head = (f"# {name}: written by src/prepare.py. Images: {why}.\n"
+            "# preset: auto = cpu-fast without a GPU, gpu with one (src/presets.py); override any recipe field here.\n")
+    if boxes:
+        head += "# input/<name>/defect_boxes.csv holds the defect boxes (for explain.py).\n"
+    return head + yaml.safe_dump({"competition": comp, "recipe": {"preset": "auto", **shape}}, sort_keys=False)
+
+
+def write_config_and_say_next(base: Path, name: str, source: dict, sub_cols, boxes: bool = False) -> str:
+    out = Layout(base).raw_input(name)
+    info = json.loads((out / MARKER).read_text())
+    if info.get("sizes"):
+        shape, why = suggest_shape([tuple(s) for s in info["sizes"]])
+    else:  # prepared by a version that did not record sizes
+        shape, why = {}, "sizes not recorded (prepare again with --force to survey them): square input"
+    budget, why_budget = suggest_budget(len(info.get("sizes") or []))
+    if budget:
+        shape, why = {**budget, **shape}, f"{why}; {why_budget}"
+    cfg_path = base / "configs" / f"{name}.yaml"
+    lines = [f"images: {why}"]
+    if not cfg_path.exists():
+        write_text_atomic(cfg_path, competition_yaml(name, source, info["image_ext"], sub_cols, shape, why, boxes))
+        lines.append(f"wrote {cfg_path} (preset: auto{', ' if shape else ''}"
+                     + ", ".join(f"{k}: {v}" for k, v in shape.items()) + ")")
+    else:
+        lines.append(f"kept {cfg_path} as it is")
+    where = "" if Path(base).resolve() == ROOT.resolve() else f" --workdir {base}"
+    config = cfg_path if where else cfg_path.relative_to(base)
+    lines.append(f"next: python src/run.py --config {config}{where}")
+    return "\n".join(lines)
+
+
+def prepare_kaggle(slug: str, out: Path, api=None, force: bool = False) -> str:
+    args = {"source": "kaggle", "slug": slug}
+    if is_prepared(out, args) and not force:
+        return f"{out} is already prepared; nothing to do"
+    if api is None:
+        from defectkit.ship.kaggle_client import kaggle_api
+        api = kaggle_api()
+    download = out.parent / f".{out.name}.download"
+    download.mkdir(parents=True, exist_ok=True)
+    api.competition_download_files(slug, path=str(download), quiet=False)
+    zips = sorted(download.glob("*.zip"))
+    if not zips:
+        raise InputError(f"{download}: the Kaggle download of {slug!r} produced no zip file")
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for z in zips:
+        with zipfile.ZipFile(z) as zf:
+            for n in zf.namelist():
+                if Path(n).is_absolute() or ".." in Path(n).parts:
+                    raise InputError(f"{z}: member {n!r} would be written outside {out}")
+            zf.extractall(out)
+            files += [n for n in zf.namelist() if not n.endswith("/")]
+    write_marker(out, args, files)
+    shutil.rmtree(download)
+    return (f"downloaded {slug} into {out} ({len(files)} files); next: describe it in configs/{out.name}.yaml "
+            "(recipe: {preset: auto}), or run python src/prepare.py folder on it if it holds class folders")
+
+
+def prepare_from_config(comp: Competition, force: bool = False, base: Path = ROOT) -> str:
+    src = dict(comp.source or {})
+    kind = src.pop("type", None)
+    out = Layout(base).data_dir(comp)
+    path = None
+    if "path" in src:
+        path = Path(src["path"]) if Path(src["path"]).is_absolute() else Path(base) / src["path"]
+    if kind == "elpv":
+        return prepare_elpv(out, src.get("test_size", 0.25), force)
+    if kind == "folder":
+        return prepare_folder(path, out, src["good"], src["defect"], src.get("test"),
+                              src.get("test_size", 0.25), comp.submission_columns, force)
+    if kind == "yolo":
+        return prepare_yolo(path, out, src.get("test_size", 0.25), comp.submission_columns,
+                            src.get("defect_classes"), force)
+    if kind == "kaggle":
+        return prepare_kaggle(src["slug"], out, force=force)
+    raise InputError(f"competition {comp.name!r}: source.type must be one of {', '.join(SOURCES)}, got {kind!r}")

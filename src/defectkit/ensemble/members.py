@@ -1,0 +1,148 @@
+"""The ensemble that blend.py chose, as files: its experiments and weights from
+submissions/blend.json, every fold model's checkpoint, and each fold model's OOF predictions
+(its reference in rank space); with blend --refit only|both, each experiment's full-data refit too
+(its reference: all the experiment's OOF predictions). Read by predict.py (torch) and export.py
+(the ONNX bundle).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from defectkit.core.checks import InputError, read_csv
+from defectkit.core.fileio import file_hash
+from defectkit.core.layout import REFIT, FoldPaths, Layout
+from defectkit.ship.runtime.combine import METHODS, REFIT_USES, blend_scores, meta_columns, stack_intercept
+
+OPERATING_POINTS = ("chosen", "recall_95", "recall_99")
+
+
+@dataclass
+class Member:
+    """One fold model of one experiment."""
+
+    exp: str
+    fold: int | str  # a fold number, or "all" (the full-data refit)
+    paths: FoldPaths
+    run_id: str
+    ref: np.ndarray  # its OOF predictions
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.paths.best
+
+
+@dataclass
+class Ensemble:
+    competition: str
+    method: str
+    weights: dict[str, float]  # experiment -> weight (> 0), as blend.py found them
+    members: dict[str, list[Member]]  # experiment -> its fold models, fold order
+    operating_points: dict
+    source: Path  # the blend.json it was read from
+    source_hash: str
+    report: dict = field(repr=False, default_factory=dict)
+    intercept: float = 0.0  # the stacker's (method stack)
+    refit: str = "none"  # none | only | both: how each experiment's full-data refit joins its fold models
+    refits: dict[str, Member] = field(default_factory=dict)  # experiment -> its refit (refit only | both)
+    stack_meta: dict | None = None  # a stacker's metadata terms {encoding, coef} (blend --stack-meta)
+
+    @property
+    def meta_columns(self) -> list[str]:
+        """The metadata columns the blend needs beside each image (a stacker's; usually none)."""
+        return meta_columns(self.stack_meta)
+
+    def scored_members(self, exp: str) -> list[Member]:
+        """The models that score new images for `exp`: its fold models, its refit, or both."""
+        folds = [] if self.refit == "only" else self.members[exp]
+        return folds + ([self.refits[exp]] if self.refit != "none" else [])
+
+    def combine(self, preds: dict[tuple, np.ndarray], meta: dict[str, list] | None = None) -> np.ndarray:
+        """The blend's score from every scored member's probabilities, keyed (experiment, fold), and
+        for a stacker with metadata, the images' `meta` (column -> values, image order)."""
+        members = []
+        for exp, folds in self.members.items():
+            fold_preds = [preds[exp, m.fold] for m in folds] if self.refit != "only" else []
+            r = self.refits.get(exp)
+            refit = (preds[exp, r.fold], r.ref, self.refit) if self.refit != "none" else None
+            members.append((fold_preds, [m.ref for m in folds], refit))
+        return blend_scores(self.method, [self.weights[e] for e in self.members], members,
+                            stack_intercept(self.intercept, self.stack_meta, meta))
+
+    def threshold(self, point: str) -> float:
+        if point not in OPERATING_POINTS:
+            raise InputError(f"--operating-point {point!r}: expected one of {', '.join(OPERATING_POINTS)}")
+        return float(self.operating_points[point]["threshold"])
+
+
+def _member(layout: Layout, blend_path: Path, exp: str, k: int | str, folds_hash: str, scores: bool = True,
+            ref: np.ndarray | None = None) -> Member:
+    """Fold `k` of `exp` (k = REFIT: its full-data refit, whose reference `ref` is given), checked to be
+    complete and made with the blend's folds; its checkpoint only when it `scores` new images."""
+    paths = layout.fold(exp, k)
+    what = "the full-data refit" if k == REFIT else f"fold {k}"
+    if not paths.meta.exists():
+        hint = "python src/train.py --fold all" if k == REFIT else "train it again"
+        raise InputError(f"{blend_path}: experiment {exp!r} {what} is not complete ({paths.meta} missing); "
+                         f"{hint}, or blend again without it")
+    meta = json.loads(paths.meta.read_text())
+    if folds_hash and meta.get("folds_hash") != folds_hash:
+        raise InputError(f"{paths.meta}: made with another folds file than the blend in {blend_path}; "
+                         "blend again (python src/blend.py)")
+    if scores and not paths.best.exists():
+        raise InputError(f"{paths.best}: model of {what} missing (experiment {exp!r} of {blend_path})")
+    if ref is None:
+        ref = read_csv(paths.oof, "OOF file")["pred"].to_numpy(float)
+    return Member(exp, k, paths, meta.get("run_id", ""), ref)
+
+
+def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensemble:
+    """The ensemble of `blend_path` (default submissions/blend.json), every file it needs
+    checked to be there and to belong to it."""
+    path = Path(blend_path) if blend_path else layout.result("blend.json")
+    if not path.exists():
+        raise InputError(f"{path}: no blend yet; run python src/blend.py (or src/run.py) first")
+    try:
+        report = json.loads(path.read_text())
+        method, weights = report["method"], {str(k): float(v) for k, v in report["weights"].items()}
+        ops = report["operating_points"]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"{path}: not a blend report of blend.py ({type(e).__name__}: {e})") from None
+    if method not in METHODS or not weights:
+        raise InputError(f"{path}: method {method!r} with weights {weights}: not a blend this code can apply")
+    refit = report.get("refit", "none")
+    if refit not in REFIT_USES:
+        raise InputError(f"{path}: refit {refit!r}: expected one of {', '.join(REFIT_USES)}")
+    intercept, meta = 0.0, None
+    if method == "stack":
+        st = report.get("stack") or {}
+        intercept = float(st.get("intercept", 0.0))
+        if st.get("meta"):
+            if not st.get("encoding"):
+                raise InputError(f"{path}: a stack with metadata {st['meta']} from an older blend.py (no encoding "
+                                 "saved); blend again")
+            meta = {"encoding": st["encoding"], "coef": [float(st["coef"][n]) for n in st["meta"]]}
+    members, refits = {}, {}
+    for exp in weights:
+        members[exp], refits[exp] = _experiment_members(layout, path, exp, report.get("folds_hash", ""), refit)
+    return Ensemble(report.get("competition", ""), method, weights, members, ops, path, file_hash(path), report,
+                    intercept, refit, {e: r for e, r in refits.items() if r is not None}, meta)
+
+
+def _experiment_members(layout: Layout, path: Path, exp: str, folds_hash: str, refit: str) -> tuple:
+    """(fold members, refit member or None) of one blended experiment."""
+    d = layout.oof_root / exp
+    if not d.is_dir():
+        raise InputError(f"{path}: experiment {exp!r}: its folder {d} is missing (trained elsewhere, or "
+                         "removed); bring oof/ and models/ along, or blend again")
+    metas = layout.fold_metas(exp)
+    if not metas:
+        raise InputError(f"{path}: experiment {exp!r} has no complete fold in {d}")
+    n_folds = int(json.loads(metas[0].read_text()).get("n_folds", len(metas)))
+    folds = [_member(layout, path, exp, k, folds_hash, refit != "only") for k in range(n_folds)]
+    if refit == "none":
+        return folds, None
+    return folds, _member(layout, path, exp, REFIT, folds_hash, True, np.concatenate([m.ref for m in folds]))

@@ -1,0 +1,174 @@
+"""The whole blend: load, weigh, cross-check, choose operating points, score on the local leaderboard,
+and publish submission.csv, blend.json and roc.png as one result set."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from defectkit.core import metrics
+from defectkit.core.checks import InputError, check_binary_target, check_columns, check_unique_ids, read_csv
+from defectkit.core.config import Competition
+from defectkit.core.fileio import file_hash, write_csv_atomic, write_json_atomic
+from defectkit.core.layout import Layout
+from defectkit.core.plots import figure
+from defectkit.core.results import ResultSet
+from defectkit.ensemble.experiments import BlendInputs, Experiment, load_inputs
+from defectkit.ensemble.methods import compute_blend
+from defectkit.ensemble.stack import meta_features
+
+
+def plot_roc(y, curves: dict, path: Path, title: str) -> None:
+    from sklearn.metrics import roc_curve
+    with figure(path, figsize=(5.5, 5), dpi=100) as (fig, ax):
+        grid = np.linspace(0, 1, 1001)  # a fixed FPR grid: 40,000-point lines are slow to draw, no sharper
+        for name, s in curves.items():
+            fpr, tpr, _ = roc_curve(y, s)
+            ax.plot(grid, np.interp(grid, fpr, tpr), lw=2.5 if name.startswith("blend") else 1.2,
+                    label=f"{name} (AUC {metrics.auc(y, s):.4f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set_xlabel("false positive rate"), ax.set_ylabel("defect recall (TPR)"), ax.set_title(title)
+        ax.legend(fontsize=7, loc="lower right")
+
+
+def score_table(exps: list[Experiment], y: np.ndarray) -> pd.DataFrame:
+    O = np.column_stack([e.oof for e in exps])
+    corr = np.corrcoef(np.argsort(np.argsort(O, axis=0), axis=0).T) if len(exps) > 1 else np.ones((1, 1))
+    rows = []
+    for j, e in enumerate(exps):
+        others = np.delete(corr[j], j)
+        rows.append({"experiment": e.name, "oof_auc": round(metrics.auc(y, e.oof), 5),
+                     "fold_auc_mean": round(float(np.mean(e.fold_auc)), 5),
+                     "fold_auc_std": round(float(np.std(e.fold_auc)), 5),
+                     "max_corr_others": round(float(others.max()), 4) if len(others) else float("nan")})
+    return pd.DataFrame(rows).sort_values("oof_auc", ascending=False).reset_index(drop=True)
+
+
+def read_solution(comp: Competition, layout: Layout, test_ids: list[str]) -> pd.DataFrame | None:
+    """solution.csv checked like train.csv (unique ids, 0/1 answers, both classes), in the
+    submission's id order; None when the competition has none."""
+    path = layout.solution(comp)
+    if not path.exists():
+        return None
+    id_col, col = comp.submission_columns
+    sol = read_csv(path, "solution", (id_col,))
+    check_columns(sol, [id_col, col], path)
+    check_unique_ids(sol, id_col, path)
+    check_binary_target(sol, col, path)
+    sol = sol.set_index(sol[id_col].astype(str))
+    missing = set(test_ids) - set(sol.index)
+    if missing:
+        raise InputError(f"{path}: no answer for {len(missing)} submission ids, e.g. {sorted(missing)[:2]}")
+    return sol.loc[test_ids]
+
+
+def local_leaderboard(sol: pd.DataFrame | None, col: str, scores: dict, threshold: float) -> dict | None:
+    """Scores of the submission (and of each experiment) on the answers, if there are any."""
+    if sol is None:
+        return None
+    y = pd.to_numeric(sol[col]).to_numpy(int)
+    out = {name: round(metrics.auc(y, s), 5) for name, s in scores.items()}
+    blend = scores["blend"]
+    if "Usage" in sol:
+        for usage in ("Public", "Private"):
+            m = (sol["Usage"] == usage).to_numpy()
+            if m.any() and len(np.unique(y[m])) == 2:
+                out[f"blend_{usage.lower()}"] = round(metrics.auc(y[m], blend[m]), 5)
+    out["at_oof_threshold"] = metrics.confusion_metrics(y, blend, threshold)
+    return out
+
+
+def load_meta(comp: Competition, layout: Layout, inp: BlendInputs, cols: list[str]) -> tuple | None:
+    """The stacker's metadata: `cols` of train.csv (folds-file order) and test.csv (submission order)."""
+    if not cols:
+        return None
+    tpath = layout.test_csv(comp)
+    if not tpath.exists():
+        raise InputError(f"{tpath}: not found; --stack-meta {' '.join(cols)} needs the test rows' metadata there "
+                         f"({comp.submission_columns[0]} + the columns); prepare again with --force")
+    train = read_csv(layout.train_csv(comp), "train table", (comp.id_col,))
+    test = read_csv(tpath, "test table", (comp.id_col,))
+    train = train.set_index(train[comp.id_col].astype(str)).loc[inp.folds["id"]]
+    test = test.set_index(test[comp.id_col].astype(str))
+    missing = [i for i in inp.test_ids if i not in test.index]
+    if missing:
+        raise InputError(f"{tpath}: no row for {len(missing)} submission ids, e.g. {missing[:2]}")
+    return meta_features(train, test.loc[inp.test_ids], cols, str(tpath))
+
+
+def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str) -> None:
+    best, cv = table.iloc[0], b["cv"]
+    if "stack" in b:
+        st = b["stack"]
+        say(f"stack: logistic regression on {len(inp.exps)} experiments' OOF ranks"
+            + (f" + {', '.join(st['meta'])}" if st["meta"] else "") + f": cross-checked AUC "
+            f"{st['cross_check']['blend_auc_mean']:.5f} vs hill {st['hill_cross_check']:.5f}: "
+            + ("stack chosen" if st["chosen"] else "not better, hill kept"))
+    method = b["method"]
+    say(f"blend ({method}) weights: " + ", ".join(f"{e.name} {x:.3f}" for e, x in zip(inp.exps, b["weights"])
+                                               if x > 0 or method == "stack"))
+    say(f"blend OOF AUC {b['auc']:.5f} (best single {best.experiment} {best.oof_auc:.5f}); "
+        f"fold-wise cross-check: blend {cv['blend_auc_mean']:.5f} +- {cv['blend_auc_std']:.5f} vs best single "
+        f"{cv['best_single_auc_mean']:.5f} (weights found on k-1 folds, scored on the held-out fold)")
+    for key, op in b["ops"].items():
+        say(f"  OOF operating point {key:>9}: threshold {op['threshold']:.4f} recall {op['recall']:.3f} "
+            f"FPR {op['fpr']:.3f} precision {op['precision']:.3f} F1 {op['f1']:.3f} accuracy {op['accuracy']:.3f}")
+
+
+def print_leaderboard(say, lb: dict | None, comp: Competition) -> None:
+    if lb:
+        c = lb["at_oof_threshold"]
+        say(f"local leaderboard ({comp.solution}): blend test AUC {lb['blend']:.5f}"
+            + "".join(f", {k.split('_')[1]} {v:.5f}" for k, v in lb.items() if k.startswith("blend_"))
+            + f"; at the OOF threshold: accuracy {c['accuracy']:.4f}, recall {c['recall']:.3f}, "
+              f"precision {c['precision']:.3f}")
+
+
+def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[str] | None = None,
+              strict: bool = False, threshold_by: str = "accuracy", command: str = "", verbose: bool = True,
+              extra=None, stack_meta: list[str] | None = None, refit: str = "none") -> dict:
+    """Blend, score, and publish submission.csv + blend.json + roc.png as one result set.
+    `extra(result_set, report)` may add files (run.py's summary) before the set is committed."""
+    say = print if verbose else (lambda *a, **k: None)
+    layout = Layout(base)
+    inp = load_inputs(comp, layout, names, strict)
+    for name, why in inp.left_out.items():
+        say(f"left out {name}: {why}")
+    table = score_table(inp.exps, inp.y)
+    say(table.to_string(index=False))
+    b = compute_blend(inp, method, threshold_by, load_meta(comp, layout, inp, stack_meta or []), refit)
+    print_blend(say, inp, table, b, method)
+    sol = read_solution(comp, layout, inp.test_ids)  # checked before anything is written
+    singles = {e.name: e.test_scores("mean", refit) for e in inp.exps}
+    lb = local_leaderboard(sol, comp.submission_columns[1], {"blend": b["test"], **singles},
+                           b["ops"]["chosen"]["threshold"])
+    print_leaderboard(say, lb, comp)
+    id_col, col = comp.submission_columns
+    sub = inp.sample.copy()
+    sub[id_col] = sub[id_col].astype(str)
+    sub[col] = pd.Series(b["test"], index=inp.test_ids).loc[sub[id_col]].to_numpy()
+    rs = ResultSet(layout)
+    try:
+        write_csv_atomic(sub, rs.path("submission.csv"))
+        plot_roc(inp.y, {**{e.name: e.oof for e in inp.exps}, f"blend {b['method']}": b["oof"]}, rs.path("roc.png"),
+                 f"{comp.name}: OOF ROC")
+        weights = {e.name: float(x) for e, x in zip(inp.exps, b["weights"])  # exact: predict.py uses them
+                   if x > 0 or (b["method"] == "stack" and x != 0)}
+        report = {"competition": comp.name, "method": b["method"], "requested_method": method, "refit": refit,
+                  "stack": b.get("stack"), "experiments": [e.name for e in inp.exps],
+                  "left_out": inp.left_out, "weights": weights,
+                  "table": table.to_dict("records"), "blend_oof_auc": round(b["auc"], 5), "cross_check": b["cv"],
+                  "operating_points": b["ops"], "local_leaderboard": lb,
+                  "submission": str(rs.final_path("submission.csv")),
+                  "folds_hash": inp.folds_hash, "command": command,
+                  "files": {n: file_hash(rs.path(n)) for n in ("submission.csv", "roc.png")}}
+        write_json_atomic(rs.path("blend.json"), report)
+        if extra is not None:
+            extra(rs, report)
+        rs.commit()
+    except BaseException:
+        rs.discard()
+        raise
+    say(f"wrote {rs.final_path('submission.csv')} ({len(sub)} rows), blend.json, roc.png")
+    return report

@@ -1,0 +1,101 @@
+"""Does the model look at the defect? A number for it: for every defect image of the OOF rows
+with a mask (one mask image per id, non-zero = defect) or boxes (`id, x_1, y_1, x_2, y_2` in
+pixels, as prepare.py yolo writes them), the share of the CAM's energy inside the defect area,
+and the pointing game (is the CAM's maximum inside it?), per fold and over all folds.
+
+    python src/explain.py --competition C --exp EXP --masks DIR      (or --boxes input/C/defect_boxes.csv)
+
+A model that looks at the defect puts far more of its CAM energy inside the area than the area's
+share of the image; one that looks anywhere puts about that share.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from defectkit.core.checks import InputError, check_columns, read_csv
+from defectkit.ship.runtime.imaging import IMAGE_EXTS, fit_image, read_image
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask image as bool (H, W): a pixel is defect where any channel is non-zero."""
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        raise InputError(f"{path}: cannot be decoded as a mask image")
+    return (m if m.ndim == 2 else m.max(axis=2)) > 0
+
+
+def mask_from_file(masks_dir: Path, i: str) -> np.ndarray | None:
+    """The mask of id `i` (any image format, non-zero = defect) at its own size, or None."""
+    for ext in IMAGE_EXTS:
+        p = Path(masks_dir) / f"{i}{ext}"
+        if p.exists():
+            return read_mask(p)
+    return None
+
+
+def mask_from_boxes(boxes: pd.DataFrame, i: str, hw: tuple[int, int]) -> np.ndarray | None:
+    rows = boxes[boxes["id"] == i]
+    if rows.empty:
+        return None
+    m = np.zeros(hw, bool)
+    for x1, y1, x2, y2 in rows[["x_1", "y_1", "x_2", "y_2"]].to_numpy(float):
+        m[max(0, int(np.floor(y1))):int(np.ceil(y2)), max(0, int(np.floor(x1))):int(np.ceil(x2))] = True
+    return m
+
+
+def read_boxes(path: Path) -> pd.DataFrame:
+    boxes = read_csv(path, "defect boxes")
+    check_columns(boxes, ["id", "x_1", "y_1", "x_2", "y_2"], path)
+    boxes["id"] = boxes["id"].astype(str)
+    return boxes
+
+
+def fit_mask(mask: np.ndarray, image_hw: tuple[int, int], hw, resize: str, border_crop: float) -> np.ndarray:
+    """A mask brought to the model's input exactly as its image was (crop, resize mode)."""
+    if mask.shape != tuple(image_hw):
+        mask = cv2.resize(mask.astype(np.uint8), (image_hw[1], image_hw[0]), interpolation=cv2.INTER_NEAREST) > 0
+    m3 = np.repeat((mask.astype(np.uint8) * 255)[:, :, None], 3, axis=2)
+    return fit_image(m3, hw, resize, border_crop)[:, :, 0] > 127
+
+
+def defect_masks(ids, image_dir: Path, ext: str, ck_shape: tuple, masks_dir: Path | None = None,
+                 boxes: pd.DataFrame | None = None) -> tuple[list[str], list[np.ndarray]]:
+    """(ids that have a defect area, their masks at the model's input), for `ids`."""
+    hw, resize, crop = ck_shape
+    keep, masks = [], []
+    for i in ids:
+        image_hw = read_image(Path(image_dir) / f"{i}{ext}").shape[:2]
+        m = mask_from_file(masks_dir, i) if masks_dir else mask_from_boxes(boxes, i, image_hw)
+        if m is not None and m.any():
+            keep.append(i)
+            masks.append(fit_mask(m, image_hw, hw, resize, crop))
+    return keep, masks
+
+
+def scores(cams: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image: the CAM energy's share inside the mask, the mask's share of the image, and
+    whether the CAM's maximum falls inside the mask (the pointing game)."""
+    total = cams.reshape(len(cams), -1).sum(1)
+    inside = (cams * masks).reshape(len(cams), -1).sum(1)
+    peak = cams.reshape(len(cams), -1).argmax(1)
+    return {"energy_in": np.where(total > 0, inside / np.maximum(total, 1e-12), 0.0),
+            "area": masks.reshape(len(masks), -1).mean(1),
+            "hit": masks.reshape(len(masks), -1)[np.arange(len(masks)), peak].astype(float)}
+
+
+def summarise(per_image: pd.DataFrame) -> dict:
+    def agg(d):
+        return {"n": len(d), "energy_in": round(float(d.energy_in.mean()), 4), "area": round(float(d.area.mean()), 4),
+                "pointing_game": round(float(d.hit.mean()), 4)}
+    return {"all": agg(per_image), "per_fold": {int(k): agg(g) for k, g in per_image.groupby("fold")}}
+
+
+def summary_line(s: dict, cam: str, layer: int) -> str:
+    a = s["all"]
+    return (f"{cam} (layer {layer}): mean CAM energy inside the defect areas {a['energy_in']:.3f}, the areas cover "
+            f"{a['area']:.3f} of the image; pointing game {a['pointing_game']:.3f} ({a['n']} defects, "
+            f"{len(s['per_fold'])} folds)")

@@ -1,0 +1,96 @@
+"""Score new images with the blended ensemble that blend.py chose (submissions/blend.json), with torch:
+the same scores as the submission and the bundle."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from defectkit.core.checks import InputError
+from defectkit.core.config import Competition
+from defectkit.core.fileio import write_csv_atomic
+from defectkit.core.layout import Layout
+from defectkit.ensemble.members import Ensemble, Member, load_ensemble
+from defectkit.ship.runtime.image_inputs import InputsError, list_inputs, read_all, read_meta
+from defectkit.ship.runtime.imaging import fit_image
+from defectkit.train import engine, runtime
+from defectkit.train.features import CACHE_BATCH, as_cached, frozen_views
+from defectkit.train.models import CachedPrefixNet, load_fold_model, shape_key
+
+
+def fold_probs(model: torch.nn.Module, ck: dict, images: np.ndarray, device: torch.device,
+               batch_size: int | None = None) -> np.ndarray:
+    """Probabilities of one fold model for uint8 (N, h, w, 3) images, as train.py predicted its
+    test rows: TTA over the recipe's views, through the float16 feature cache when it had one,
+    in batches of the same sizes (the cache's, then the test loader's), so that even the last
+    bits agree (a percentile in rank space moves with the smallest difference)."""
+    rec = ck["config"]["recipe"]
+    batch_size = batch_size or 2 * int(rec.get("batch_size", 64))  # train.py's test loader
+    setup = engine.make_setup(device, ck["mean"], ck["std"], rec.get("amp", True), rec.get("channels_last", True))
+    model.to(device)
+    if setup.channels_last:
+        model.to(memory_format=torch.channels_last)
+    tta = ck["tta"]
+    if ck.get("cache_frozen"):
+        fs = ck["freeze_stages"]
+        model.eval()
+        feats = torch.cat([as_cached(frozen_views(model, fs, images[s:s + CACHE_BATCH], setup, max(tta, 2)))
+                           for s in range(0, len(images), CACHE_BATCH)])
+        batches = [(feats[s:s + batch_size], None) for s in range(0, len(feats), batch_size)]
+        return engine.predict(CachedPrefixNet(model, fs), batches, setup, tta)
+    batches = [(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size].transpose(0, 3, 1, 2))), None)
+               for s in range(0, len(images), batch_size)]
+    return engine.predict(model, batches, setup, tta)
+
+
+def load_member(m: Member) -> tuple[torch.nn.Module, dict]:
+    model, ck = load_fold_model(m.checkpoint, m.fold)
+    if m.run_id and ck.get("run_id") != m.run_id:
+        raise InputError(f"{m.checkpoint}: this checkpoint is not the one that made {m.paths.meta} (run ids differ); "
+                         "train the fold again")
+    return model, ck
+
+
+def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device, batch_size: int | None = None,
+                   progress: bool = True, meta: dict[str, list] | None = None) -> np.ndarray:
+    """The blend's score for decoded images (uint8 RGB, any size); `meta`: their metadata
+    (column -> values) when the blend is a stacker fitted with metadata."""
+    fitted: dict[tuple, np.ndarray] = {}
+    preds: dict[tuple, np.ndarray] = {}
+    scoring = [m for exp in ens.members for m in ens.scored_members(exp)]
+    for m in tqdm(scoring, desc="models", unit="model", disable=not progress):
+        model, ck = load_member(m)
+        key = shape_key(ck)
+        if key not in fitted:
+            fitted[key] = np.stack([fit_image(img, *key) for img in images])
+        preds[m.exp, m.fold] = fold_probs(model, ck, fitted[key], device, batch_size)
+    return ens.combine(preds, meta)
+
+
+def predict(comp: Competition, base: Path, inputs: list[str], out: Path, point: str = "chosen",
+            threshold: float | None = None, image_dir: str | None = None, id_col: str = "id",
+            skip_bad: bool = False, device: str = "auto", blend: str | None = None, progress: bool = True,
+            say=print, meta_csv: str | None = None) -> pd.DataFrame:
+    layout = Layout(base)
+    ens = load_ensemble(layout, blend)
+    t = ens.threshold(point) if threshold is None else float(threshold)
+    if ens.meta_columns and not meta_csv:
+        raise InputError(f"{ens.source}: the stacker also uses metadata ({', '.join(ens.meta_columns)}); give a CSV "
+                         f"of {id_col} + those columns with --meta")
+    try:
+        items = list_inputs(inputs, Path(image_dir) if image_dir else layout.test_dir(comp), comp.image_ext, id_col)
+        ids, images = read_all(items, skip_bad, say)
+        meta = read_meta(Path(meta_csv), ids, ens.meta_columns, id_col) if ens.meta_columns else None
+    except InputsError as e:
+        raise InputError(str(e)) from None
+    dev = runtime.pick_device(device)
+    runtime.configure(dev)
+    score = predict_images(ens, images, dev, progress=progress, meta=meta)
+    df = pd.DataFrame({"id": ids, "prob": score, "defect": (score >= t).astype(int)})
+    write_csv_atomic(df, out)
+    say(f"wrote {out}: {len(df)} images, {int(df.defect.sum())} defects at threshold {t:.4f} "
+        f"({'--threshold' if threshold is not None else point}); blend {ens.method} of {', '.join(ens.weights)}")
+    return df

@@ -1,0 +1,157 @@
+"""Score images with an exported bundle: needs only numpy, OpenCV and onnxruntime (no torch, no
+timm, no repository). export.py copies this package (defectkit/ship/runtime/) into the bundle as
+defect_runtime/, with entry.py as predict_bundle.py, beside bundle.json, refs.npz and models/*.onnx.
+
+    python bundle/predict_bundle.py IMAGES_OR_FOLDERS_OR_CSV... --out preds.csv
+           [--operating-point chosen|recall_95|recall_99 | --threshold T] [--skip-bad] [--threads N]
+           [--meta CSV]   (id + metadata columns, for a stacker fitted with them)
+
+Every file the bundle lists is checked against its sha256 first: an edited bundle is refused.
+Output: id, prob, defect (prob: the blend's score as blend.py computes it; defect: prob >= the
+threshold chosen on OOF predictions at the operating point).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .combine import blend_scores, meta_columns, stack_intercept
+from .image_inputs import InputsError, list_inputs, read_all, read_meta
+from .imaging import fit_image
+
+# In a bundle this package is <bundle>/defect_runtime/, beside bundle.json and predict_bundle.py.
+HERE = Path(__file__).resolve().parent.parent
+
+BATCH = 1  # images per run: on 2 CPU cores ONNX Runtime is fastest one image (x TTA views) at a time
+
+
+class BundleError(ValueError):
+    pass
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_bundle(folder: Path) -> dict:
+    """bundle.json, after checking every file it lists against its sha256."""
+    path = folder / "bundle.json"
+    if not path.exists():
+        raise BundleError(f"{path}: not found; is {folder} an exported bundle?")
+    spec = json.loads(path.read_text())
+    for rel, digest in spec["files"].items():
+        f = folder / rel
+        if not f.exists():
+            raise BundleError(f"{f}: missing from the bundle")
+        if sha256_file(f) != digest:
+            raise BundleError(f"{f}: edited or damaged (sha256 differs from bundle.json); export the bundle again")
+    return spec
+
+
+def session(path: Path, threads: int):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_model(sess, images: np.ndarray, batch_size: int) -> np.ndarray:
+    name = sess.get_inputs()[0].name
+    out = [sess.run(None, {name: images[s:s + batch_size]})[0] for s in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.float64)
+
+
+def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, batch_size: int = BATCH,
+          meta: dict | None = None) -> np.ndarray:
+    """The blend's score for decoded uint8 RGB images, exactly as blend.py combines its members;
+    `meta` (column -> values) for a stacker fitted with metadata."""
+    threads = threads or os.cpu_count() or 1
+    refs = np.load(folder / "refs.npz")
+    members, weights = [], []
+    for exp in spec["experiments"]:
+        pre = exp["preprocess"]
+        fitted = np.stack([fit_image(img, tuple(pre["hw"]), pre["resize"], pre["border_crop"]) for img in images])
+        preds = [run_model(session(folder / f["onnx"], threads), fitted, batch_size) for f in exp["folds"]]
+        r = exp.get("refit")  # a full-data refit: "only" (no fold models) or "both"
+        refit = (run_model(session(folder / r["onnx"], threads), fitted, batch_size), refs[r["ref"]], r["use"]) if r \
+            else None
+        members.append((preds, [refs[f["ref"]] for f in exp["folds"]], refit))
+        weights.append(exp["weight"])
+    return blend_scores(spec["method"], weights, members, stack_intercept(spec.get("intercept", 0.0),
+                                                                         spec.get("stack_meta"), meta))
+
+
+def write_csv(path: Path, ids, prob, defect) -> None:
+    """id, prob, defect, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "prob", "defect"])
+            w.writerows((i, repr(float(p)), int(d)) for i, p, d in zip(ids, prob, defect))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def predict(folder: Path, inputs: list[str], out: Path, point: str = "chosen", threshold: float | None = None,
+            skip_bad: bool = False, image_dir: str = ".", id_col: str = "id", threads: int = 0,
+            say=print, meta_csv: str | None = None) -> tuple[list[str], np.ndarray]:
+    spec = load_bundle(folder)
+    if threshold is None and point not in spec["operating_points"]:
+        raise BundleError(f"--operating-point {point!r}: the bundle has {', '.join(spec['operating_points'])}")
+    t = float(spec["operating_points"][point] if threshold is None else threshold)
+    cols = meta_columns(spec.get("stack_meta"))
+    if cols and not meta_csv:
+        raise BundleError(f"the stacker also uses metadata ({', '.join(cols)}); give a CSV of {id_col} + those "
+                          "columns with --meta")
+    ids, images = read_all(list_inputs(inputs, Path(image_dir), spec["image_ext"], id_col), skip_bad, say)
+    meta = read_meta(Path(meta_csv), ids, cols, id_col) if cols else None
+    prob = score(folder, spec, images, threads, meta=meta)
+    write_csv(out, ids, prob, prob >= t)
+    say(f"wrote {out}: {len(ids)} images, {int((prob >= t).sum())} defects at threshold {t:.4f}")
+    return ids, prob
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="folders, image files, or a CSV with an id column")
+    p.add_argument("--out", default="predictions.csv")
+    p.add_argument("--operating-point", default="chosen", help="chosen, recall_95 or recall_99")
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--skip-bad", action="store_true")
+    p.add_argument("--image-dir", default=".", help="where a CSV's ids are")
+    p.add_argument("--id-col", default="id")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument("--meta", help="a CSV of id + the metadata columns the stacker uses (bundle.json stack_meta)")
+    p.add_argument("--bundle", default=str(HERE), help="the bundle's folder (default: this file's)")
+    args = p.parse_args(argv)
+    try:
+        predict(Path(args.bundle), args.inputs, Path(args.out), args.operating_point, args.threshold, args.skip_bad,
+                args.image_dir, args.id_col, args.threads, meta_csv=args.meta)
+    except (BundleError, InputsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

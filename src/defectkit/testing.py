@@ -1,0 +1,150 @@
+"""Made-up competitions for the tests and benchmarks: toy images a model can learn in seconds
+(grey noise cells, the defective ones crossed by a bright scratch), and OOF/test prediction files
+in train.py's formats."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import yaml
+
+from defectkit.core.config import Competition
+from defectkit.core.fileio import file_hash
+from defectkit.core.layout import Layout
+
+TOY_RECIPE = {"archs": ["test_efficientnet"], "n_folds": 2, "img_size": 32, "epochs": 4, "batch_size": 16,
+              "lr": 3e-3, "backbone_lr_factor": 1.0, "warmup_epochs": 0.5, "pretrained": "none", "tta": 2,
+              "aug": "light", "num_workers": 0, "drop_rate": 0.0}
+
+
+def toy_image(rng: np.random.Generator, defect: bool, size: int = 40) -> np.ndarray:
+    img = rng.normal(90, 18, (size, size)).clip(0, 255).astype(np.uint8)
+    if defect:
+        x0, y0 = rng.integers(4, size - 4, 2)
+        angle = rng.uniform(0, np.pi)
+        dx, dy = np.cos(angle) * size * 0.35, np.sin(angle) * size * 0.35
+        cv2.line(img, (int(x0 - dx), int(y0 - dy)), (int(x0 + dx), int(y0 + dy)), 230, 2)
+    return img
+
+
+def toy_blob(rng: np.random.Generator, defect: bool, size: int = 96) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grey noise; a defect is a bright disk (its mask: the disk, about 2-3 % of the image)."""
+    img = rng.normal(90, 18, (size, size)).clip(0, 255).astype(np.uint8)
+    if not defect:
+        return img, None
+    mask = np.zeros((size, size), np.uint8)
+    r = int(rng.integers(size // 16, size // 10))
+    cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, 2))
+    cv2.circle(img, (cx, cy), r, 190, -1)
+    cv2.circle(mask, (cx, cy), r, 255, -1)
+    return img, mask
+
+
+def make_toy_competition(out: Path, n_train: int = 96, n_test: int = 32, seed: int = 0,
+                         name: str = "toy", sub_cols=("id", "target"), kind: str = "scratch", size: int = 40) -> Path:
+    """input/<name>/ in Kaggle's shape, with solution.csv; half of the images are defects:
+    scratches (kind scratch), or disks (kind blob) whose masks go to input/<name>/masks/<id>.png
+    and whose boxes to defect_boxes.csv."""
+    rng = np.random.default_rng(seed)
+    root = Layout(out).raw_input(name)
+    for sub in ("train", "test") + (("masks",) if kind == "blob" else ()):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    y = rng.permutation(np.arange(n_train + n_test) % 2)
+    ids = [f"img{i:04d}" for i in range(n_train + n_test)]
+    boxes = []
+    for i, (id_, t) in enumerate(zip(ids, y)):
+        img, mask = toy_blob(rng, bool(t), size) if kind == "blob" else (toy_image(rng, bool(t), size), None)
+        cv2.imwrite(str(root / ("train" if i < n_train else "test") / f"{id_}.png"), img)
+        if mask is not None:
+            cv2.imwrite(str(root / "masks" / f"{id_}.png"), mask)
+            ys, xs = np.nonzero(mask)
+            boxes.append((id_, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    if kind == "blob":
+        pd.DataFrame(boxes, columns=["id", "x_1", "y_1", "x_2", "y_2"]).to_csv(root / "defect_boxes.csv", index=False)
+    pd.DataFrame({"id": ids[:n_train], "target": y[:n_train]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({sub_cols[0]: ids[n_train:], sub_cols[1]: 0.5}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": ids[n_train:], "target": y[n_train:], "Usage": "Public"}).to_csv(root / "solution.csv",
+                                                                                          index=False)
+    return root
+
+
+def write_toy_config(base: Path, name: str = "toy", **recipe) -> Path:
+    path = base / "configs" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"competition": {"name": name, "source": {"type": "toy"}},
+                                    "recipe": {**TOY_RECIPE, **recipe}}))
+    return path
+
+
+def copy_toy_workdir(src: Path, dst: Path) -> Path:
+    """A copy of a toy workdir's input/, configs/ and folds/ (what training reads)."""
+    import shutil
+    for d in ("input", "configs", "folds"):
+        shutil.copytree(Path(src) / d, Path(dst) / d)
+    return Path(dst)
+
+
+def make_toy_workdir(base: Path) -> Path:
+    from defectkit.core.config import load_config
+    from defectkit.data.folds import make_folds
+    make_toy_competition(base)
+    cfg = load_config(write_toy_config(base))
+    make_folds(cfg.competition, cfg.recipe.n_folds, cfg.recipe.seed, base=base)
+    return base
+
+
+
+
+def make_blend_workdir(base: Path, n: int = 400, n_test: int = 100, n_folds: int = 4, seed: int = 0,
+                       name: str = "syn", sub_cols=("id", "target")) -> dict:
+    """input/<name>/ tables (no images needed by blend), folds/<name>.csv, configs/<name>.yaml and
+    a hidden latent `signal` per row (train and test) to build predictions from."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n + n_test) < 0.35).astype(int)
+    ids = [f"r{i:05d}" for i in range(n + n_test)]
+    root = Layout(base).raw_input(name)
+    (root / "test").mkdir(parents=True, exist_ok=True)
+    for i in ids[n:]:
+        (root / "test" / f"{i}.png").write_bytes(b"")  # blend checks existence, never decodes
+    pd.DataFrame({"id": ids[:n], "target": y[:n]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({sub_cols[0]: ids[n:], sub_cols[1]: 0.5}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": ids[n:], "target": y[n:], "Usage": np.where(np.arange(n_test) % 2, "Public", "Private")}
+                 ).to_csv(root / "solution.csv", index=False)
+    fold = np.zeros(n, int)
+    for c in (0, 1):
+        idx = np.flatnonzero(y[:n] == c)
+        fold[rng.permutation(idx)] = np.arange(len(idx)) % n_folds
+    folds_file = Layout(base).folds_file(Competition(name=name))
+    folds_file.parent.mkdir(exist_ok=True)
+    pd.DataFrame({"id": ids[:n], "target": y[:n], "fold": fold}).to_csv(folds_file, index=False)
+    (base / "configs").mkdir(exist_ok=True)
+    (base / "configs" / f"{name}.yaml").write_text(
+        f"competition: {{name: {name}, submission_columns: [{sub_cols[0]}, {sub_cols[1]}]}}\nrecipe: {{}}\n")
+    return {"y": y, "ids": ids, "n": n, "fold": fold, "rng": rng}
+
+
+def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, competition: str = "syn",
+                     folds_hash: str | None = None, skip_folds=(), name: str = "syn") -> None:
+    """oof/<exp>/fold<k>.csv, test_fold<k>.csv and fold<k>.json from predictions over all rows
+    (train rows first, then test rows)."""
+    n, fold, y, ids = w["n"], w["fold"], w["y"], w["ids"]
+    d = Layout(base).fold(exp, 0).oof_dir
+    d.mkdir(parents=True, exist_ok=True)
+    fh = folds_hash or file_hash(Layout(base).folds_file(Competition(name=name)))
+    for k in sorted(set(fold)):
+        if k in skip_folds:
+            continue
+        m = np.flatnonzero(fold == k)
+        pd.DataFrame({"id": [ids[i] for i in m], "target": y[m], "fold": k, "pred": pred[m]}).to_csv(
+            d / f"fold{k}.csv", index=False)
+        noise = np.random.default_rng(k).normal(0, 0.01, len(ids) - n)
+        pd.DataFrame({"id": ids[n:], "pred": np.clip(pred[n:] + noise, 0, 1)}).to_csv(d / f"test_fold{k}.csv",
+                                                                                    index=False)
+        (d / f"fold{k}.json").write_text(json.dumps({"competition": competition, "fold": int(k), "folds_hash": fh}))
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))

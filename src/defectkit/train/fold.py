@@ -1,0 +1,492 @@
+"""One fold of one backbone: its rows and data, the model and optimiser, the loop with checkpoints and
+resume, the best epoch by validation AUC, and its OOF and test predictions with TTA."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from defectkit.core import metrics
+from defectkit.core.checks import InputError, check_soft_target
+from defectkit.core.config import Config, config_hash, save_config
+from defectkit.core.fileio import (
+    FileLock,
+    file_hash,
+    remove_stale_tmps,
+    save_torch_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+)
+from defectkit.core.layout import REFIT, FoldPaths, Layout
+from defectkit.core.plots import figure
+from defectkit.data.augment import build_transform
+from defectkit.data.cache import cached_images
+from defectkit.data.datasets import FeatureDataset, ImageDataset, JoinedDataset, make_loader
+from defectkit.data.tables import load_folds, load_test_ids, load_train_table
+from defectkit.train import engine, runtime
+from defectkit.train.models import (
+    CachedPrefixNet,
+    ModelInfo,
+    create_model,
+    frozen_parameter_names,
+    head_parameters,
+    set_train_mode,
+    unwrap,
+)
+
+
+@dataclass
+class FoldData:
+    """The rows of one fold (training, validation, test) and their images at the recipe's size."""
+
+    fold: int
+    n_folds: int
+    folds_file: Path
+    ids: np.ndarray  # training ids, in train.csv order
+    y: np.ndarray  # their targets
+    tr_idx: np.ndarray
+    val_idx: np.ndarray
+    test_ids: list[str]
+    train_images: np.ndarray  # (N, h, w, 3) uint8, memory-mapped
+    test_images: np.ndarray
+    pseudo_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # test rows trained on (pseudo)
+    pseudo_y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    y_soft: np.ndarray | None = None  # what training fits, when the recipe names a soft target
+
+    @property
+    def y_fit(self) -> np.ndarray:
+        """The training rows' targets as training fits them: the soft target, or the 0/1 target."""
+        return self.y if self.y_soft is None else self.y_soft
+
+    def pseudo_targets(self) -> np.ndarray:
+        """A target per test row: the pseudo-label where there is one (others are never drawn)."""
+        t = np.zeros(len(self.test_ids), np.float32)
+        t[self.pseudo_idx] = self.pseudo_y
+        return t
+
+    @property
+    def y_val(self) -> np.ndarray:
+        return self.y[self.val_idx]
+
+
+def fold_rows(folds: np.ndarray, y: np.ndarray, fold, n_folds: int, folds_file: Path) -> tuple:
+    """(validation rows, training rows) of fold `fold`; both must hold both classes."""
+    if not isinstance(fold, int) or not 0 <= fold < n_folds:
+        raise InputError(f"--fold {fold}: {folds_file} has folds 0..{n_folds - 1} (or all: the full-data refit)")
+    val_idx, tr_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+    if len(val_idx) == 0:
+        raise InputError(f"{folds_file}: fold {fold} has no validation rows; re-run python src/make_folds.py")
+    if len(np.unique(y[val_idx])) < 2 or len(np.unique(y[tr_idx])) < 2:
+        raise InputError(f"{folds_file}: fold {fold} needs both classes in its validation and training rows "
+                         f"(validation has {int(y[val_idx].sum())} defect(s) of {len(val_idx)}); "
+                         "re-run python src/make_folds.py, with fewer folds for so small a set")
+    return val_idx, tr_idx
+
+
+def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True) -> FoldData:
+    """train.csv, the folds file and sample_submission.csv checked against each other; the
+    validation fold must hold both classes; images decoded (or read from the cache)."""
+    comp, rec = cfg.competition, cfg.recipe
+    train_df = load_train_table(comp, layout)
+    folds_file = layout.folds_file(comp)
+    folds, n_folds = load_folds(folds_file, train_df, comp.id_col, comp.target_col)
+    y = train_df[comp.target_col].to_numpy()
+    if fold == REFIT:  # every training row; no validation rows
+        val_idx, tr_idx = np.zeros(0, int), np.arange(len(y))
+    else:
+        val_idx, tr_idx = fold_rows(folds, y, fold, n_folds, folds_file)
+    test_ids = load_test_ids(comp, layout)
+    cache = layout.cache_dir(comp)
+    ext = comp.image_ext
+    images = {tag: cached_images([folder / f"{i}{ext}" for i in ids], rec.hw, rec.resize, rec.border_crop,
+                                      cache, tag, progress=progress)
+              for tag, folder, ids in (("train", layout.train_dir(comp), train_df[comp.id_col]),
+                                       ("test", layout.test_dir(comp), test_ids))}
+    fd = FoldData(fold, n_folds, folds_file, train_df[comp.id_col].to_numpy(), y, tr_idx, val_idx, test_ids,
+                  images["train"], images["test"])
+    if rec.soft_target:
+        fd.y_soft = check_soft_target(train_df, rec.soft_target, comp.target_col, layout.train_csv(comp))
+    if rec.pseudo:  # test rows join the training rows only: OOF rows stay the training rows
+        from defectkit.ensemble.pseudo import read_pseudo
+        fd.pseudo_idx, fd.pseudo_y = read_pseudo(Path(rec.pseudo), test_ids)
+    return fd
+
+
+@dataclass
+class ModelParts:
+    """The timm model, what trains (the model itself, or its unfrozen rest fed with cached
+    features of the frozen stages), where it runs, and its three loaders."""
+
+    model: torch.nn.Module
+    info: ModelInfo
+    net: torch.nn.Module
+    setup: engine.DeviceSetup
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    test_loader: torch.utils.data.DataLoader
+
+
+def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: torch.device,
+                progress: bool = True) -> ModelParts:
+    rec = cfg.recipe
+    torch.manual_seed(rec.seed)
+    model, info = create_model(arch, rec.pretrained, rec.weights or None, 1, rec.drop_rate)
+    model.to(device)
+    setup = engine.make_setup(device, info.mean, info.std, rec.amp, rec.channels_last)
+    if setup.channels_last:
+        model.to(memory_format=torch.channels_last)
+    workers = rec.num_workers if rec.num_workers >= 0 else runtime.default_num_workers(device.type)
+    if rec.cache_frozen:
+        net, datasets = CachedPrefixNet(model, rec.freeze_stages), _feature_datasets(cfg, arch, fd, layout, model,
+                                                                                      info, setup, progress)
+        workers = 0  # a memory map read per sample: worker processes only add overhead
+    else:
+        net = model
+        aug = build_transform(rec.aug, rec.n_symmetries)
+        datasets = (JoinedDataset(ImageDataset(fd.train_images, fd.y_fit, aug, fd.tr_idx),
+                                       ImageDataset(fd.test_images, fd.pseudo_targets(), aug, fd.pseudo_idx)),
+                    ImageDataset(fd.train_images, fd.y, None, fd.val_idx),
+                    ImageDataset(fd.test_images))
+    dev = device.type
+    loaders = (make_loader(datasets[0], rec.batch_size, True, dev, workers, rec.seed),
+               make_loader(datasets[1], rec.batch_size * 2, False, dev, workers),
+               make_loader(datasets[2], rec.batch_size * 2, False, dev, workers))
+    return ModelParts(model, info, net, setup, *loaders)
+
+
+def _feature_datasets(cfg, arch, fd: FoldData, layout: Layout, model, info, setup, progress):
+    """Datasets of cached frozen-stage features: the symmetries TTA uses (at least 2), among
+    which training draws one per sample (the `light` augmentation over the cached views)."""
+    from defectkit.train.features import extract_frozen_features, feature_cache_path
+    rec = cfg.recipe
+    if rec.aug not in ("light", "none"):
+        raise InputError(f"cache_frozen trains on the cached symmetries (aug light); aug={rec.aug} needs "
+                         "images: turn cache_frozen off")
+    n_var = max(rec.tta_views, 2)
+    feats = [extract_frozen_features(model, rec.freeze_stages, imgs, setup,
+                                     feature_cache_path(layout.cache_dir(cfg.competition), arch, model,
+                                                        rec.freeze_stages, n_var, info.mean, info.std, imgs),
+                                     progress=progress, n_variants=n_var)
+             for imgs in (fd.train_images, fd.test_images)]
+    light = rec.aug == "light"
+    return (JoinedDataset(FeatureDataset(feats[0], fd.y_fit, fd.tr_idx, train=light),
+                               FeatureDataset(feats[1], fd.pseudo_targets(), fd.pseudo_idx, train=light)),
+            FeatureDataset(feats[0], fd.y, fd.val_idx, train=False),
+            FeatureDataset(feats[1], np.zeros(len(feats[1])), np.arange(len(feats[1])), train=False))
+
+
+@dataclass
+class Optim:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    ema: object | None
+    steps_per_epoch: int
+
+
+def build_optim(cfg: Config, parts: ModelParts) -> Optim:
+    """AdamW over the trainable parameters (head at lr, backbone at lr x factor), linear warmup
+    then cosine stepped per optimizer step, a GradScaler for fp16, EMA when asked."""
+    rec, model = cfg.recipe, parts.model
+    head = head_parameters(model)
+    frozen = frozen_parameter_names(model, rec.freeze_stages)
+    params = [p for n, p in model.named_parameters() if n not in frozen]
+    groups = [{"params": [p for p in params if id(p) not in head], "lr": rec.lr * rec.backbone_lr_factor},
+              {"params": [p for p in params if id(p) in head], "lr": rec.lr}]
+    optimizer = torch.optim.AdamW(groups, lr=rec.lr, weight_decay=rec.weight_decay)
+    steps = -(-len(parts.train_loader) // rec.accum_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, engine.warmup_cosine(steps * rec.epochs, int(steps * rec.warmup_epochs), rec.min_lr_ratio))
+    scaler = torch.amp.GradScaler("cuda") if parts.setup.amp_dtype == torch.float16 else None
+    ema = engine.make_ema(parts.net, rec.ema) if rec.ema > 0 else None
+    return Optim(optimizer, scheduler, scaler, ema, steps)
+
+
+@dataclass
+class TrainState:
+    """Where the loop stands: epochs done, the best validation AUC and its epoch, epochs since
+    it last improved, the log. `run_id` names this run (kept across --resume): only a best
+    checkpoint carrying it may predict."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    epochs_done: int = 0
+    best_auc: float = -1.0
+    best_epoch: int = -1  # 0-based; -1 = no checkpoint yet
+    bad_epochs: int = 0
+    log: list = field(default_factory=list)
+
+    def record(self, row: dict) -> bool:
+        """Log one finished epoch; True when its validation AUC is the best so far."""
+        self.log.append(row)
+        epoch, auc = self.epochs_done, row["val_auc"]
+        self.epochs_done += 1
+        if np.isfinite(auc) and auc > self.best_auc:
+            self.best_auc, self.best_epoch, self.bad_epochs = auc, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def should_stop(self, patience: int) -> bool:
+        return patience > 0 and self.bad_epochs >= patience
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, d: dict) -> TrainState:
+        return cls(**d)
+
+
+def check_experiment_consistent(cfg: Config, arch: str, layout: Layout, fold: int, force: bool) -> None:
+    """Refuse to mix recipes or folds files inside one experiment: every complete fold of it
+    must have been made by this recipe and folds file, unless --force (then the others are
+    left as they are and the blend leaves the experiment out until all folds agree)."""
+    exp, want = cfg.exp_name(arch), config_hash(cfg)
+    folds_hash = file_hash(layout.folds_file(cfg.competition))
+    metas = layout.fold_metas(exp) if fold != REFIT else [p for p in [layout.fold(exp, REFIT).meta] if p.exists()]
+    for meta_path in metas:
+        meta = json.loads(meta_path.read_text())
+        differs = [what for what, ok in (("recipe", meta.get("config_hash") == want),
+                                         ("folds file", meta.get("folds_hash") == folds_hash),
+                                         ("arch", meta.get("arch") == arch)) if not ok]
+        if differs and not force:
+            raise InputError(f"{meta_path} was made by another {' and '.join(differs)}; the folds of one "
+                             f"experiment must agree: give this recipe another name (--name), or pass --force "
+                             f"to retrain fold {fold} anyway")
+
+
+def prepare_outputs(paths: FoldPaths) -> None:
+    """Under the fold's lock: forget the fold's completion first (so nothing half-replaced is
+    ever taken as complete), and remove temporaries a killed run left."""
+    paths.meta.unlink(missing_ok=True)
+    for folder, prefixes in ((paths.model_dir, (f"fold{paths.fold}.", f"fold{paths.fold}_")),
+                             (paths.oof_dir, (f"fold{paths.fold}.", f"test_fold{paths.fold}."))):
+        if folder.is_dir():
+            for prefix in prefixes:
+                remove_stale_tmps(folder, prefix)
+
+
+def plot_curves(log: pd.DataFrame, path: Path, title: str) -> None:
+    with figure(path, 1, 2, figsize=(10, 3.5)) as (fig, (a, b)):
+        a.plot(log.epoch, log.train_loss, "o-", label="train loss")
+        a.plot(log.epoch, log.val_loss, "o-", label="val loss")
+        a.set_xlabel("epoch"), a.legend(), a.set_title(title)
+        b.plot(log.epoch, log.val_auc, "o-", color="C2", label="val AUC")
+        b.set_xlabel("epoch"), b.set_ylabel("val AUC")
+        b2 = b.twinx()
+        b2.plot(log.epoch, log.lr, "--", color="C7", label="lr")
+        b2.set_ylabel("head lr")
+
+
+class FoldTrainer:
+    """One fold of one arch, built from its parts: `FoldTrainer(...).fit()`."""
+
+    def __init__(self, cfg: Config, arch: str, fold: int, layout: Layout, progress: bool = True):
+        self.cfg, self.arch, self.fold, self.layout, self.progress = cfg, arch, fold, layout, progress
+        self.t0 = time.time()
+        self.exp = cfg.exp_name(arch)
+        self.paths = layout.fold(self.exp, fold)
+        self.device = runtime.pick_device(cfg.recipe.device)
+        runtime.configure(self.device, cfg.recipe.threads)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.data = load_fold_data(cfg, layout, fold, progress)
+        self.parts = build_model(cfg, arch, self.data, layout, self.device, progress)
+        self.optim = build_optim(cfg, self.parts)
+        self.train_net = torch.compile(self.parts.net) if cfg.recipe.compile else self.parts.net
+        self.state = TrainState()
+
+    def say(self, msg: str) -> None:
+        tqdm.write(f"[{self.exp} fold {self.fold}] {msg}")
+
+    @property
+    def eval_net(self):
+        """What predicts: the EMA copy when EMA is on (a CachedPrefixNet when features are cached)."""
+        return self.optim.ema.module if self.optim.ema is not None else self.parts.net
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        o = self.optim
+        return {"model": self.parts.model.state_dict(), "optimizer": o.optimizer.state_dict(),
+                "scheduler": o.scheduler.state_dict(), "scaler": o.scaler.state_dict() if o.scaler else None,
+                "ema": o.ema.state_dict() if o.ema else None, "state": self.state.state_dict(),
+                "arch": self.arch, "config_hash": config_hash(self.cfg)}
+
+    def resume(self) -> None:
+        if not self.paths.last.exists():
+            self.say(f"--resume: no {self.paths.last.name} yet, starting fresh")
+            return
+        try:
+            ck = torch.load(self.paths.last, map_location=self.device, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - torch raises several types for a damaged file
+            raise InputError(f"{self.paths.last}: cannot be read as a checkpoint ({type(e).__name__}); delete it "
+                             "to train this fold from the start") from e
+        ck = ck if isinstance(ck, dict) else {}
+        if ck.get("arch") != self.arch or ck.get("config_hash") != config_hash(self.cfg) or "state" not in ck:
+            raise InputError(f"{self.paths.last}: was made by another arch or recipe; cannot --resume it "
+                             "(use another --name, or drop --resume to start over)")
+        o = self.optim
+        self.parts.model.load_state_dict(ck["model"])
+        o.optimizer.load_state_dict(ck["optimizer"])
+        o.scheduler.load_state_dict(ck["scheduler"])
+        if o.scaler and ck["scaler"]:
+            o.scaler.load_state_dict(ck["scaler"])
+        if o.ema and ck["ema"]:
+            o.ema.load_state_dict(ck["ema"])
+        self.state = TrainState.from_state_dict(ck["state"])
+        self.say(f"resuming after epoch {self.state.epochs_done}/{self.cfg.recipe.epochs} "
+                 f"(best val AUC {self.state.best_auc:.4f} at epoch {self.state.best_epoch + 1})")
+
+    def save_best(self, epoch: int, auc: float) -> None:
+        rec = self.cfg.recipe
+        save_torch_atomic({"model": unwrap(self.eval_net).state_dict(), "arch": self.arch, "epoch": epoch,
+                           "val_auc": auc, "mean": self.parts.info.mean, "std": self.parts.info.std,
+                           "img_size": list(rec.hw), "resize": rec.resize, "border_crop": rec.border_crop,
+                           "tta": rec.tta_views, "freeze_stages": rec.freeze_stages,
+                           "cache_frozen": rec.cache_frozen, "run_id": self.state.run_id,
+                           "config_hash": config_hash(self.cfg), "config": self.cfg.to_dict()}, self.paths.best)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict:
+        rec, o = self.cfg.recipe, self.optim
+        self.parts.train_loader.sampler.set_epoch(epoch)
+        torch.manual_seed(rec.seed * 1000 + epoch)  # dropout, mixup: reproducible after resume
+        with tqdm(total=len(self.parts.train_loader), desc=f"{self.exp} f{self.fold} ep {epoch + 1}/{rec.epochs}",
+                  unit="batch", leave=False, disable=not self.progress) as bar:
+            return engine.train_one_epoch(
+                self.train_net, self.parts.train_loader, o.optimizer, self.parts.setup, o.scheduler, o.scaler,
+                o.ema, rec.accum_steps, rec.mixup, rec.mixup_alpha, progress=bar,
+                train_mode=lambda m: set_train_mode(m, rec.freeze_stages, head_only=epoch < rec.freeze_epochs),
+                first_step=epoch * o.steps_per_epoch)
+
+    def fit(self, resume: bool = False, on_epoch_end=None) -> dict:
+        rec = self.cfg.recipe
+        save_config(self.cfg, self.paths.config)
+        if resume:
+            self.resume()
+        st = self.state
+        n_tr, n_val, n_test = len(self.data.tr_idx), len(self.data.val_idx), len(self.data.test_ids)
+        self.say(f"{self.arch} ({self.parts.info.source}) on {self.device}, {n_tr} train / {n_val} val / "
+                 f"{n_test} test, {rec.size_tag}px ({rec.resize}), batch {rec.batch_size}, TTA x{rec.tta_views}")
+        while st.epochs_done < rec.epochs and not st.should_stop(rec.patience):
+            epoch = st.epochs_done
+            tr = self.train_epoch(epoch)
+            auc, vloss = self.validate()
+            improved = st.record({"epoch": epoch + 1, "train_loss": round(tr["loss"], 5), "val_loss": round(vloss, 5),
+                                  "val_auc": round(auc, 5), "lr": self.optim.optimizer.param_groups[1]["lr"],
+                                  "img_s": round(tr["img_s"], 1), "secs": round(tr["secs"], 1)})
+            if self.fold == REFIT and st.epochs_done == rec.epochs:  # nothing to choose by: the last epoch
+                st.best_epoch, improved = epoch, True
+            if improved:
+                self.save_best(epoch, auc)
+            save_torch_atomic(self.checkpoint(), self.paths.last)
+            frame = pd.DataFrame(st.log)
+            write_csv_atomic(frame, self.paths.log)
+            plot_curves(frame, self.paths.curves, f"{self.exp} fold {self.fold}")
+            self.say(f"epoch {epoch + 1:>2}/{rec.epochs} loss {tr['loss']:.4f} val_loss {vloss:.4f} "
+                     f"val_auc {auc:.4f}{' *' if improved else '  '} lr {st.log[-1]['lr']:.2e} "
+                     f"{tr['img_s']:.0f} img/s {tr['secs']:.0f}s")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            if st.should_stop(rec.patience):
+                self.say(f"early stop: no val AUC gain for {st.bad_epochs} epochs")
+        return self.write_predictions()
+
+    def validate(self) -> tuple[float, float]:
+        """Validation AUC and loss without TTA (NaN for a refit, which has no validation rows)."""
+        if not len(self.data.val_idx):
+            return float("nan"), float("nan")
+        p_val = engine.predict(self.eval_net, self.parts.val_loader, self.parts.setup, tta=1)
+        return metrics.auc(self.data.y_val, p_val), metrics.bce(p_val, self.data.y_val)
+
+    def load_best(self) -> None:
+        """This run's best weights into the predicting net; never a checkpoint another run left."""
+        st = self.state
+        ck = torch.load(self.paths.best, map_location=self.device, weights_only=False) \
+            if self.paths.best.exists() and st.best_epoch >= 0 else None
+        if ck is None or ck.get("run_id") != st.run_id:
+            raise InputError(f"{self.exp} fold {self.fold}: no epoch of this run produced a best checkpoint "
+                             f"(validation AUCs {[r['val_auc'] for r in st.log]}); nothing is predicted")
+        unwrap(self.eval_net).load_state_dict(ck["model"])
+
+    def write_predictions(self) -> dict:
+        rec, st, d = self.cfg.recipe, self.state, self.data
+        self.load_best()
+        model, setup = self.eval_net, self.parts.setup
+        n = len(self.parts.val_loader) + len(self.parts.test_loader)
+        with tqdm(total=n, desc=f"{self.exp} f{self.fold} predict tta{rec.tta_views}", unit="batch", leave=False,
+                  disable=not self.progress) as bar:
+            p_val = engine.predict(model, self.parts.val_loader, setup, rec.tta_views, bar)
+            p_test = engine.predict(model, self.parts.test_loader, setup, rec.tta_views, bar)
+        oof = pd.DataFrame({"id": d.ids[d.val_idx], "target": d.y_val, "fold": self.fold, "pred": p_val})
+        test = pd.DataFrame({"id": d.test_ids, "pred": p_test})
+        oof_auc = metrics.auc(d.y_val, p_val) if len(oof) else None
+        if len(oof):  # a refit has no OOF rows: only its test predictions are written
+            write_csv_atomic(oof, self.paths.oof)
+        write_csv_atomic(test, self.paths.test)
+        comp = self.cfg.competition
+        meta = {"competition": comp.name, "exp": self.exp, "arch": self.arch, "fold": self.fold,
+                "n_folds": d.n_folds, "folds_file": str(d.folds_file), "folds_hash": file_hash(d.folds_file),
+                "config_hash": config_hash(self.cfg), "weights": self.parts.info.source, "run_id": st.run_id,
+                "best_epoch": st.best_epoch + 1, "epochs_run": st.epochs_done, "val_auc": st.best_auc,
+                "tta": rec.tta_views, "oof_auc": oof_auc, "n_val": len(oof), "n_test": len(test),
+                "n_train": len(d.tr_idx), "n_pseudo": len(d.pseudo_idx),
+                "device": str(self.device), "secs": round(time.time() - self.t0, 1),
+                "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
+                if self.device.type == "cuda" else None,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config": self.cfg.to_dict()}
+        write_json_atomic(self.paths.meta, meta)  # last: the fold is complete
+        if oof_auc is None:
+            self.say(f"refit on all {len(d.tr_idx)} training rows, {st.epochs_done} epochs -> {self.paths.test}")
+        else:
+            self.say(f"best epoch {st.best_epoch + 1}: val AUC {st.best_auc:.4f}, OOF AUC with TTA x{rec.tta_views} "
+                     f"{oof_auc:.4f} -> {self.paths.oof}, {self.paths.test}")
+        return meta
+
+
+def refit_epochs(layout: Layout, exp: str) -> int:
+    """The epoch count the CV chose: the median best epoch of the experiment's complete folds."""
+    metas = [json.loads(p.read_text()) for p in layout.fold_metas(exp)]
+    if not metas:
+        raise InputError(f"--fold all of {exp}: no complete fold to take the epoch count from; train the folds "
+                         "first, or give --epochs")
+    return max(1, int(round(float(np.median([m["best_epoch"] for m in metas])))))
+
+
+def refit_config(cfg: Config, arch: str, base: Path, epochs: int | None = None) -> Config:
+    """The recipe of a full-data refit: the folds' recipe with the CV's epoch count (or `epochs`)."""
+    n = epochs or refit_epochs(Layout(base), cfg.exp_name(arch))
+    return dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, epochs=n, patience=0))
+
+
+def train_fold(cfg: Config, arch: str, fold: int, base: Path, resume: bool = False, progress: bool = True,
+               on_epoch_end=None, force: bool = False) -> dict:
+    """Train one fold of one arch end to end, under the fold's lock; returns its meta record."""
+    layout = Layout(base)
+    paths = layout.fold(cfg.exp_name(arch), fold)
+    with FileLock(paths.lock, f"fold {fold} of {paths.model_dir.name}"):
+        check_experiment_consistent(cfg, arch, layout, fold, force)
+        trainer = FoldTrainer(cfg, arch, fold, layout, progress)
+        prepare_outputs(paths)
+        return trainer.fit(resume, on_epoch_end)
+
+
+def train_job(cfg: Config, arch: str, fold: int | str, base: Path, **kw) -> dict:
+    """One job of the grid, for every executor: a fold, or the refit (with the CV's epoch count;
+    replaced whenever it is out of date, as it derives from the folds). It resumes from its last
+    checkpoint when it was interrupted (a last checkpoint, no completion record), never a
+    complete one that is out of date."""
+    paths = Layout(base).fold(cfg.exp_name(arch), fold)
+    kw.setdefault("resume", paths.last.exists() and not paths.meta.exists())
+    if fold == REFIT:
+        cfg, kw["force"] = refit_config(cfg, arch, base), True
+    return train_fold(cfg, arch, fold, base, **kw)

@@ -1,0 +1,53 @@
+"""Where a run executes: the device, CPU threads, the C allocator, data-loader workers."""
+from __future__ import annotations
+
+import ctypes
+import os
+
+import torch
+
+from defectkit.core.checks import InputError
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' = CUDA when a GPU is visible, else the CPU; 'cpu', 'cuda', 'cuda:N' as asked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {name!r}: CUDA asked for but not available (no GPU visible, or a CPU-only "
+                         "torch build); use device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise InputError(f"device {name!r}: {e}") from e
+
+
+def keep_freed_memory() -> None:
+    """Process-wide: ask glibc to keep freed memory in its heap instead of returning each large
+    block to the OS. PyTorch's CPU allocator frees and re-allocates the same large activation
+    buffers every step, and glibc would map and page-fault each one in again (README,
+    Benchmarks). No-op where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-4, 0)  # M_MMAP_MAX: no block gets its own mapping
+    libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never trim the heap's top
+
+
+def configure(device: torch.device, threads: int = 0) -> None:
+    """Set up this process for training on `device`: the allocator (process-wide), torch's
+    CPU threads (0 = all cores) on CPU, cudnn autotuning on CUDA."""
+    keep_freed_memory()
+    if device.type == "cpu":
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def default_num_workers(device_type: str) -> int:
+    """Data-loader worker processes: none on a 2-core CPU (they would compete with the model)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device_type == "cuda":
+        return min(8, cpus)
+    return 0 if cpus <= 2 else min(4, cpus // 2)
