@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from defectkit.core.config import load_config
+from defectkit.ensemble.methods import METHODS
 from defectkit.ensemble.report import run_blend
-from defectkit.ship.runtime.combine import METHODS
 from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
 
 from benchlib import save_result  # first: puts src/ on the path
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--experiments", type=int, default=20)
     p.add_argument("--rows", type=int, default=40000)
     p.add_argument("--test-rows", type=int, default=3000)
-    p.add_argument("--method", default="hill", choices=METHODS)
+    p.add_argument("--method", default="hill", choices=sorted(METHODS))
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -44,14 +44,14 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         rep = run_blend(comp, base, args.method, verbose=False)
         secs = time.perf_counter() - t0
-    best = max(r["oof_auc"] for r in rep["table"])
+    best = max(r["oof_auc"] for r in rep.table)
     result = {"experiments": args.experiments, "rows": args.rows, "test_rows": args.test_rows, "folds": 5,
               "method": args.method, "blend_secs": round(secs, 2), "target_secs": 10.0,
               "files_written_secs": round(setup_s, 1), "best_single_oof_auc": best,
-              "blend_oof_auc": rep["blend_oof_auc"], "selected": len(rep["weights"])}
+              "blend_oof_auc": rep.blend_oof_auc, "selected": len(rep.weights)}
     save_result(result, f"blend ({args.method}) of {args.experiments} experiments x {args.rows} OOF rows: "
-                f"{secs:.2f} s (target < 10 s); best single {best:.4f} -> blend {rep['blend_oof_auc']:.4f} "
-                f"with {len(rep['weights'])} experiments", None, "blend_speed")
+                f"{secs:.2f} s (target < 10 s); best single {best:.4f} -> blend {rep.blend_oof_auc:.4f} "
+                f"with {len(rep.weights)} experiments", None, "blend_speed")
     return 0
 
 

@@ -25,12 +25,13 @@ from defectkit.core.config import load_config, resolve_config_path
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ship.export import ExportNet
+from defectkit.ship.exporters import OnnxExporter
 from defectkit.ship.predict import fold_probs, load_member
 from defectkit.ship.runtime import runner
 from defectkit.ship.runtime.combine import blend_scores
 from defectkit.ship.runtime.imaging import fit_image, read_image
 from defectkit.train import runtime
-from defectkit.train.models import create_model, shape_key
+from defectkit.train.models import create_model
 
 from benchlib import save_result  # first: puts src/ on the path
 
@@ -53,24 +54,24 @@ def ensemble_speeds(layout: Layout, bundle: Path, images: list[np.ndarray], batc
     fitted = {}
     for folds in loaded.values():
         for _, ck in folds:
-            fitted.setdefault(shape_key(ck), np.stack([fit_image(img, *shape_key(ck)) for img in images]))
+            fitted.setdefault(ck.shape_key, np.stack([fit_image(img, *ck.shape_key) for img in images]))
     refs = {e: [m.ref for m in folds] for e, folds in ens.members.items()}
     weights = [ens.weights[e] for e in ens.members]
     dev = torch.device("cpu")
 
     def torch_side():
-        members = [([fold_probs(m, ck, fitted[shape_key(ck)], dev, batch) for m, ck in loaded[e]], refs[e])
+        members = [([fold_probs(m, ck, fitted[ck.shape_key], dev, batch) for m, ck in loaded[e]], refs[e])
                    for e in ens.members]
-        return blend_scores(ens.method, weights, members, ens.intercept)
+        return blend_scores(ens.space, ens.link, weights, members, ens.intercept)
 
-    sessions = {e["name"]: [(runner.session(bundle / f["onnx"], threads), shape_key({"img_size": e[
-        "preprocess"]["hw"], "resize": e["preprocess"]["resize"], "border_crop": e["preprocess"]["border_crop"]}))
-        for f in e["folds"]] for e in spec["experiments"]}
+    sessions = {e.name: [(runner.session(bundle / f.model, threads, spec.runtime),
+                          (e.hw, e.resize, e.border_crop))
+                         for f in e.folds] for e in spec.experiments}
 
     def ort_side():
         members = [([runner.run_model(s, fitted[key], batch) for s, key in sessions[e]], refs[e])
                    for e in ens.members]
-        return blend_scores(ens.method, weights, members, ens.intercept)
+        return blend_scores(ens.space, ens.link, weights, members, ens.intercept)
 
     diff = float(np.abs(torch_side() - ort_side()).max())
     t_torch, t_ort = time_it(torch_side, repeats), time_it(ort_side, repeats)
@@ -78,20 +79,15 @@ def ensemble_speeds(layout: Layout, bundle: Path, images: list[np.ndarray], batc
     return {"images": len(images), "fold_models": n_models, "batch_size": batch, "threads": threads,
             "torch_eager_img_s": round(len(images) / t_torch, 1), "onnxruntime_img_s": round(len(images) / t_ort, 1),
             "speedup": round(t_torch / t_ort, 2), "target_speedup": 2.0, "max_abs_diff": diff,
-            "model_mb": {f["onnx"]: f["mb"] for e in spec["experiments"] for f in e["folds"]}}
+            "model_mb": {f.model: f.mb for e in spec.experiments for f in e.folds}}
 
 
 def single_image_latency(arch: str, size: int, threads: int, repeats: int, tmp: Path) -> dict:
     model, info = create_model(arch, pretrained="auto")
-    ck = {"tta": 1, "mean": info.mean, "std": info.std, "freeze_stages": 0, "cache_frozen": False}
-    net = ExportNet(model.eval(), ck).eval()
+    net = ExportNet(model.eval(), 1, info.mean, info.std).eval()
     x = torch.zeros((1, size, size, 3), dtype=torch.uint8)
     path = tmp / f"{arch}_{size}.onnx"
-    import warnings
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net, (x,), str(path), input_names=["images"], output_names=["prob"],
-                          dynamic_axes={"images": {0: "batch"}}, opset_version=17, dynamo=False)
+    OnnxExporter().export(net, x, path)
     sess = runner.session(path, threads)
     xn = x.numpy()
     ms_ort = time_it(lambda: sess.run(None, {"images": xn}), repeats) * 1000

@@ -36,11 +36,11 @@ def symmetry_aucs(comp, base: Path, exp: str, fold: int, device: str = "auto", b
     oof = read_csv(paths.oof, "OOF file")
     imgs = fold_images(ck, layout.train_dir(comp), oof["id"], comp.image_ext)
     y = oof["target"].to_numpy()
-    setup = engine.make_setup(dev, ck["mean"], ck["std"], amp=True, channels_last=True)
+    setup = engine.make_setup(dev, ck.mean, ck.std, amp=True, channels_last=True)
     loader = make_loader(ImageDataset(imgs), batch_size, False, dev.type, 0)
     n = 8 if imgs.shape[1] == imgs.shape[2] else 4
     views = engine.predict_views(model, loader, setup, tta=n)
-    return {"exp": exp, "fold": fold, "arch": ck["arch"], "img_size": ck["img_size"], "n_val": len(y),
+    return {"exp": exp, "fold": fold, "arch": ck.arch, "img_size": list(ck.hw), "n_val": len(y),
             "symmetry_auc": [round(metrics.auc(y, p), 5) for p in views],
             "tta_auc": {k: round(metrics.auc(y, views[:k].mean(0)), 5) for k in (1, 2, 4, 8) if k <= n}}
 

@@ -41,22 +41,22 @@ def test_fast_auc_equals_sklearn_with_ties():
 def test_hill_blend_beats_best_single_when_signal_is_complementary(complementary):
     base, w = complementary
     rep = run_blend(_comp(base), base, "hill", verbose=False)
-    best_single = max(r["oof_auc"] for r in rep["table"])
-    assert rep["blend_oof_auc"] > best_single + 0.01
-    assert set(rep["weights"]) >= {"model_a", "model_b"}
-    assert rep["cross_check"]["blend_auc_mean"] > rep["cross_check"]["best_single_auc_mean"]
+    best_single = max(r["oof_auc"] for r in rep.table)
+    assert rep.blend_oof_auc > best_single + 0.01
+    assert set(rep.weights) >= {"model_a", "model_b"}
+    assert rep.cross_check["blend_auc_mean"] > rep.cross_check["best_single_auc_mean"]
     # the submission matches sample_submission exactly in columns, ids and order
     sub = pd.read_csv(base / "submissions/submission.csv", dtype={"id": str})
     sample = pd.read_csv(base / "input/syn/sample_submission.csv", dtype={"id": str})
     assert list(sub.columns) == list(sample.columns) and list(sub.id) == list(sample.id)
     assert sub.target.between(0, 1).all() and sub.target.notna().all()
     # the local leaderboard scores it against solution.csv, and it beats each model there too
-    lb = rep["local_leaderboard"]
+    lb = rep.local_leaderboard
     sol = pd.read_csv(base / "input/syn/solution.csv", dtype={"id": str})
     assert abs(lb["blend"] - roc_auc_score(sol.target, sub.target)) < 1e-5  # reported to 5 digits
     assert lb["blend"] > max(lb["model_a"], lb["model_b"])
     saved = json.loads((base / "submissions/blend.json").read_text())
-    assert saved["weights"] == rep["weights"] and (base / "submissions/roc.png").stat().st_size > 1000
+    assert saved["weights"] == rep.weights and (base / "submissions/roc.png").stat().st_size > 1000
 
 
 def test_hill_picks_the_complementary_models_and_leaves_out_noise(tmp_path):
@@ -97,11 +97,11 @@ def test_rank_blend_is_invariant_to_monotone_transform(complementary):
             df.to_csv(p, index=False)
     rep2 = run_blend(_comp(base), base, "rank", verbose=False)
     sub2 = pd.read_csv(base / "submissions/submission.csv")
-    assert rep1["blend_oof_auc"] == rep2["blend_oof_auc"]
-    assert rep1["local_leaderboard"]["blend"] == rep2["local_leaderboard"]["blend"]
+    assert rep1.blend_oof_auc == rep2.blend_oof_auc
+    assert rep1.local_leaderboard["blend"] == rep2.local_leaderboard["blend"]
     # the mean of probabilities, by contrast, does change
-    m1 = run_blend(_comp(base), base, "mean", verbose=False)["blend_oof_auc"]
-    assert m1 != rep1["blend_oof_auc"]
+    m1 = run_blend(_comp(base), base, "mean", verbose=False).blend_oof_auc
+    assert m1 != rep1.blend_oof_auc
     np.testing.assert_allclose(sub1.target, sub2.target)  # same submission, not just the same AUC
 
 
@@ -120,7 +120,7 @@ def test_incomplete_experiment_is_left_out_or_strict_error(complementary, capsys
     base, w = complementary
     write_experiment(base, "half_done", w, sigmoid(w["y"] * 1.0), skip_folds=(2, 3))
     rep = run_blend(_comp(base), base, "hill")
-    assert "half_done" in rep["left_out"] and "half_done" not in rep["experiments"]
+    assert "half_done" in rep.left_out and "half_done" not in rep.experiments
     assert "left out half_done: folds [2, 3] missing" in capsys.readouterr().out
     with pytest.raises(InputError, match="--strict: half_done"):
         run_blend(_comp(base), base, "hill", strict=True, verbose=False)
@@ -130,7 +130,7 @@ def test_other_folds_file_is_not_mixed(complementary):
     base, w = complementary
     write_experiment(base, "old_folds", w, sigmoid(w["y"] * 3.0), folds_hash="0123456789abcdef")
     rep = run_blend(_comp(base), base, "hill", verbose=False)
-    assert "another folds file" in rep["left_out"]["old_folds"]
+    assert "another folds file" in rep.left_out["old_folds"]
 
 
 @pytest.mark.parametrize("corrupt, match", [
@@ -164,7 +164,7 @@ def test_submission_columns_come_from_the_competition(tmp_path):
     (tmp_path / "input/nex/solution.csv").unlink()  # a real contest keeps its answers
     rep = run_blend(_comp(tmp_path, "nex"), tmp_path, "hill", verbose=False)
     sub = pd.read_csv(tmp_path / "submissions/submission.csv")
-    assert list(sub.columns) == ["id", "label"] and rep["local_leaderboard"] is None
+    assert list(sub.columns) == ["id", "label"] and rep.local_leaderboard is None
 
 
 def test_blend_cli_prints_table(complementary, capsys):

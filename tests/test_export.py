@@ -37,9 +37,9 @@ def _run(bundle_dir, args, env):
 
 def test_the_bundle_reproduces_the_submission_without_torch(bundle, tmp_path):
     base, out, spec = bundle
-    assert sorted(e["name"] for e in spec["experiments"]) == ["resnet10t", "test_efficientnet_cached"]
-    assert {f["cache_frozen"] for e in spec["experiments"] for f in e["folds"]} == {True, False}
-    assert all(f["mb"] > 0 for e in spec["experiments"] for f in e["folds"])
+    assert sorted(e.name for e in spec.experiments) == ["resnet10t", "test_efficientnet_cached"]
+    assert {f.cache_frozen for e in spec.experiments for f in e.folds} == {True, False}
+    assert all(f.mb > 0 for e in spec.experiments for f in e.folds)
     preds = tmp_path / "preds.csv"
     r = _run(out, [str(base / "input/toy/test"), "--out", str(preds), "--threads", "1"], _no_torch_env(tmp_path))
     assert r.returncode == 0, r.stderr
@@ -57,7 +57,7 @@ def test_an_edited_bundle_is_refused_in_one_line(bundle, tmp_path):
     base, out, spec = bundle
     copy = tmp_path / "edited"
     shutil.copytree(out, copy)
-    model = copy / spec["experiments"][0]["folds"][0]["onnx"]
+    model = copy / spec.experiments[0].folds[0].model
     data = bytearray(model.read_bytes())
     data[-10] ^= 0xFF
     model.write_bytes(bytes(data))

@@ -115,8 +115,8 @@ def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tm
     cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
     run_grid(cfg, work, progress=False, say=lambda *a: None)
     rep = run_blend(cfg.competition, work, "stack", stack_meta=["line"], verbose=False)
-    st = rep["stack"]
-    assert rep["method"] == "stack" and st["meta"] == ["line=L1", "line=L2"], st["hill_cross_check"]
+    st = rep.stack
+    assert rep.method == "stack" and st["meta"] == ["line=L1", "line=L2"], st["hill_cross_check"]
     sub = _submission(work)
     test_dir, meta = str(work / "input/toy/test"), str(work / "input/toy/test.csv")
     argv = ["--config", str(work / "configs/toy.yaml"), "--workdir", str(work), test_dir, "--out",

@@ -107,7 +107,7 @@ def test_one_orientation_keeps_its_aspect_ratio_and_pad_learns_non_square_inputs
     cfg = load_config(work / "configs/strip.yaml", over)
     make_folds(cfg.competition, 2, 0, base=work)
     meta = train_fold(cfg, "resnet10t", 0, work, progress=False)
-    assert meta["tta"] == 4 and meta["oof_auc"] > 0.85  # a 32 x 64 input: the 4 flips that keep it
+    assert meta.tta == 4 and meta.oof_auc > 0.85  # a 32 x 64 input: the 4 flips that keep it
 
 
 def test_yolo_labels_become_good_defect_with_pixel_boxes(tmp_path, capsys):

@@ -56,7 +56,7 @@ def test_pseudo_rows_train_every_fold_but_never_validate(second_round):
     plain = json.loads(Layout(base).fold("resnet10t", 0).meta.read_text())
     assert plain["n_pseudo"] == 0 and plain["config_hash"] != config_hash(cfg)
     rep = run_blend(cfg.competition, base, "hill", verbose=False)  # both rounds blend on the same OOF rows
-    assert set(rep["experiments"]) == {"resnet10t", "resnet10t_pl"}
+    assert set(rep.experiments) == {"resnet10t", "resnet10t_pl"}
 
 
 def test_a_pseudo_table_naming_a_training_row_is_refused(second_round, tmp_path):

@@ -10,6 +10,7 @@ from defectkit.cli.train import main as train_main
 from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
+from defectkit.core.records import FoldRecord
 from defectkit.ensemble.experiments import load_inputs
 from defectkit.ensemble.report import run_blend
 from defectkit.ship.export import export
@@ -32,10 +33,10 @@ def test_the_refit_trains_on_every_row_for_the_folds_median_epoch_and_writes_tes
     base, cfg, lines = refitted
     assert any("3 jobs (1 archs x 2 folds + a full-data refit each)" in line for line in lines)
     p = Layout(base).fold("resnet10t", "all")
-    meta = json.loads(p.meta.read_text())
-    folds = [json.loads(m.read_text()) for m in Layout(base).fold_metas("resnet10t")]
-    assert len(folds) == 2 and meta["fold"] == "all" and meta["oof_auc"] is None and meta["n_val"] == 0
-    assert meta["epochs_run"] == int(round(np.median([m["best_epoch"] for m in folds])))
+    meta = FoldRecord.read(p.meta)
+    folds = [FoldRecord.read(m) for m in Layout(base).fold_metas("resnet10t")]
+    assert len(folds) == 2 and meta.fold == "all" and meta.oof_auc is None and meta.n_val == 0
+    assert meta.epochs_run == int(round(np.median([m.best_epoch for m in folds])))
     assert not p.oof.exists() and p.best.exists()
     test = pd.read_csv(p.test, dtype={"id": str})
     sample = pd.read_csv(base / "input/toy/sample_submission.csv", dtype={"id": str})
@@ -54,7 +55,7 @@ def test_the_blend_uses_folds_refit_or_both(refitted):
     subs = {}
     for mode in ("none", "only", "both"):
         rep = run_blend(cfg.competition, base, "mean", refit=mode, verbose=False)
-        assert rep["refit"] == mode
+        assert rep.refit == mode
         subs[mode] = pd.read_csv(base / "submissions/submission.csv").target.to_numpy()
     np.testing.assert_allclose(subs["none"], exp.test)
     np.testing.assert_allclose(subs["only"], exp.refit)
@@ -75,8 +76,8 @@ def test_predict_and_the_bundle_apply_a_blend_with_refits(refitted, tmp_path, mo
                           say=lambda *a: None).set_index("id").prob
     np.testing.assert_allclose(got.loc[sub.index], sub, rtol=0, atol=1e-6)
     spec = export(load_ensemble(Layout(base)), tmp_path / "bundle", ".png", say=lambda *a: None)
-    e = spec["experiments"][0]
-    assert e["refit"]["use"] == mode and len(e["folds"]) == (0 if mode == "only" else 2)
+    e = spec.experiments[0]
+    assert e.refit.use == mode and len(e.folds) == (0 if mode == "only" else 2)
     assert len(list((tmp_path / "bundle/models").glob("*.onnx"))) == (1 if mode == "only" else 3)
     r = _run(tmp_path / "bundle", [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1"],
              _no_torch_env(tmp_path))

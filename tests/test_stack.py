@@ -35,20 +35,20 @@ def _workdir(tmp_path, meta_signal: bool, n=600):
 def test_stack_with_an_informative_column_beats_hill_and_is_chosen(tmp_path):
     _workdir(tmp_path, meta_signal=True)
     rep = run_blend(COMP, tmp_path, "stack", stack_meta=["group"], verbose=False)
-    st = rep["stack"]
-    assert rep["method"] == "stack" and st["chosen"] and st["meta"] == ["group=A", "group=B"]
+    st = rep.stack
+    assert rep.method == "stack" and st["chosen"] and st["meta"] == ["group=A", "group=B"]
     assert st["cross_check"]["blend_auc_mean"] > st["hill_cross_check"] + 0.02
     assert st["coef"]["group=B"] > st["coef"]["group=A"]
-    assert rep["local_leaderboard"]["blend"] > max(rep["local_leaderboard"][f"model{j}"] for j in range(2))
+    assert rep.local_leaderboard["blend"] > max(rep.local_leaderboard[f"model{j}"] for j in range(2))
 
 
 def test_stack_with_a_column_of_noise_is_not_chosen(tmp_path):
     _workdir(tmp_path, meta_signal=False)
     rep = run_blend(COMP, tmp_path, "stack", stack_meta=["group"], verbose=False)
-    assert rep["method"] == "hill" and rep["requested_method"] == "stack" and rep["stack"]["chosen"] is False
+    assert rep.method == "hill" and rep.requested_method == "stack" and rep.stack["chosen"] is False
     sub = pd.read_csv(tmp_path / "submissions/submission.csv")
     hill = run_blend(COMP, tmp_path, "hill", verbose=False)
-    assert rep["weights"] == hill["weights"]
+    assert rep.weights == hill.weights
     np.testing.assert_allclose(sub.target, pd.read_csv(tmp_path / "submissions/submission.csv").target)
 
 
@@ -58,10 +58,10 @@ def test_stack_uses_an_inverted_model_that_hill_cannot_and_its_file_is_the_combi
     write_experiment(tmp_path, "good", w, sigmoid(1.0 * y + rng.normal(0, 1, len(y))))
     write_experiment(tmp_path, "inverted", w, sigmoid(-1.0 * y + rng.normal(0, 1, len(y))))
     rep = run_blend(COMP, tmp_path, "stack", verbose=False)
-    assert rep["method"] == "stack" and rep["weights"]["inverted"] < 0 < rep["weights"]["good"]
+    assert rep.method == "stack" and rep.weights["inverted"] < 0 < rep.weights["good"]
     inp = load_inputs(COMP, Layout(tmp_path))
     members = [(e.test_folds, e.fold_refs()) for e in inp.exps]
-    want = blend_scores("stack", [rep["weights"][e.name] for e in inp.exps], members, rep["stack"]["intercept"])
+    want = blend_scores("rank", "logistic", [rep.weights[e.name] for e in inp.exps], members, rep.intercept)
     sub = pd.read_csv(tmp_path / "submissions/submission.csv")
     np.testing.assert_allclose(sub.target, want, rtol=0, atol=1e-9)
     assert json.loads((tmp_path / "submissions/blend.json").read_text())["stack"]["meta"] == []

@@ -25,7 +25,7 @@ def test_small_model_learns_toy_task_and_writes_documented_files(work):
     cfg = _cfg(work)
     meta = train_fold(cfg, "resnet10t", 1, work, progress=False)
     p = Layout(work).fold("resnet10t", 1)
-    assert meta["val_auc"] > 0.95 and meta["oof_auc"] > 0.95
+    assert meta.val_auc > 0.95 and meta.oof_auc > 0.95
     oof, test = pd.read_csv(p.oof, dtype={"id": str}), pd.read_csv(p.test, dtype={"id": str})
     folds = pd.read_csv(work / "folds/toy.csv", dtype={"id": str})
     val = folds[folds.fold == 1]
@@ -57,7 +57,7 @@ def test_resume_after_interruption_gives_the_same_run(work):
     p = Layout(work).fold("cut", 0)
     assert not p.oof.exists() and torch.load(p.last, weights_only=False)["state"]["epochs_done"] == 2
     meta = train_fold(cfg2, "resnet10t", 0, work, resume=True, progress=False)
-    assert meta["epochs_run"] == 4 and list(pd.read_csv(p.log).epoch) == [1, 2, 3, 4]
+    assert meta.epochs_run == 4 and list(pd.read_csv(p.log).epoch) == [1, 2, 3, 4]
     resumed = pd.read_csv(p.oof)
     np.testing.assert_allclose(resumed.pred, full.pred, rtol=1e-4, atol=1e-5)
 
@@ -66,7 +66,7 @@ def test_cache_frozen_run_learns(work):
     cfg = _cfg(work, archs=["tf_efficientnet_lite0"], pretrained="auto", freeze_stages=4, cache_frozen=True,
                epochs=3, name="lite_cached")
     meta = train_fold(cfg, "tf_efficientnet_lite0", 0, work, progress=False)
-    assert meta["oof_auc"] > 0.9
+    assert meta.oof_auc > 0.9
     assert list(work.glob("input/toy/.cache/feats_tf_efficientnet_lite0_*")), "frozen features cached on disk"
 
 
@@ -142,16 +142,16 @@ def test_tta_symmetry_bench_reproduces_the_folds_own_scores(work):
     cfg = _cfg(work, name="sym", pretrained="none")
     meta = train_fold(cfg, "resnet10t", 0, work, progress=False)
     r = bench.symmetry_aucs(cfg.competition, work, "sym", 0, device="cpu")
-    assert len(r["symmetry_auc"]) == 8 and r["n_val"] == meta["n_val"]
-    assert abs(r["symmetry_auc"][0] - meta["val_auc"]) < 1e-4
-    assert abs(r["tta_auc"][cfg.recipe.tta] - meta["oof_auc"]) < 1e-4
+    assert len(r["symmetry_auc"]) == 8 and r["n_val"] == meta.n_val
+    assert abs(r["symmetry_auc"][0] - meta.val_auc) < 1e-4
+    assert abs(r["tta_auc"][cfg.recipe.tta] - meta.oof_auc) < 1e-4
 
 
 def test_patience_stops_early_when_validation_auc_stalls(work, monkeypatch):
     from defectkit.core import metrics
     monkeypatch.setattr(metrics, "auc", lambda y, s: 0.7)  # never improves after the first epoch
     meta = train_fold(_cfg(work, epochs=6, patience=2, name="pat"), "resnet10t", 0, work, progress=False)
-    assert meta["epochs_run"] == 3 and meta["best_epoch"] == 1
+    assert meta.epochs_run == 3 and meta.best_epoch == 1
 
 
 def test_freeze_epochs_train_only_the_head_and_mixup_still_learns(work):
@@ -163,7 +163,7 @@ def test_freeze_epochs_train_only_the_head_and_mixup_still_learns(work):
     assert torch.equal(ck["conv1.0.weight"], init["conv1.0.weight"])  # backbone untouched
     assert not torch.equal(ck["fc.weight"], init["fc.weight"])  # head trained
     meta = train_fold(_cfg(work, epochs=4, mixup=1.0, name="mix"), "resnet10t", 0, work, progress=False)
-    assert meta["oof_auc"] > 0.9
+    assert meta.oof_auc > 0.9
 
 
 def _add_soft_column(work, defect: float, good: float):
@@ -184,7 +184,7 @@ def test_a_soft_target_is_what_training_fits_and_the_oof_still_scores_the_target
         meta = train_fold(_cfg(work, epochs=4, name=name, soft_target=soft), "resnet10t", 0, work,
                                 progress=False)
         oof = pd.read_csv(Layout(work).fold(name, 0).oof)
-        assert meta["oof_auc"] > 0.9 and set(oof.target) == {0, 1}
+        assert meta.oof_auc > 0.9 and set(oof.target) == {0, 1}
         lowest[name] = pd.read_csv(Layout(work).fold(name, 0).log).train_loss.min()
     assert lowest["hard"] < 0.3 and lowest["soft"] > floor - 1e-3, lowest
 

@@ -3,7 +3,6 @@
 in train.py's formats."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -14,6 +13,7 @@ import yaml
 from defectkit.core.config import Competition
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import Layout
+from defectkit.core.records import FoldRecord
 
 TOY_RECIPE = {"archs": ["test_efficientnet"], "n_folds": 2, "img_size": 32, "epochs": 4, "batch_size": 16,
               "lr": 3e-3, "backbone_lr_factor": 1.0, "warmup_epochs": 0.5, "pretrained": "none", "tta": 2,
@@ -143,7 +143,10 @@ def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, competitio
         noise = np.random.default_rng(k).normal(0, 0.01, len(ids) - n)
         pd.DataFrame({"id": ids[n:], "pred": np.clip(pred[n:] + noise, 0, 1)}).to_csv(d / f"test_fold{k}.csv",
                                                                                     index=False)
-        (d / f"fold{k}.json").write_text(json.dumps({"competition": competition, "fold": int(k), "folds_hash": fh}))
+        FoldRecord(competition=competition, exp=exp, arch=exp, fold=int(k), n_folds=len(set(fold)), folds_file="",
+                   folds_hash=fh, config_hash="synthetic", weights="", run_id=f"{exp}{k}", best_epoch=1, epochs_run=1,
+                   val_auc=None, tta=1, oof_auc=None, n_val=len(m), n_test=len(ids) - n, n_train=n - len(m),
+                   n_pseudo=0, device="cpu", secs=0.0, created="", config={}).write(d / f"fold{k}.json")
 
 
 def sigmoid(x):

@@ -25,6 +25,7 @@ from defectkit.core.config import add_config_flags, config_from_args
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ship.export import export
+from defectkit.ship.exporters import EXPORTERS
 
 
 @cli_main
@@ -33,13 +34,14 @@ def main(argv=None) -> int:
     add_config_flags(p)
     p.add_argument("--out", help="the bundle's folder (default: submissions/bundle)")
     p.add_argument("--blend", help="a blend.json (default: submissions/blend.json)")
+    p.add_argument("--exporter", default="onnx", choices=sorted(EXPORTERS), help="the model format (default: onnx)")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     layout = Layout(args.workdir)
     out = Path(args.out) if args.out else layout.bundle
     if out.exists() and not (out / "bundle.json").exists():
         raise InputError(f"{out}: exists and is not a bundle; give another --out")
-    spec = export(load_ensemble(layout, args.blend), out, cfg.competition.image_ext)
-    models = [f for e in spec["experiments"] for f in e["folds"] + [e["refit"]] if f]
-    print(f"wrote {out}: {len(models)} ONNX models ({sum(f['mb'] for f in models):.1f} MB); "
+    spec = export(load_ensemble(layout, args.blend), out, cfg.competition.image_ext, exporter=args.exporter)
+    models = [f for e in spec.experiments for f in e.folds + [e.refit] if f]
+    print(f"wrote {out}: {len(models)} {args.exporter} models ({sum(f.mb for f in models):.1f} MB); "
           f"run python {out / 'predict_bundle.py'} IMAGES --out preds.csv")

@@ -71,6 +71,6 @@ def main(argv=None) -> int:
         print(f"error: training stopped, {e}. The last good epoch is kept in {last} (continue with --resume "
               "after lowering --lr, or turn on gradient accumulation)", file=sys.stderr)
         return 3
-    what = f"OOF AUC {meta['oof_auc']:.4f}" if meta["oof_auc"] is not None else "test predictions only"
+    what = f"OOF AUC {meta.oof_auc:.4f}" if meta.oof_auc is not None else "test predictions only"
     print(f"done in {time.time() - t0:.0f}s: {what} (fold {args.fold})")
     return 0

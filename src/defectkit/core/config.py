@@ -31,78 +31,105 @@ ROOT = _CHECKOUT if (_CHECKOUT / "configs").is_dir() else Path.cwd()
 CONFIG_DIR = ROOT / "configs"
 
 
+_UNSET = object()
+
+
+def opt(default=_UNSET, *, factory=None, choices=None, ge=None, gt=None, le=None, lt=None, run: bool = False,
+        grid: bool = False, neutral=_UNSET, doc: str = ""):
+    """A config field and its schema in one place: `choices` (a tuple, or a function returning the
+    names of a registry), bounds (`ge`, `gt`, `le`, `lt`), `run` (how or where a run executes, not
+    what a model learns: left out of the recipe hash), `grid` (means something for the whole grid
+    only; train.py does not list it), `neutral` (added after recipes were first hashed: left out of
+    the hash at this value, so that older experiments stay complete), `doc` (the flag's help)."""
+    meta = {"choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "run": run, "grid": grid,
+            "neutral": neutral, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _blend_methods() -> tuple:
+    from defectkit.ensemble.methods import METHODS
+    return tuple(METHODS)
+
+
 @dataclass
 class Competition:
     """Where a competition's files are and what its columns are called."""
 
-    name: str = ""
+    name: str = opt("")
     # How `prepare.py` builds input/<name>/: {"type": "elpv"} | {"type": "folder", "path": ...,
     # "good": ..., "defect": ..., "test": ...} | {"type": "yolo", "path": ...} | {"type": "kaggle", "slug": ...}.
-    source: dict = field(default_factory=dict)
-    kaggle_slug: str = ""  # where submit.py sends the submission (default: source.slug)
-    data_dir: str = ""  # default: input/<name>
-    train_csv: str = "train.csv"
-    train_dir: str = "train"
-    test_dir: str = "test"
-    sample_submission: str = "sample_submission.csv"
-    test_csv: str = "test.csv"  # optional: test ids with metadata columns (for blend_method stack)
-    solution: str = "solution.csv"
-    id_col: str = "id"
-    target_col: str = "target"
-    group_col: str = ""
-    image_ext: str = ".png"
+    source: dict = opt(factory=dict)
+    kaggle_slug: str = opt("", doc="where submit.py sends the submission (default: source.slug)")
+    data_dir: str = opt("", doc="default: input/<name>")
+    train_csv: str = opt("train.csv")
+    train_dir: str = opt("train")
+    test_dir: str = opt("test")
+    sample_submission: str = opt("sample_submission.csv")
+    test_csv: str = opt("test.csv", doc="optional: test ids with metadata columns (for blend_method stack)")
+    solution: str = opt("solution.csv")
+    id_col: str = opt("id")
+    target_col: str = opt("target")
+    group_col: str = opt("")
+    image_ext: str = opt(".png")
     # Submission columns [id column, prediction column], as the competition wants them.
-    submission_columns: list[str] = field(default_factory=lambda: ["id", "target"])
-    metric: str = "roc_auc"
+    submission_columns: list[str] = opt(factory=lambda: ["id", "target"])
+    metric: str = opt("roc_auc", choices=("roc_auc",))
 
 
 @dataclass
 class Recipe:
-    """How to train, predict and blend. Every field is also a command-line flag."""
+    """How to train, predict and blend. Every field is also a command-line flag; its schema (choices,
+    bounds, whether it enters the recipe hash) sits beside it (`opt`)."""
 
-    preset: str = ""  # a name of presets.PRESETS or auto; saved resolved
-    archs: list[str] = field(default_factory=lambda: ["tf_efficientnet_lite0"])
-    name: str = "{arch}"  # experiment name; may use {arch} and {img_size}
-    n_folds: int = 5
-    folds: list[int] = field(default_factory=list)  # folds to train; empty = all
-    seed: int = 42
-    img_size: int | list[int] = 224  # one number (a square of that side) or [height, width]
-    aspect_ratio: float = 1.0  # width / height of the input when img_size is one number (same area)
-    resize: str = "squash"  # squash | pad (keep the aspect ratio, letterbox) | crop (centre crop)
-    border_crop: float = 0.0  # fraction cut from each border before resizing
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3  # head learning rate
-    backbone_lr_factor: float = 0.1  # backbone lr = lr * factor
-    weight_decay: float = 1e-2
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01
-    freeze_epochs: int = 0  # train the head alone for the first N epochs
-    freeze_stages: int = 0  # keep the stem + first N-1 stages frozen for the whole run
-    cache_frozen: bool = False  # run the frozen stages once per image and symmetry, train the rest
-    accum_steps: int = 1
-    ema: float = 0.0  # upper bound of the EMA decay of weights (it warms up with the step); 0 = off
-    patience: int = 0  # early stopping on val AUC, 0 = off
-    aug: str = "light"  # none | light | strong
-    mixup: float = 0.0  # probability of mixup on a batch
-    mixup_alpha: float = 0.4
-    drop_rate: float = 0.2
-    tta: int = 8  # 1 | 2 | 4 | 8 symmetries averaged (at most 4 for a non-square input)
-    pretrained: str = "auto"  # auto | hub | none
-    weights: str = ""  # local weights file
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # autocast on CUDA (bf16 where supported)
-    channels_last: bool = True
-    compile: bool = False
-    num_workers: int = -1  # -1 = automatic
-    threads: int = 0  # CPU threads for torch, 0 = automatic
-    blend_method: str = "hill"  # mean | rank | hill | stack
-    stack_meta: list[str] = field(default_factory=list)  # train.csv/test.csv columns the stacker also uses
-    refit: str = "none"  # none | only | both: full-data refits trained by run.py, and how the blend uses them
-    pseudo: str = ""  # a pseudo-label table (src/pseudo.py): its test rows join every fold's training rows
+    preset: str = opt("", run=True, doc="a name of presets.PRESETS or auto; saved resolved")
+    archs: list[str] = opt(factory=lambda: ["tf_efficientnet_lite0"], run=True, grid=True)
+    name: str = opt("{arch}", run=True, doc="experiment name; may use {arch} and {img_size}")
+    n_folds: int = opt(5, ge=2)
+    folds: list[int] = opt(factory=list, ge=0, run=True, grid=True, doc="folds to train; empty = all")
+    seed: int = opt(42, ge=0)
+    img_size: int | list[int] = opt(224, ge=8, le=4096, doc="one number (a square of that side) or [height, width]")
+    aspect_ratio: float = opt(1.0, ge=0.25, le=4, doc="width / height of the input when img_size is one number")
+    resize: str = opt("squash", choices=("squash", "pad", "crop"),
+                      doc="squash | pad (keep the aspect ratio, letterbox) | crop (centre crop)")
+    border_crop: float = opt(0.0, ge=0, lt=0.5, doc="fraction cut from each border before resizing")
+    epochs: int = opt(10, ge=1)
+    batch_size: int = opt(32, ge=1)
+    lr: float = opt(1e-3, gt=0, doc="head learning rate")
+    backbone_lr_factor: float = opt(0.1, ge=0, doc="backbone lr = lr * factor")
+    weight_decay: float = opt(1e-2, ge=0)
+    warmup_epochs: float = opt(1.0, ge=0)
+    min_lr_ratio: float = opt(0.01, ge=0, le=1)
+    freeze_epochs: int = opt(0, ge=0, doc="train the head alone for the first N epochs")
+    freeze_stages: int = opt(0, ge=0, doc="keep the stem + first N-1 stages frozen for the whole run")
+    cache_frozen: bool = opt(False, doc="run the frozen stages once per image and symmetry, train the rest")
+    accum_steps: int = opt(1, ge=1)
+    ema: float = opt(0.0, ge=0, lt=1, doc="upper bound of the EMA decay of weights (it warms up); 0 = off")
+    patience: int = opt(0, ge=0, doc="early stopping on val AUC, 0 = off")
+    aug: str = opt("light", choices=("none", "light", "strong"))
+    mixup: float = opt(0.0, ge=0, le=1, doc="probability of mixup on a batch")
+    mixup_alpha: float = opt(0.4, gt=0)
+    drop_rate: float = opt(0.2, ge=0, lt=1)
+    tta: int = opt(8, choices=(1, 2, 4, 8), doc="symmetries averaged (at most 4 for a non-square input)")
+    pretrained: str = opt("auto", choices=("auto", "hub", "none"))
+    weights: str = opt("", doc="local weights file")
+    device: str = opt("auto", run=True, doc="auto | cpu | cuda | cuda:N")
+    amp: bool = opt(True, run=True, doc="autocast on CUDA (bf16 where supported)")
+    channels_last: bool = opt(True, run=True)
+    compile: bool = opt(False, run=True)
+    num_workers: int = opt(-1, ge=-1, run=True, doc="-1 = automatic")
+    threads: int = opt(0, ge=0, run=True, doc="CPU threads for torch, 0 = automatic")
+    blend_method: str = opt("hill", choices=_blend_methods, run=True, grid=True)
+    stack_meta: list[str] = opt(factory=list, run=True, grid=True,
+                                doc="train.csv/test.csv columns the stacker also uses")
+    refit: str = opt("none", choices=("none", "only", "both"), run=True, grid=True,
+                     doc="none | only | both: full-data refits trained by run.py, and how the blend uses them")
+    pseudo: str = opt("", neutral="", doc="a pseudo-label table (src/pseudo.py): its test rows join every fold's "
+                                          "training rows")
     # A train.csv column of defect probabilities in [0, 1] (annotators' agreement, a severity grade) that
     # training fits instead of the 0/1 target; validation, OOF files and the blend still score the target.
-    soft_target: str = ""
+    soft_target: str = opt("", neutral="")
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -140,37 +167,27 @@ class Recipe:
         return min(self.tta, self.n_symmetries)
 
 
-# Fields that say how or where a run executes, or what the grid holds, not what a fold's model
-# learns: left out of the recipe hash. Every other field, present or added later, is hashed.
-RUN_FIELDS = ("preset", "archs", "name", "folds", "device", "amp", "channels_last", "compile", "num_workers",
-              "threads", "blend_method", "stack_meta", "refit")
-# Fields added after recipes were first hashed, at the value that keeps the old behaviour: left out of
-# the hash at that value, so that experiments made before they existed stay complete.
-HASH_NEUTRAL = {"pseudo": "", "soft_target": ""}
-# Fields that mean something for the whole grid only (not listed by train.py --help).
-GRID_FIELDS = ("archs", "folds", "blend_method", "stack_meta", "refit")
+def schema(cls, name: str) -> dict:
+    """The schema of field `name` of Recipe or Competition (see `opt`), choices resolved."""
+    meta = dict(cls.__dataclass_fields__[name].metadata)
+    if callable(meta.get("choices")):
+        meta["choices"] = meta["choices"]()
+    return meta
 
-CHOICES = {
-    "aug": ("none", "light", "strong"),
-    "tta": (1, 2, 4, 8),
-    "pretrained": ("auto", "hub", "none"),
-    "blend_method": ("mean", "rank", "hill", "stack"),
-    "resize": ("squash", "pad", "crop"),
-    "refit": ("none", "only", "both"),
-    "metric": ("roc_auc",),
-}
-# (low, high, low inclusive, high inclusive); None = unbounded
-RANGES = {
-    "n_folds": (2, None, True, True), "epochs": (1, None, True, True), "batch_size": (1, None, True, True),
-    "lr": (0, None, False, True), "backbone_lr_factor": (0, None, True, True),
-    "weight_decay": (0, None, True, True), "warmup_epochs": (0, None, True, True),
-    "min_lr_ratio": (0, 1, True, True), "freeze_epochs": (0, None, True, True),
-    "freeze_stages": (0, None, True, True), "accum_steps": (1, None, True, True), "ema": (0, 1, True, False),
-    "patience": (0, None, True, True), "mixup": (0, 1, True, True), "mixup_alpha": (0, None, False, True),
-    "drop_rate": (0, 1, True, False), "border_crop": (0, 0.5, True, False), "num_workers": (-1, None, True, True),
-    "threads": (0, None, True, True), "img_size": (8, 4096, True, True), "folds": (0, None, True, True),
-    "seed": (0, None, True, True), "aspect_ratio": (0.25, 4, True, True),
-}
+
+def hashed_fields(recipe: "Recipe") -> dict:
+    """The recipe's fields that change a model's predictions: all but the run fields, and a field
+    added later only when it differs from its neutral value."""
+    out = {}
+    for f in fields(Recipe):
+        v, meta = getattr(recipe, f.name), f.metadata
+        if meta["run"] or (meta["neutral"] is not _UNSET and v == meta["neutral"]):
+            continue
+        out[f.name] = v
+    return out
+
+
+GRID_FIELDS = tuple(f.name for f in fields(Recipe) if f.metadata["grid"])
 
 
 @dataclass
@@ -295,18 +312,19 @@ def _convert(name: str, typ, v, where: str):
     raise TypeError(f"no converter for {name}: {typ}")
 
 
-def _check_range(name: str, v, where: str) -> None:
-    if name in CHOICES and v not in CHOICES[name]:
-        raise InputError(f"{where}: {v!r} is not one of {', '.join(map(str, CHOICES[name]))}")
-    if name not in RANGES:
-        return
-    lo, hi, lo_in, hi_in = RANGES[name]
+_BOUNDS = {"ge": (">=", lambda x, b: x >= b), "gt": (">", lambda x, b: x > b),
+           "le": ("<=", lambda x, b: x <= b), "lt": ("<", lambda x, b: x < b)}
+
+
+def _check_range(cls, name: str, v, where: str) -> None:
+    """`v` against the field's choices and bounds (its schema, `opt`)."""
+    meta = schema(cls, name)
+    if meta["choices"] is not None and v not in meta["choices"]:
+        raise InputError(f"{where}: {v!r} is not one of {', '.join(map(str, meta['choices']))}")
+    bounds = [(k, meta[k]) for k in _BOUNDS if meta[k] is not None]
     for x in (v if isinstance(v, list) else [v]):
-        bad = (lo is not None and (x < lo if lo_in else x <= lo)) or (hi is not None and (x > hi if hi_in else x >= hi))
-        if bad:
-            rng = " and ".join(s for s in (
-                f"{'>=' if lo_in else '>'} {lo}" if lo is not None else "",
-                f"{'<=' if hi_in else '<'} {hi}" if hi is not None else "") if s)
+        if bounds and not all(_BOUNDS[k][1](x, b) for k, b in bounds):
+            rng = " and ".join(f"{_BOUNDS[k][0]} {b}" for k, b in bounds)
             raise InputError(f"{where}: {x!r} is out of range; expected a value {rng}")
 
 
@@ -321,7 +339,7 @@ def _build(cls, values: dict, where_of) -> Any:
             hint = f"; did you mean {near[0]}?" if near else f"; expected one of {', '.join(known)}"
             raise InputError(f"{where_of(key)}: unknown key{hint}")
         out[key] = _convert(key, hints[key], v, where_of(key))
-        _check_range(key, out[key], where_of(key))
+        _check_range(cls, key, out[key], where_of(key))
     return cls(**out)
 
 
@@ -403,9 +421,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
 
 
 def config_hash(cfg: Config) -> str:
-    """Short hash of every recipe field that changes a model's predictions (all but RUN_FIELDS)."""
-    rec = {k: v for k, v in dataclasses.asdict(cfg.recipe).items()
-           if k not in RUN_FIELDS and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
+    """Short hash of every recipe field that changes a model's predictions (`hashed_fields`)."""
+    rec = json.loads(json.dumps(hashed_fields(cfg.recipe)))
     if cfg.recipe.pseudo and Path(cfg.recipe.pseudo).exists():  # the table's content, not only its name
         rec["pseudo"] = [cfg.recipe.pseudo, hashlib.sha256(Path(cfg.recipe.pseudo).read_bytes()).hexdigest()]
     return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:12]
@@ -441,10 +458,12 @@ def add_recipe_flags(parser: argparse.ArgumentParser, only: tuple | None = None,
             kw.update(type=typ)
         else:
             kw.update(type=str)
-        if f.name in CHOICES:
-            kw["choices"] = CHOICES[f.name]
+        if schema(Recipe, f.name)["choices"] is not None:
+            kw["choices"] = schema(Recipe, f.name)["choices"]
         if f.name == "preset":
             kw["choices"] = ("auto", *PRESETS)
+        if f.metadata["doc"]:
+            kw["help"] = f.metadata["doc"]
         group.add_argument(flag, **kw)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from defectkit.core.checks import InputError, check_columns, check_train_table, read_csv
-from defectkit.core.config import ROOT, Competition
+from defectkit.core.config import ROOT
 from defectkit.core.fileio import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
 from defectkit.core.layout import Layout
 from defectkit.explain.localise import read_mask
@@ -28,9 +28,6 @@ SPLIT_SEED = 2019  # fixed: every user gets the same held-out test split
 
 
 MIN_FOLDS = 5  # a held-out split must leave this many of each class for stratified folds
-
-
-SOURCES = ("elpv", "folder", "yolo", "kaggle")
 
 
 def is_prepared(out: Path, args: dict) -> bool:
@@ -449,23 +446,3 @@ def prepare_kaggle(slug: str, out: Path, api=None, force: bool = False) -> str:
     shutil.rmtree(download)
     return (f"downloaded {slug} into {out} ({len(files)} files); next: describe it in configs/{out.name}.yaml "
             "(recipe: {preset: auto}), or run python src/prepare.py folder on it if it holds class folders")
-
-
-def prepare_from_config(comp: Competition, force: bool = False, base: Path = ROOT) -> str:
-    src = dict(comp.source or {})
-    kind = src.pop("type", None)
-    out = Layout(base).data_dir(comp)
-    path = None
-    if "path" in src:
-        path = Path(src["path"]) if Path(src["path"]).is_absolute() else Path(base) / src["path"]
-    if kind == "elpv":
-        return prepare_elpv(out, src.get("test_size", 0.25), force)
-    if kind == "folder":
-        return prepare_folder(path, out, src["good"], src["defect"], src.get("test"),
-                              src.get("test_size", 0.25), comp.submission_columns, force)
-    if kind == "yolo":
-        return prepare_yolo(path, out, src.get("test_size", 0.25), comp.submission_columns,
-                            src.get("defect_classes"), force)
-    if kind == "kaggle":
-        return prepare_kaggle(src["slug"], out, force=force)
-    raise InputError(f"competition {comp.name!r}: source.type must be one of {', '.join(SOURCES)}, got {kind!r}")

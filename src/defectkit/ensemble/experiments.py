@@ -3,7 +3,6 @@ checked against the folds file and the submission's ids, aligned, with the reaso
 is left out."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from defectkit.core.checks import InputError, check_columns, check_predictions, 
 from defectkit.core.config import Competition
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import Layout
+from defectkit.core.records import FoldRecord, fold_differences, refit_matches_folds
 from defectkit.data.tables import load_sample_submission
 from defectkit.ship.runtime.combine import experiment_score
 
@@ -28,16 +28,16 @@ class Experiment:
     fold_auc: list = field(default_factory=list)
     meta: list = field(default_factory=list)
     refit: np.ndarray | None = None  # the full-data refit's test probabilities, when there is one
+    refit_why: str = ""  # why there is none
 
-    def test_scores(self, method: str, refit: str = "none") -> np.ndarray:
-        """Test predictions in the method's space from the fold models (refit none), the
+    def test_scores(self, space: str, refit: str = "none") -> np.ndarray:
+        """Test predictions in a blend space (prob | rank) from the fold models (refit none), the
         full-data refit (only: ranked against all OOF predictions in rank space), or both (their mean)."""
         if refit == "none":
-            return experiment_score(method, self.test_folds, self.fold_refs())
+            return experiment_score(space, self.test_folds, self.fold_refs())
         if self.refit is None:
-            raise InputError(f"{self.name}: no full-data refit (oof/{self.name}/test_foldall.csv); train it with "
-                             f"python src/train.py --fold all, or blend with --refit none")
-        return experiment_score(method, self.test_folds, self.fold_refs(), (self.refit, self.oof, refit))
+            raise InputError(f"{self.name}: no full-data refit to use ({self.refit_why}); or blend with --refit none")
+        return experiment_score(space, self.test_folds, self.fold_refs(), (self.refit, self.oof, refit))
 
     def fold_refs(self) -> list[np.ndarray]:
         """Per fold k, the OOF predictions of fold k's model: its reference in rank space."""
@@ -46,7 +46,7 @@ class Experiment:
     @property
     def test(self) -> np.ndarray:
         """Test probabilities averaged over the fold models."""
-        return experiment_score("mean", self.test_folds, None)
+        return experiment_score("prob", self.test_folds, None)
 
 
 @dataclass
@@ -69,17 +69,18 @@ class BlendInputs:
         return self.folds["fold"].to_numpy(int)
 
 
-def _why_left_out(meta: list[dict], comp: Competition, folds_hash: str, n_folds: int) -> str:
-    if any(m.get("competition") != comp.name for m in meta):
-        return f"made for competition {meta[0].get('competition')!r}"
-    if any(m.get("folds_hash") != folds_hash for m in meta):
+def _why_left_out(meta: list[FoldRecord], comp: Competition, folds_hash: str, n_folds: int) -> str:
+    differs = {w for m in meta for w in fold_differences(m, competition=comp.name, folds_hash=folds_hash)}
+    if "competition" in differs:
+        return f"made for competition {meta[0].competition!r}"
+    if "folds file" in differs:
         return "made with another folds file (hash differs); re-train it or remove it"
-    have = sorted(m["fold"] for m in meta)
+    have = sorted(m.fold for m in meta)
     if have != list(range(n_folds)):
         return f"folds {sorted(set(range(n_folds)) - set(have))} missing (has {have})"
-    hashes = {m.get("config_hash") for m in meta}
+    hashes = {m.config_hash for m in meta}
     if len(hashes) > 1:
-        by = {h: [m["fold"] for m in meta if m.get("config_hash") == h] for h in hashes}
+        by = {h: [m.fold for m in meta if m.config_hash == h] for h in hashes}
         return f"its folds were made by different recipes ({by}); retrain them with one recipe"
     return ""
 
@@ -117,7 +118,7 @@ def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash:
     metas = sorted(d.glob("fold[0-9]*.json"))
     if not metas:
         return None, "no finished fold"
-    meta = [json.loads(m.read_text()) for m in metas]
+    meta = [FoldRecord.read(m) for m in metas]
     n_folds = int(folds["fold"].max()) + 1
     why = _why_left_out(meta, comp, folds_hash, n_folds)
     if why:
@@ -139,15 +140,24 @@ def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash:
     oof = oof.set_axis(oid).reindex(fid)
     if not (oof["fold"].to_numpy() == folds["fold"].to_numpy()).all():
         raise InputError(f"{d}: OOF fold numbers differ from the folds file")
+    refit, why = _read_refit(d, folds_hash, pd.Index(test_ids), comp.sample_submission, meta)
     return Experiment(d.name, oof["pred"].to_numpy(float), list(tests), folds["fold"].to_numpy(int), fold_auc,
-                      meta, _read_refit(d, folds_hash, pd.Index(test_ids), comp.sample_submission)), ""
+                      meta, refit, why), ""
 
 
-def _read_refit(d: Path, folds_hash: str, test_index: pd.Index, sample_name: str) -> np.ndarray | None:
-    """The refit's test probabilities (aligned), when it is complete and made with these folds."""
+def _read_refit(d: Path, folds_hash: str, test_index: pd.Index, sample_name: str,
+                folds: list[FoldRecord]) -> tuple[np.ndarray | None, str]:
+    """(The refit's test probabilities, aligned, or None, and why not): a refit counts when it is
+    complete, made with these folds and with their recipe (but for the epoch count)."""
     meta = d / "foldall.json"
-    if not meta.exists() or json.loads(meta.read_text()).get("folds_hash") != folds_hash:
-        return None
+    if not meta.exists():
+        return None, f"no {meta.name}; train it with python src/train.py --fold all"
+    rec = FoldRecord.read(meta)
+    if rec.folds_hash != folds_hash:
+        return None, f"{meta} was made with another folds file; train it again"
+    if not refit_matches_folds(rec, folds):
+        return None, (f"{meta} was made by another recipe than the experiment's folds; train it again with "
+                      "their recipe (python src/train.py --fold all and the folds' flags)")
     tpath = d / "test_foldall.csv"
     t = read_csv(tpath, "test predictions")
     check_columns(t, ["id", "pred"], tpath)
@@ -155,7 +165,7 @@ def _read_refit(d: Path, folds_hash: str, test_index: pd.Index, sample_name: str
     tid = pd.Index(t["id"].astype(str))
     if len(tid) != len(test_index) or not tid.isin(test_index).all():
         raise InputError(f"{tpath}: ids do not match {sample_name}")
-    return t["pred"].set_axis(tid).reindex(test_index).to_numpy(float)
+    return t["pred"].set_axis(tid).reindex(test_index).to_numpy(float), ""
 
 
 def load_experiments(layout: Layout, comp: Competition, folds: pd.DataFrame, folds_hash: str,

@@ -6,7 +6,6 @@ submissions/blend.json, every fold model's checkpoint, and each fold model's OOF
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +14,8 @@ import numpy as np
 from defectkit.core.checks import InputError, read_csv
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import REFIT, FoldPaths, Layout
-from defectkit.ship.runtime.combine import METHODS, REFIT_USES, blend_scores, meta_columns, stack_intercept
-
-OPERATING_POINTS = ("chosen", "recall_95", "recall_99")
+from defectkit.core.records import OPERATING_POINTS, BlendReport, FoldRecord
+from defectkit.ship.runtime.combine import blend_scores, meta_columns, stack_intercept
 
 
 @dataclass
@@ -44,8 +42,10 @@ class Ensemble:
     operating_points: dict
     source: Path  # the blend.json it was read from
     source_hash: str
-    report: dict = field(repr=False, default_factory=dict)
-    intercept: float = 0.0  # the stacker's (method stack)
+    report: BlendReport | None = field(repr=False, default=None)
+    space: str = "rank"  # prob | rank: where the weights apply (blend.json's)
+    link: str = "identity"  # identity | logistic
+    intercept: float = 0.0  # a logistic link's (a stacker's)
     refit: str = "none"  # none | only | both: how each experiment's full-data refit joins its fold models
     refits: dict[str, Member] = field(default_factory=dict)  # experiment -> its refit (refit only | both)
     stack_meta: dict | None = None  # a stacker's metadata terms {encoding, coef} (blend --stack-meta)
@@ -69,7 +69,7 @@ class Ensemble:
             r = self.refits.get(exp)
             refit = (preds[exp, r.fold], r.ref, self.refit) if self.refit != "none" else None
             members.append((fold_preds, [m.ref for m in folds], refit))
-        return blend_scores(self.method, [self.weights[e] for e in self.members], members,
+        return blend_scores(self.space, self.link, [self.weights[e] for e in self.members], members,
                             stack_intercept(self.intercept, self.stack_meta, meta))
 
     def threshold(self, point: str) -> float:
@@ -88,15 +88,15 @@ def _member(layout: Layout, blend_path: Path, exp: str, k: int | str, folds_hash
         hint = "python src/train.py --fold all" if k == REFIT else "train it again"
         raise InputError(f"{blend_path}: experiment {exp!r} {what} is not complete ({paths.meta} missing); "
                          f"{hint}, or blend again without it")
-    meta = json.loads(paths.meta.read_text())
-    if folds_hash and meta.get("folds_hash") != folds_hash:
+    meta = FoldRecord.read(paths.meta)
+    if folds_hash and meta.folds_hash != folds_hash:
         raise InputError(f"{paths.meta}: made with another folds file than the blend in {blend_path}; "
                          "blend again (python src/blend.py)")
     if scores and not paths.best.exists():
         raise InputError(f"{paths.best}: model of {what} missing (experiment {exp!r} of {blend_path})")
     if ref is None:
         ref = read_csv(paths.oof, "OOF file")["pred"].to_numpy(float)
-    return Member(exp, k, paths, meta.get("run_id", ""), ref)
+    return Member(exp, k, paths, meta.run_id, ref)
 
 
 def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensemble:
@@ -105,31 +105,13 @@ def load_ensemble(layout: Layout, blend_path: str | Path | None = None) -> Ensem
     path = Path(blend_path) if blend_path else layout.result("blend.json")
     if not path.exists():
         raise InputError(f"{path}: no blend yet; run python src/blend.py (or src/run.py) first")
-    try:
-        report = json.loads(path.read_text())
-        method, weights = report["method"], {str(k): float(v) for k, v in report["weights"].items()}
-        ops = report["operating_points"]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise InputError(f"{path}: not a blend report of blend.py ({type(e).__name__}: {e})") from None
-    if method not in METHODS or not weights:
-        raise InputError(f"{path}: method {method!r} with weights {weights}: not a blend this code can apply")
-    refit = report.get("refit", "none")
-    if refit not in REFIT_USES:
-        raise InputError(f"{path}: refit {refit!r}: expected one of {', '.join(REFIT_USES)}")
-    intercept, meta = 0.0, None
-    if method == "stack":
-        st = report.get("stack") or {}
-        intercept = float(st.get("intercept", 0.0))
-        if st.get("meta"):
-            if not st.get("encoding"):
-                raise InputError(f"{path}: a stack with metadata {st['meta']} from an older blend.py (no encoding "
-                                 "saved); blend again")
-            meta = {"encoding": st["encoding"], "coef": [float(st["coef"][n]) for n in st["meta"]]}
+    report = BlendReport.read(path)
     members, refits = {}, {}
-    for exp in weights:
-        members[exp], refits[exp] = _experiment_members(layout, path, exp, report.get("folds_hash", ""), refit)
-    return Ensemble(report.get("competition", ""), method, weights, members, ops, path, file_hash(path), report,
-                    intercept, refit, {e: r for e, r in refits.items() if r is not None}, meta)
+    for exp in report.weights:
+        members[exp], refits[exp] = _experiment_members(layout, path, exp, report.folds_hash, report.refit)
+    return Ensemble(report.competition, report.method, report.weights, members, report.operating_points, path,
+                    file_hash(path), report, report.space, report.link, report.intercept, report.refit,
+                    {e: r for e, r in refits.items() if r is not None}, report.stack_meta)
 
 
 def _experiment_members(layout: Layout, path: Path, exp: str, folds_hash: str, refit: str) -> tuple:
@@ -141,7 +123,7 @@ def _experiment_members(layout: Layout, path: Path, exp: str, folds_hash: str, r
     metas = layout.fold_metas(exp)
     if not metas:
         raise InputError(f"{path}: experiment {exp!r} has no complete fold in {d}")
-    n_folds = int(json.loads(metas[0].read_text()).get("n_folds", len(metas)))
+    n_folds = FoldRecord.read(metas[0]).n_folds
     folds = [_member(layout, path, exp, k, folds_hash, refit != "only") for k in range(n_folds)]
     if refit == "none":
         return folds, None

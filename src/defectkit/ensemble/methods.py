@@ -1,14 +1,89 @@
-"""How the blend finds its weights: Caruana hill climbing, equal weights in rank or probability space,
-the stacker; the fold-wise cross-check of each."""
+"""Blend methods: how the experiments' OOF predictions become weights, one estimator contract.
+
+A method is a class registered by name (`@register_method("hill")`), scikit-learn style: `fit(O, y,
+M=None)` learns from the OOF matrix O (rows x experiments, in the method's `space`: probabilities for
+`prob`, each model's percentiles within its own OOF predictions for `rank`) and the 0/1 targets y
+(M: optional metadata columns), and leaves what it learnt in attributes ending in `_` (`weights_`,
+`intercept_`, `meta_coef_`); `apply(X, M=None)` scores rows of the same space:
+`link(intercept_ + X @ weights_ + M @ meta_coef_)`, the link `identity` or `logistic`. That shape is
+what blend.json records and what predict.py and the bundle apply, so a registered method works
+everywhere without them knowing it.
+
+Class attributes say how the blend uses a method: `cross_fitted_oof` (its OOF scores are the
+cross-check's held-out ones, e.g. a stacker's, so that operating points are chosen on scores it did
+not fit), `fallback` (the method used instead unless this one's cross-checked AUC beats it),
+`uses_meta` (it takes metadata columns, --stack-meta). Every method is cross-checked by the same
+loop (`cross_check`): fitted on k-1 folds, scored on the held-out fold.
+"""
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 
 from defectkit.core import metrics
-from defectkit.core.checks import check_predictions
+from defectkit.core.checks import InputError, check_predictions
 from defectkit.ensemble.experiments import BlendInputs, Experiment
-from defectkit.ensemble.stack import stack
 from defectkit.ship.runtime.combine import rank_pct
+
+METHODS: dict[str, type[BlendMethod]] = {}
+
+
+def register_method(name: str):
+    """Class decorator: make a BlendMethod available as --blend-method NAME."""
+    def deco(cls):
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+    return deco
+
+
+def get_method(name: str) -> type[BlendMethod]:
+    if name not in METHODS:
+        raise InputError(f"blend method {name!r}: expected one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+class BlendMethod:
+    """The contract (see the module's docstring); subclasses implement `fit`."""
+
+    name: ClassVar[str] = ""
+    space: ClassVar[str] = "rank"  # prob | rank
+    link: ClassVar[str] = "identity"  # identity | logistic
+    cross_fitted_oof: ClassVar[bool] = False
+    fallback: ClassVar[str | None] = None
+    uses_meta: ClassVar[bool] = False
+
+    weights_: np.ndarray
+    intercept_: float = 0.0
+    meta_coef_: np.ndarray | None = None
+
+    def fit(self, O: np.ndarray, y: np.ndarray, M: np.ndarray | None = None) -> BlendMethod:
+        raise NotImplementedError
+
+    def apply(self, X: np.ndarray, M: np.ndarray | None = None) -> np.ndarray:
+        z = X @ self.weights_
+        if self.intercept_ or M is not None:
+            z = self.intercept_ + z + (M @ self.meta_coef_ if M is not None else 0.0)
+        return 1 / (1 + np.exp(-z)) if self.link == "logistic" else z
+
+
+@register_method("mean")
+class MeanBlend(BlendMethod):
+    """The average of the experiments' probabilities."""
+
+    space = "prob"
+
+    def fit(self, O, y, M=None):
+        self.weights_ = np.full(O.shape[1], 1.0 / O.shape[1])
+        return self
+
+
+@register_method("rank")
+class RankBlend(MeanBlend):
+    """The average of the experiments' rank percentiles (robust to calibration differences)."""
+
+    space = "rank"
 
 
 def hill_climb(y: np.ndarray, P: np.ndarray, max_rounds: int = 100) -> tuple[np.ndarray, list[float]]:
@@ -33,71 +108,105 @@ def hill_climb(y: np.ndarray, P: np.ndarray, max_rounds: int = 100) -> tuple[np.
     return counts / counts.sum(), history
 
 
-def blend_space(method: str, exps: list[Experiment], refit: str = "none") -> tuple[np.ndarray, np.ndarray]:
-    """(OOF matrix, test matrix), n x m, in the space the method blends in: probabilities for
-    mean, percentiles within each model's OOF predictions for rank, hill and stack. The test
-    columns come from the fold models, the refits, or both (`refit`); OOF ones always from the folds."""
+@register_method("hill")
+class HillBlend(BlendMethod):
+    """Caruana hill climbing on rank percentiles (`hill_climb`)."""
+
+    def fit(self, O, y, M=None):
+        self.weights_, self.history_ = hill_climb(y, O)
+        return self
+
+
+@register_method("stack")
+class StackBlend(BlendMethod):
+    """A level-2 logistic regression (scikit-learn, mild L2) on the rank percentiles, plus optional
+    metadata columns; used only when its cross-checked AUC beats hill's."""
+
+    link = "logistic"
+    cross_fitted_oof = True
+    fallback = "hill"
+    uses_meta = True
+    C = 1.0  # inverse L2 strength: mild, the features are few and on one scale
+
+    def fit(self, O, y, M=None):
+        from sklearn.linear_model import LogisticRegression
+        X = O if M is None else np.hstack([O, M])
+        self.model_ = LogisticRegression(C=self.C, max_iter=2000).fit(X, y)
+        coef = self.model_.coef_[0]
+        self.weights_, self.meta_coef_ = coef[:O.shape[1]], (coef[O.shape[1]:] if M is not None else None)
+        self.intercept_ = float(self.model_.intercept_[0])
+        return self
+
+    def apply(self, X, M=None):
+        return self.model_.predict_proba(X if M is None else np.hstack([X, M]))[:, 1]
+
+
+# --- the one cross-check, and the blend of one method ---------------------------------------------
+
+def cross_check(cls: type[BlendMethod], y: np.ndarray, O: np.ndarray, fold: np.ndarray,
+                M: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """The method fitted on k-1 folds and scored on the held-out fold, for every fold: the honest
+    gain of the blend, against the best single model chosen the same way (on k-1 folds). Returns
+    the summary and the held-out scores of every row."""
+    held, blend, single = np.zeros(len(y)), [], []
+    for k in np.unique(fold):
+        tr, va = fold != k, fold == k
+        m = cls().fit(O[tr], y[tr], None if M is None else M[tr])
+        held[va] = m.apply(O[va], None if M is None else M[va])
+        blend.append(metrics.auc(y[va], held[va]))
+        best = int(np.argmax([metrics.auc(y[tr], O[tr, j]) for j in range(O.shape[1])]))
+        single.append(metrics.auc(y[va], O[va, best]))
+    return {"blend_auc_mean": float(np.mean(blend)), "blend_auc_std": float(np.std(blend)),
+            "best_single_auc_mean": float(np.mean(single)), "per_fold": [round(a, 5) for a in blend]}, held
+
+
+def blend_space(space: str, exps: list[Experiment], refit: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """(OOF matrix, test matrix), n x m, in a blend space: probabilities (`prob`) or percentiles
+    within each model's OOF predictions (`rank`). The test columns come from the fold models, the
+    refits, or both (`refit`); OOF ones always from the folds."""
     O = np.column_stack([e.oof for e in exps])
-    T = np.column_stack([e.test_scores(method, refit) for e in exps])
-    if method == "mean":
+    T = np.column_stack([e.test_scores(space, refit) for e in exps])
+    if space == "prob":
         return O, T
     return np.column_stack([rank_pct(O[:, j], O[:, j]) for j in range(O.shape[1])]), T
 
 
-def find_weights(method: str, y: np.ndarray, O: np.ndarray) -> np.ndarray:
-    if method == "hill":
-        return hill_climb(y, O)[0]
-    return np.full(O.shape[1], 1.0 / O.shape[1])
-
-
-def cross_check(method: str, y: np.ndarray, O: np.ndarray, fold: np.ndarray) -> dict:
-    """Weights found on k-1 folds, scored on the held-out fold: the honest gain of the blend.
-    Compared with the best single model (chosen the same way, on k-1 folds)."""
-    blend, single = [], []
-    for k in np.unique(fold):
-        tr, va = fold != k, fold == k
-        w = find_weights(method, y[tr], O[tr])
-        blend.append(metrics.auc(y[va], O[va] @ w))
-        best = int(np.argmax([metrics.auc(y[tr], O[tr, j]) for j in range(O.shape[1])]))
-        single.append(metrics.auc(y[va], O[va, best]))
-    return {"blend_auc_mean": float(np.mean(blend)), "blend_auc_std": float(np.std(blend)),
-            "best_single_auc_mean": float(np.mean(single)), "per_fold": [round(a, 5) for a in blend]}
+def fit_blend(cls: type[BlendMethod], inp: BlendInputs, O, T, threshold_by: str, meta=(None, None)) -> dict:
+    """One method on the OOF and test matrices of its space: fitted model, blended OOF and test
+    scores, the cross-check and the operating points."""
+    M, MT = meta
+    y = inp.y
+    model = cls().fit(O, y, M)
+    cv, held = cross_check(cls, y, O, inp.fold, M)
+    oof = held if cls.cross_fitted_oof else model.apply(O, M)
+    test = model.apply(T, MT)
+    check_predictions(test, "blend of test predictions")
+    return {"method": cls.name, "model": model, "weights": model.weights_, "oof": oof, "test": test,
+            "auc": metrics.auc(y, oof), "cv": cv, "ops": metrics.operating_points(y, oof, threshold_by)}
 
 
 def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple | None = None,
                   refit: str = "none") -> dict:
-    """Weights, blended OOF and test scores, the cross-check and the operating points. `stack`
-    is used only when its cross-check beats hill's (else hill, and the reason is kept)."""
-    if method == "stack":
-        return compute_stack(inp, threshold_by, meta, refit)
-    return weighted_blend(inp, method, *blend_space(method, inp.exps, refit), threshold_by)
-
-
-def weighted_blend(inp: BlendInputs, method: str, O: np.ndarray, T: np.ndarray, threshold_by: str) -> dict:
-    """mean, rank or hill on the OOF and test matrices of their blend space."""
-    y = inp.y
-    w = find_weights(method, y, O)
-    oof_blend, test_blend = O @ w, T @ w
-    check_predictions(test_blend, "blend of test predictions")
-    return {"method": method, "weights": w, "oof": oof_blend, "test": test_blend, "auc": metrics.auc(y, oof_blend),
-            "cv": cross_check(method, y, O, inp.fold), "ops": metrics.operating_points(y, oof_blend, threshold_by)}
-
-
-def compute_stack(inp: BlendInputs, threshold_by: str, meta: tuple | None, refit: str = "none") -> dict:
-    O, T = blend_space("stack", inp.exps, refit)  # rank space: hill's too
-    hill = weighted_blend(inp, "hill", O, T, threshold_by)
+    """The blend by `method` (its fallback kept when the method's cross-check does not beat it;
+    the comparison is kept under "stack"). `meta`: (train matrix, test matrix, names, encoding)."""
+    cls = get_method(method)
     M, MT, names, encoding = meta if meta else (None, None, [], [])
-    st = stack(inp.y, O, T, inp.fold, M, MT)
-    m = len(inp.exps)
-    info = {"meta": names, "encoding": encoding, "intercept": st["intercept"],
-            "coef": dict(zip([e.name for e in inp.exps] + names, st["coef"])),
-            "cross_check": st["cv"], "hill_cross_check": hill["cv"]["blend_auc_mean"]}
-    if st["cv"]["blend_auc_mean"] <= hill["cv"]["blend_auc_mean"]:
-        info["chosen"] = False
-        return {**hill, "stack": info}
-    check_predictions(st["test"], "stacked test predictions")
-    info["chosen"] = True
-    return {"method": "stack", "weights": np.asarray(st["coef"][:m]), "oof": st["oof"], "test": st["test"],
-            "auc": metrics.auc(inp.y, st["oof"]), "cv": {**st["cv"], "best_single_auc_mean":
-                                                           hill["cv"]["best_single_auc_mean"]},
-            "ops": metrics.operating_points(inp.y, st["oof"], threshold_by), "stack": info}
+    if M is not None and not cls.uses_meta:
+        raise InputError(f"--stack-meta {' '.join(names)}: blend method {method!r} uses no metadata; "
+                         f"use one that does ({', '.join(n for n, c in METHODS.items() if c.uses_meta)})")
+    O, T = blend_space(cls.space, inp.exps, refit)
+    b = fit_blend(cls, inp, O, T, threshold_by, (M, MT))
+    if cls.fallback is None:
+        return b
+    fb_cls = get_method(cls.fallback)
+    fb = fit_blend(fb_cls, inp, *blend_space(fb_cls.space, inp.exps, refit), threshold_by)
+    model = b["model"]
+    coef = [*model.weights_.tolist(), *([] if model.meta_coef_ is None else model.meta_coef_.tolist())]
+    info = {"meta": names, "encoding": encoding, "intercept": model.intercept_,
+            "coef": dict(zip([e.name for e in inp.exps] + names, coef)), "cross_check": b["cv"],
+            "hill_cross_check": fb["cv"]["blend_auc_mean"],
+            "chosen": b["cv"]["blend_auc_mean"] > fb["cv"]["blend_auc_mean"]}
+    if not info["chosen"]:
+        return {**fb, "stack": info}
+    b["cv"]["best_single_auc_mean"] = fb["cv"]["best_single_auc_mean"]
+    return {**b, "stack": info}

@@ -10,9 +10,10 @@ import pandas as pd
 from defectkit.core import metrics
 from defectkit.core.checks import InputError, check_binary_target, check_columns, check_unique_ids, read_csv
 from defectkit.core.config import Competition
-from defectkit.core.fileio import file_hash, write_csv_atomic, write_json_atomic
+from defectkit.core.fileio import file_hash, write_csv_atomic
 from defectkit.core.layout import Layout
 from defectkit.core.plots import figure
+from defectkit.core.records import BlendReport
 from defectkit.core.results import ResultSet
 from defectkit.ensemble.experiments import BlendInputs, Experiment, load_inputs
 from defectkit.ensemble.methods import compute_blend
@@ -125,9 +126,23 @@ def print_leaderboard(say, lb: dict | None, comp: Competition) -> None:
               f"precision {c['precision']:.3f}")
 
 
+def blend_report(comp: Competition, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str, refit: str,
+                 lb: dict | None, command: str, **files) -> BlendReport:
+    """blend.json's record of a blend `b` (compute_blend's): what predict.py and the bundle apply."""
+    model = b["model"]
+    weights = {e.name: float(x) for e, x in zip(inp.exps, b["weights"])  # exact: predict.py uses them
+               if x > 0 or (model.link != "identity" and x != 0)}
+    return BlendReport(competition=comp.name, method=b["method"], weights=weights, operating_points=b["ops"],
+                       space=model.space, link=model.link, intercept=float(model.intercept_), refit=refit,
+                       folds_hash=inp.folds_hash, requested_method=method, stack=b.get("stack"),
+                       experiments=[e.name for e in inp.exps], left_out=inp.left_out,
+                       table=table.to_dict("records"), blend_oof_auc=round(b["auc"], 5), cross_check=b["cv"],
+                       local_leaderboard=lb, command=command, **files)
+
+
 def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[str] | None = None,
               strict: bool = False, threshold_by: str = "accuracy", command: str = "", verbose: bool = True,
-              extra=None, stack_meta: list[str] | None = None, refit: str = "none") -> dict:
+              extra=None, stack_meta: list[str] | None = None, refit: str = "none") -> BlendReport:
     """Blend, score, and publish submission.csv + blend.json + roc.png as one result set.
     `extra(result_set, report)` may add files (run.py's summary) before the set is committed."""
     say = print if verbose else (lambda *a, **k: None)
@@ -140,7 +155,7 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
     b = compute_blend(inp, method, threshold_by, load_meta(comp, layout, inp, stack_meta or []), refit)
     print_blend(say, inp, table, b, method)
     sol = read_solution(comp, layout, inp.test_ids)  # checked before anything is written
-    singles = {e.name: e.test_scores("mean", refit) for e in inp.exps}
+    singles = {e.name: e.test_scores("prob", refit) for e in inp.exps}
     lb = local_leaderboard(sol, comp.submission_columns[1], {"blend": b["test"], **singles},
                            b["ops"]["chosen"]["threshold"])
     print_leaderboard(say, lb, comp)
@@ -153,17 +168,10 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
         write_csv_atomic(sub, rs.path("submission.csv"))
         plot_roc(inp.y, {**{e.name: e.oof for e in inp.exps}, f"blend {b['method']}": b["oof"]}, rs.path("roc.png"),
                  f"{comp.name}: OOF ROC")
-        weights = {e.name: float(x) for e, x in zip(inp.exps, b["weights"])  # exact: predict.py uses them
-                   if x > 0 or (b["method"] == "stack" and x != 0)}
-        report = {"competition": comp.name, "method": b["method"], "requested_method": method, "refit": refit,
-                  "stack": b.get("stack"), "experiments": [e.name for e in inp.exps],
-                  "left_out": inp.left_out, "weights": weights,
-                  "table": table.to_dict("records"), "blend_oof_auc": round(b["auc"], 5), "cross_check": b["cv"],
-                  "operating_points": b["ops"], "local_leaderboard": lb,
-                  "submission": str(rs.final_path("submission.csv")),
-                  "folds_hash": inp.folds_hash, "command": command,
-                  "files": {n: file_hash(rs.path(n)) for n in ("submission.csv", "roc.png")}}
-        write_json_atomic(rs.path("blend.json"), report)
+        report = blend_report(comp, inp, table, b, method, refit, lb, command,
+                              submission=str(rs.final_path("submission.csv")),
+                              files={n: file_hash(rs.path(n)) for n in ("submission.csv", "roc.png")})
+        report.write(rs.path("blend.json"))
         if extra is not None:
             extra(rs, report)
         rs.commit()

@@ -16,7 +16,8 @@ from defectkit.core.layout import Layout
 from defectkit.core.plots import figure
 from defectkit.explain import localise
 from defectkit.ship.runtime.imaging import load_image
-from defectkit.train.models import load_fold_model, shape_key
+from defectkit.train.checkpoint import Checkpoint
+from defectkit.train.models import load_fold_model
 
 GROUPS = ("confident_defects", "missed_defects", "false_alarms")
 
@@ -78,12 +79,11 @@ def plot_grid(images, maps, titles, path: Path, title: str, masks=None) -> None:
         fig.suptitle(title, fontsize=9)
 
 
-def fold_images(ck: dict, folder: Path, ids, ext: str) -> np.ndarray:
+def fold_images(ck: Checkpoint, folder: Path, ids, ext: str) -> np.ndarray:
     """The images of `ids` as the fold's model saw them (size, resize mode, border crop)."""
-    hw = tuple(ck["img_size"]) if isinstance(ck["img_size"], (list, tuple)) else (ck["img_size"],) * 2
     if not len(ids):
-        return np.zeros((0, *hw, 3), np.uint8)
-    return np.stack([load_image(folder / f"{i}{ext}", hw, ck.get("resize", "squash"), ck["border_crop"])
+        return np.zeros((0, *ck.hw, 3), np.uint8)
+    return np.stack([load_image(folder / f"{i}{ext}", ck.hw, ck.resize, ck.border_crop)
                      for i in ids])
 
 
@@ -95,7 +95,7 @@ def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> l
     out = []
     for group, rows in pick_rows(oof, n).items():
         imgs = fold_images(ck, layout.train_dir(comp), rows.id, comp.image_ext)
-        maps = gradcam_maps(model, imgs, ck["mean"], ck["std"]) if len(rows) else []
+        maps = gradcam_maps(model, imgs, ck.mean, ck.std) if len(rows) else []
         titles = [f"{i}\np={p:.2f} y={t}" for i, p, t in zip(rows.id, rows.pred, rows.target)]
         path = paths.model_dir / "gradcam" / f"fold{fold}_{group}.png"
         plot_grid(imgs, maps, titles, path, f"{exp} fold {fold}: {group.replace('_', ' ')} ({len(rows)})")
@@ -119,9 +119,9 @@ def localisation(comp: Competition, base: Path, exp: str, masks_dir: Path | None
         model, ck = load_fold_model(paths.best, k)
         oof = read_csv(paths.oof, "OOF file")
         ids, masks = localise.defect_masks(oof.id[oof.target == 1], layout.train_dir(comp), comp.image_ext,
-                                           shape_key(ck), masks_dir, boxes)
+                                           ck.shape_key, masks_dir, boxes)
         imgs = fold_images(ck, layout.train_dir(comp), ids, comp.image_ext)
-        cams = gradcam_maps(model, imgs, ck["mean"], ck["std"], cam, layer)
+        cams = gradcam_maps(model, imgs, ck.mean, ck.std, cam, layer)
         sc = localise.scores(cams, np.array(masks).reshape(len(masks), *cams.shape[1:]))
         rows.append(pd.DataFrame({"id": ids, "fold": k, **sc}))
         worst += [(e, i, img, c, m) for e, i, img, c, m in zip(sc["energy_in"], ids, imgs, cams, masks)]

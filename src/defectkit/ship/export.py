@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,15 @@ from torch import nn
 from defectkit.core.fileio import file_hash, write_json_atomic
 from defectkit.core.layout import REFIT
 from defectkit.ensemble.members import Ensemble, Member
+from defectkit.ship.exporters import Exporter, get_exporter
 from defectkit.ship.predict import load_member
+from defectkit.ship.runtime.spec import BundleSpec, ExperimentEntry, ModelEntry
+from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.engine import D4
-from defectkit.train.models import CachedPrefixNet, run_prefix, shape_key
+from defectkit.train.models import CachedPrefixNet, run_prefix
 
 RUNTIME = Path(__file__).resolve().parent / "runtime"  # stdlib + numpy + OpenCV: shipped whole
 RUNTIME_PACKAGE = "defect_runtime"  # its name inside a bundle
-
-
-OPSET = 17
 
 
 class ExportNet(nn.Module):
@@ -30,12 +29,17 @@ class ExportNet(nn.Module):
     recipe's normalisation, its first `tta` symmetries batched together, and (cache_frozen) the
     frozen stages' output rounded to float16 before the rest of the network."""
 
-    def __init__(self, model: nn.Module, ck: dict):
+    def __init__(self, model: nn.Module, tta: int, mean, std, freeze_stages: int = 0, cache_frozen: bool = False):
         super().__init__()
-        self.model, self.tta = model.eval(), int(ck["tta"])
-        self.register_buffer("mean", torch.tensor(ck["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(ck["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255)
-        self.rest = CachedPrefixNet(model, ck["freeze_stages"]) if ck.get("cache_frozen") else None
+        self.model, self.tta = model.eval(), int(tta)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255)
+        self.rest = CachedPrefixNet(model, freeze_stages) if cache_frozen else None
+
+    @classmethod
+    def of(cls, model: nn.Module, ck: Checkpoint) -> ExportNet:
+        """The net a fold checkpoint predicted with: its TTA, normalisation and frozen-stage cache."""
+        return cls(model, ck.tta, ck.mean, ck.std, ck.freeze_stages, ck.cache_frozen)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.rest is None:
@@ -50,60 +54,59 @@ class ExportNet(nn.Module):
         return p.view(self.tta, -1).mean(0)
 
 
-def export_member(m: Member, path: Path) -> tuple[dict, dict]:
-    """One fold model as ONNX at `path`; returns (its checkpoint, its preprocessing)."""
+def export_member(m: Member, path: Path, exporter: Exporter) -> tuple[dict, tuple]:
+    """One fold model exported at `path`; returns (its checkpoint, its preprocessing (hw, resize, crop))."""
     model, ck = load_member(m)
-    hw, resize, crop = shape_key(ck)
-    net = ExportNet(model, ck).eval()
+    hw, resize, crop = ck.shape_key
+    net = ExportNet.of(model, ck).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros((2, *hw, 3), dtype=torch.uint8)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: no onnxscript needed
-        torch.onnx.export(net, (dummy,), str(path), input_names=["images"], output_names=["prob"],
-                          dynamic_axes={"images": {0: "batch"}, "prob": {0: "batch"}}, opset_version=OPSET,
-                          dynamo=False)
-    return ck, {"hw": list(hw), "resize": resize, "border_crop": crop}
+    exporter.export(net, torch.zeros((2, *hw, 3), dtype=torch.uint8), path)
+    return ck, (hw, resize, crop)
 
 
-def bundle_spec(ens: Ensemble, experiments: list[dict], files: dict, image_ext: str) -> dict:
-    import onnx
-    import onnxruntime
+def export_experiment(ens: Ensemble, exp: str, tmp: Path, exporter: Exporter, refs: dict, sources: dict,
+                      say=print) -> ExperimentEntry:
+    """Every scored model of one experiment into `tmp`/models (their OOF references into `refs`)."""
+    folds, refit, pre = [], None, None
+    for m in ens.scored_members(exp):
+        rel = f"models/{exp}_fold{m.fold}{exporter.suffix}"
+        ck, pre = export_member(m, tmp / rel, exporter)
+        refs[f"{exp}/fold{m.fold}"] = m.ref
+        sources[str(m.checkpoint)] = file_hash(m.checkpoint, 64)
+        entry = ModelEntry(rel, f"{exp}/fold{m.fold}", m.fold, ck.tta, ck.arch, ck.cache_frozen,
+                           round((tmp / rel).stat().st_size / 2**20, 2), ens.refit if m.fold == REFIT else "")
+        if m.fold == REFIT:
+            refit = entry
+        else:
+            folds.append(entry)
+        say(f"exported {exp} fold {m.fold} -> {rel} ({entry.mb} MB)")
+    return ExperimentEntry(exp, ens.weights[exp], pre[0], pre[1], pre[2], folds, refit)
+
+
+def bundle_spec(ens: Ensemble, experiments: list[ExperimentEntry], files: dict, image_ext: str,
+                exporter: Exporter, sources: dict) -> BundleSpec:
     import timm
-    ops = {k: float(v["threshold"]) for k, v in ens.operating_points.items()}
-    return {"format": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "competition": ens.competition, "method": ens.method, "intercept": ens.intercept,
-            "stack_meta": ens.stack_meta,
-            "experiments": experiments,
-            "operating_points": ops, "chosen_by": ens.operating_points["chosen"].get("by", "accuracy"),
-            "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB", "note": "normalisation and TTA are "
-                      "inside each ONNX graph; resize/crop as preprocess says (imaging.fit_image)"},
-            "image_ext": image_ext, "source": {"blend_json": str(ens.source), "blend_json_sha256": ens.source_hash},
-            "versions": {"torch": torch.__version__, "timm": timm.__version__, "onnx": onnx.__version__,
-                         "onnxruntime": onnxruntime.__version__, "opset": OPSET},
-            "files": files}
+    extra = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "exporter": exporter.name, "chosen_by": ens.operating_points["chosen"].get("by", "accuracy"),
+             "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB", "note": "normalisation and TTA are "
+                       "inside each model; resize/crop as preprocess says (imaging.fit_image)"},
+             "source": {"blend_json": str(ens.source), "blend_json_sha256": ens.source_hash,
+                        "checkpoints_sha256": sources},
+             "versions": {"torch": torch.__version__, "timm": timm.__version__, **exporter.versions()}}
+    return BundleSpec(competition=ens.competition, method=ens.method, space=ens.space, link=ens.link,
+                      intercept=ens.intercept, experiments=experiments,
+                      operating_points={k: float(v["threshold"]) for k, v in ens.operating_points.items()},
+                      image_ext=image_ext, runtime=exporter.runtime, stack_meta=ens.stack_meta, files=files,
+                      extra=extra)
 
 
-def export(ens: Ensemble, out: Path, image_ext: str, say=print) -> dict:
+def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = "onnx") -> BundleSpec:
     """Write the bundle into `out` (replacing one there, only once it is complete)."""
+    exp_ = get_exporter(exporter)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    experiments, refs, sources = [], {}, {}
-    for exp in ens.members:
-        entry = {"name": exp, "weight": ens.weights[exp], "folds": [], "refit": None}
-        for m in ens.scored_members(exp):
-            rel = f"models/{exp}_fold{m.fold}.onnx"
-            ck, entry["preprocess"] = export_member(m, tmp / rel)
-            refs[f"{exp}/fold{m.fold}"] = m.ref
-            sources[str(m.checkpoint)] = file_hash(m.checkpoint, 64)
-            item = {"fold": m.fold, "onnx": rel, "ref": f"{exp}/fold{m.fold}", "tta": ck["tta"],
-                    "cache_frozen": bool(ck.get("cache_frozen")), "arch": ck["arch"],
-                    "mb": round((tmp / rel).stat().st_size / 2**20, 2)}
-            if m.fold == REFIT:
-                entry["refit"] = {**item, "use": ens.refit}
-            else:
-                entry["folds"].append(item)
-            say(f"exported {exp} fold {m.fold} -> {rel} ({item['mb']} MB)")
-        experiments.append(entry)
+    refs, sources = {}, {}
+    experiments = [export_experiment(ens, exp, tmp, exp_, refs, sources, say) for exp in ens.members]
     np.savez(tmp / "refs.npz", **refs)
     (tmp / RUNTIME_PACKAGE).mkdir()
     for src in sorted(RUNTIME.glob("*.py")):
@@ -111,9 +114,8 @@ def export(ens: Ensemble, out: Path, image_ext: str, say=print) -> dict:
             shutil.copyfile(src, tmp / RUNTIME_PACKAGE / src.name)
     shutil.copyfile(RUNTIME / "entry.py", tmp / "predict_bundle.py")
     files = {str(p.relative_to(tmp)): file_hash(p, 64) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    spec = bundle_spec(ens, experiments, files, image_ext)
-    spec["source"]["checkpoints_sha256"] = sources
-    write_json_atomic(tmp / "bundle.json", spec)
+    spec = bundle_spec(ens, experiments, files, image_ext, exp_, sources)
+    write_json_atomic(tmp / "bundle.json", spec.to_json())
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

@@ -17,25 +17,25 @@ from defectkit.ensemble.members import Ensemble, Member, load_ensemble
 from defectkit.ship.runtime.image_inputs import InputsError, list_inputs, read_all, read_meta
 from defectkit.ship.runtime.imaging import fit_image
 from defectkit.train import engine, runtime
+from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.features import CACHE_BATCH, as_cached, frozen_views
-from defectkit.train.models import CachedPrefixNet, load_fold_model, shape_key
+from defectkit.train.models import CachedPrefixNet, load_fold_model
 
 
-def fold_probs(model: torch.nn.Module, ck: dict, images: np.ndarray, device: torch.device,
+def fold_probs(model: torch.nn.Module, ck: Checkpoint, images: np.ndarray, device: torch.device,
                batch_size: int | None = None) -> np.ndarray:
     """Probabilities of one fold model for uint8 (N, h, w, 3) images, as train.py predicted its
     test rows: TTA over the recipe's views, through the float16 feature cache when it had one,
     in batches of the same sizes (the cache's, then the test loader's), so that even the last
     bits agree (a percentile in rank space moves with the smallest difference)."""
-    rec = ck["config"]["recipe"]
-    batch_size = batch_size or 2 * int(rec.get("batch_size", 64))  # train.py's test loader
-    setup = engine.make_setup(device, ck["mean"], ck["std"], rec.get("amp", True), rec.get("channels_last", True))
+    batch_size = batch_size or 2 * ck.batch_size  # train.py's test loader
+    setup = engine.make_setup(device, ck.mean, ck.std, ck.amp, ck.channels_last)
     model.to(device)
     if setup.channels_last:
         model.to(memory_format=torch.channels_last)
-    tta = ck["tta"]
-    if ck.get("cache_frozen"):
-        fs = ck["freeze_stages"]
+    tta = ck.tta
+    if ck.cache_frozen:
+        fs = ck.freeze_stages
         model.eval()
         feats = torch.cat([as_cached(frozen_views(model, fs, images[s:s + CACHE_BATCH], setup, max(tta, 2)))
                            for s in range(0, len(images), CACHE_BATCH)])
@@ -46,9 +46,9 @@ def fold_probs(model: torch.nn.Module, ck: dict, images: np.ndarray, device: tor
     return engine.predict(model, batches, setup, tta)
 
 
-def load_member(m: Member) -> tuple[torch.nn.Module, dict]:
+def load_member(m: Member) -> tuple[torch.nn.Module, Checkpoint]:
     model, ck = load_fold_model(m.checkpoint, m.fold)
-    if m.run_id and ck.get("run_id") != m.run_id:
+    if m.run_id and ck.run_id != m.run_id:
         raise InputError(f"{m.checkpoint}: this checkpoint is not the one that made {m.paths.meta} (run ids differ); "
                          "train the fold again")
     return model, ck
@@ -63,7 +63,7 @@ def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device
     scoring = [m for exp in ens.members for m in ens.scored_members(exp)]
     for m in tqdm(scoring, desc="models", unit="model", disable=not progress):
         model, ck = load_member(m)
-        key = shape_key(ck)
+        key = ck.shape_key
         if key not in fitted:
             fitted[key] = np.stack([fit_image(img, *key) for img in images])
         preds[m.exp, m.fold] = fold_probs(model, ck, fitted[key], device, batch_size)

@@ -3,7 +3,6 @@ resume, the best epoch by validation AUC, and its OOF and test predictions with 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,15 +23,16 @@ from defectkit.core.fileio import (
     remove_stale_tmps,
     save_torch_atomic,
     write_csv_atomic,
-    write_json_atomic,
 )
 from defectkit.core.layout import REFIT, FoldPaths, Layout
 from defectkit.core.plots import figure
+from defectkit.core.records import FoldRecord, fold_differences
 from defectkit.data.augment import build_transform
 from defectkit.data.cache import cached_images
 from defectkit.data.datasets import FeatureDataset, ImageDataset, JoinedDataset, make_loader
 from defectkit.data.tables import load_folds, load_test_ids, load_train_table
 from defectkit.train import engine, runtime
+from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.models import (
     CachedPrefixNet,
     ModelInfo,
@@ -254,10 +254,9 @@ def check_experiment_consistent(cfg: Config, arch: str, layout: Layout, fold: in
     folds_hash = file_hash(layout.folds_file(cfg.competition))
     metas = layout.fold_metas(exp) if fold != REFIT else [p for p in [layout.fold(exp, REFIT).meta] if p.exists()]
     for meta_path in metas:
-        meta = json.loads(meta_path.read_text())
-        differs = [what for what, ok in (("recipe", meta.get("config_hash") == want),
-                                         ("folds file", meta.get("folds_hash") == folds_hash),
-                                         ("arch", meta.get("arch") == arch)) if not ok]
+        meta = FoldRecord.read(meta_path)
+        differs = fold_differences(meta, competition=meta.competition, folds_hash=folds_hash, config_hash=want,
+                                   arch=arch)
         if differs and not force:
             raise InputError(f"{meta_path} was made by another {' and '.join(differs)}; the folds of one "
                              f"experiment must agree: give this recipe another name (--name), or pass --force "
@@ -348,12 +347,11 @@ class FoldTrainer:
 
     def save_best(self, epoch: int, auc: float) -> None:
         rec = self.cfg.recipe
-        save_torch_atomic({"model": unwrap(self.eval_net).state_dict(), "arch": self.arch, "epoch": epoch,
-                           "val_auc": auc, "mean": self.parts.info.mean, "std": self.parts.info.std,
-                           "img_size": list(rec.hw), "resize": rec.resize, "border_crop": rec.border_crop,
-                           "tta": rec.tta_views, "freeze_stages": rec.freeze_stages,
-                           "cache_frozen": rec.cache_frozen, "run_id": self.state.run_id,
-                           "config_hash": config_hash(self.cfg), "config": self.cfg.to_dict()}, self.paths.best)
+        Checkpoint(arch=self.arch, model=unwrap(self.eval_net).state_dict(), hw=rec.hw, resize=rec.resize,
+                   border_crop=rec.border_crop, mean=self.parts.info.mean, std=self.parts.info.std, tta=rec.tta_views,
+                   freeze_stages=rec.freeze_stages, cache_frozen=rec.cache_frozen, epoch=epoch, val_auc=auc,
+                   run_id=self.state.run_id, config_hash=config_hash(self.cfg), config=self.cfg.to_dict()
+                   ).save(self.paths.best)
 
     # --- the loop ------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict:
@@ -411,12 +409,12 @@ class FoldTrainer:
     def load_best(self) -> None:
         """This run's best weights into the predicting net; never a checkpoint another run left."""
         st = self.state
-        ck = torch.load(self.paths.best, map_location=self.device, weights_only=False) \
+        ck = Checkpoint.load(self.paths.best, self.fold, self.device) \
             if self.paths.best.exists() and st.best_epoch >= 0 else None
-        if ck is None or ck.get("run_id") != st.run_id:
+        if ck is None or ck.run_id != st.run_id:
             raise InputError(f"{self.exp} fold {self.fold}: no epoch of this run produced a best checkpoint "
                              f"(validation AUCs {[r['val_auc'] for r in st.log]}); nothing is predicted")
-        unwrap(self.eval_net).load_state_dict(ck["model"])
+        unwrap(self.eval_net).load_state_dict(ck.model)
 
     def write_predictions(self) -> dict:
         rec, st, d = self.cfg.recipe, self.state, self.data
@@ -434,17 +432,17 @@ class FoldTrainer:
             write_csv_atomic(oof, self.paths.oof)
         write_csv_atomic(test, self.paths.test)
         comp = self.cfg.competition
-        meta = {"competition": comp.name, "exp": self.exp, "arch": self.arch, "fold": self.fold,
-                "n_folds": d.n_folds, "folds_file": str(d.folds_file), "folds_hash": file_hash(d.folds_file),
-                "config_hash": config_hash(self.cfg), "weights": self.parts.info.source, "run_id": st.run_id,
-                "best_epoch": st.best_epoch + 1, "epochs_run": st.epochs_done, "val_auc": st.best_auc,
-                "tta": rec.tta_views, "oof_auc": oof_auc, "n_val": len(oof), "n_test": len(test),
-                "n_train": len(d.tr_idx), "n_pseudo": len(d.pseudo_idx),
-                "device": str(self.device), "secs": round(time.time() - self.t0, 1),
-                "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
-                if self.device.type == "cuda" else None,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config": self.cfg.to_dict()}
-        write_json_atomic(self.paths.meta, meta)  # last: the fold is complete
+        meta = FoldRecord(
+            competition=comp.name, exp=self.exp, arch=self.arch, fold=self.fold, n_folds=d.n_folds,
+            folds_file=str(d.folds_file), folds_hash=file_hash(d.folds_file), config_hash=config_hash(self.cfg),
+            weights=self.parts.info.source, run_id=st.run_id, best_epoch=st.best_epoch + 1,
+            epochs_run=st.epochs_done, val_auc=st.best_auc if oof_auc is not None else None, tta=rec.tta_views,
+            oof_auc=oof_auc, n_val=len(oof), n_test=len(test), n_train=len(d.tr_idx), n_pseudo=len(d.pseudo_idx),
+            device=str(self.device), secs=round(time.time() - self.t0, 1),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=self.cfg.to_dict(),
+            peak_gpu_mem_gib=round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
+            if self.device.type == "cuda" else None)
+        meta.write(self.paths.meta)  # last: the fold is complete
         if oof_auc is None:
             self.say(f"refit on all {len(d.tr_idx)} training rows, {st.epochs_done} epochs -> {self.paths.test}")
         else:
@@ -455,11 +453,11 @@ class FoldTrainer:
 
 def refit_epochs(layout: Layout, exp: str) -> int:
     """The epoch count the CV chose: the median best epoch of the experiment's complete folds."""
-    metas = [json.loads(p.read_text()) for p in layout.fold_metas(exp)]
+    metas = [FoldRecord.read(p) for p in layout.fold_metas(exp)]
     if not metas:
         raise InputError(f"--fold all of {exp}: no complete fold to take the epoch count from; train the folds "
                          "first, or give --epochs")
-    return max(1, int(round(float(np.median([m["best_epoch"] for m in metas])))))
+    return max(1, int(round(float(np.median([m.best_epoch for m in metas])))))
 
 
 def refit_config(cfg: Config, arch: str, base: Path, epochs: int | None = None) -> Config:

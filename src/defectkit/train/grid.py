@@ -2,7 +2,6 @@
 blend -> submission, skipping complete folds and resuming an interrupted one."""
 from __future__ import annotations
 
-import json
 import shlex
 import statistics
 import sys
@@ -15,8 +14,9 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import Config, config_hash
 from defectkit.core.fileio import file_hash, write_json_atomic
 from defectkit.core.layout import REFIT, Layout
+from defectkit.core.records import BlendReport, FoldRecord, fold_differences
 from defectkit.data.folds import fold_summary, make_folds
-from defectkit.data.prepare import SOURCES, prepare_from_config
+from defectkit.data.sources import SOURCES, prepare_from_config
 from defectkit.ensemble.report import run_blend
 from defectkit.train.fold import refit_config, train_job
 from defectkit.train.ray_executor import RayOptions, run_jobs
@@ -56,16 +56,17 @@ def job_state(cfg: Config, arch: str, fold: int, base: Path, folds_hash: str) ->
     meta_path = Layout(base).fold(cfg.exp_name(arch), fold).meta
     if not meta_path.exists():
         return "todo"
-    meta = json.loads(meta_path.read_text())
+    meta = FoldRecord.read(meta_path)
     if fold == REFIT:  # derived from the folds: out of date means to do again, never a conflict
         try:
             want = config_hash(refit_config(cfg, arch, base))
         except InputError:
             return "todo"
-        return "done" if meta.get("folds_hash") == folds_hash and meta.get("config_hash") == want else "todo"
-    same = meta.get("folds_hash") == folds_hash and meta.get("config_hash") == config_hash(cfg) \
-        and meta.get("arch") == arch
-    return "done" if same else "stale"
+        return "todo" if fold_differences(meta, competition=meta.competition, folds_hash=folds_hash,
+                                          config_hash=want) else "done"
+    differs = fold_differences(meta, competition=meta.competition, folds_hash=folds_hash,
+                               config_hash=config_hash(cfg), arch=arch)
+    return "stale" if differs else "done"
 
 
 def estimate_eta(done: list[tuple[bool, float]], remaining_firsts: list[bool]) -> float | None:
@@ -168,33 +169,34 @@ def finish(cfg: Config, base: Path, t_start: float, say=print) -> dict:
         made["table"] = table = final_table(cfg, base, exps, report)
         made["summary"] = {"config": cfg.source_file, "table": table.to_dict("records"),
                            "wall_secs": round(time.time() - t_start, 1),
-                           "blend": {k: report[k] for k in ("method", "weights", "blend_oof_auc", "cross_check",
-                                                            "local_leaderboard", "operating_points")}}
+                           "blend": {k: getattr(report, k) for k in ("method", "weights", "blend_oof_auc",
+                                                                     "cross_check", "local_leaderboard",
+                                                                     "operating_points")}}
         write_json_atomic(rs.path("run_summary.json"), made["summary"])
 
     report = run_blend(cfg.competition, base, cfg.recipe.blend_method, exps, strict=True,
                        command=shlex.join(["python", "src/run.py", *sys.argv[1:]]), verbose=True, extra=add_summary,
                        stack_meta=cfg.recipe.stack_meta, refit=cfg.recipe.refit)
     say("\n" + made["table"].to_string(index=False))
-    say(f"wall time {(time.time() - t_start) / 60:.1f} min; submission: {report['submission']}")
+    say(f"wall time {(time.time() - t_start) / 60:.1f} min; submission: {report.submission}")
     return made["summary"]
 
 
-def final_table(cfg: Config, base: Path, exps: list[str], report: dict) -> pd.DataFrame:
-    lb = report.get("local_leaderboard") or {}
-    by_exp = {r["experiment"]: r for r in report["table"]}
+def final_table(cfg: Config, base: Path, exps: list[str], report: BlendReport) -> pd.DataFrame:
+    lb = report.local_leaderboard or {}
+    by_exp = {r["experiment"]: r for r in report.table}
     rows = []
     for e in exps:
-        metas = [json.loads(p.read_text()) for p in Layout(base).fold_metas(e)]
+        metas = [FoldRecord.read(p) for p in Layout(base).fold_metas(e)]
         r = by_exp[e]
         rows.append({"experiment": e, "oof_auc": r["oof_auc"],
                      "fold_auc": f"{r['fold_auc_mean']:.4f} +- {r['fold_auc_std']:.4f}",
                      "test_auc": lb.get(e, float("nan")),
-                     "train_min": round(sum(m.get("secs", 0) for m in metas) / 60, 1)})
-    chosen = report["operating_points"]["chosen"]
-    rows.append({"experiment": f"BLEND ({report['method']})", "oof_auc": report["blend_oof_auc"],
-                 "fold_auc": f"{report['cross_check']['blend_auc_mean']:.4f} +- "
-                             f"{report['cross_check']['blend_auc_std']:.4f} (cross-checked)",
+                     "train_min": round(sum(m.secs for m in metas) / 60, 1)})
+    chosen = report.operating_points["chosen"]
+    rows.append({"experiment": f"BLEND ({report.method})", "oof_auc": report.blend_oof_auc,
+                 "fold_auc": f"{report.cross_check['blend_auc_mean']:.4f} +- "
+                             f"{report.cross_check['blend_auc_std']:.4f} (cross-checked)",
                  "test_auc": lb.get("blend", float("nan")), "train_min": float("nan")})
     table = pd.DataFrame(rows)
     table["oof_acc"] = [float("nan")] * (len(rows) - 1) + [chosen["accuracy"]]

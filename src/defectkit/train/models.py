@@ -218,22 +218,9 @@ def unwrap(net: nn.Module) -> nn.Module:
     return net.model if isinstance(net, CachedPrefixNet) else net
 
 
-def load_fold_model(path: Path, fold: int | str) -> tuple[nn.Module, dict]:
+def load_fold_model(path: Path, fold: int | str):
     """The model saved as a fold's best checkpoint (train.py's fold<k>.pt), in eval mode on the
-    CPU, with the checkpoint (arch, img_size, resize, border_crop, mean, std, ...)."""
-    if not Path(path).exists():
-        raise InputError(f"{path}: no checkpoint; train it first (python src/train.py --fold {fold} ...)")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise InputError(f"{path}: cannot be read as a checkpoint ({type(e).__name__})") from e
-    model, _ = create_model(ck["arch"], pretrained="none", num_classes=1)
-    model.load_state_dict(ck["model"])
-    return model.eval(), ck
-
-
-def shape_key(ck: dict) -> tuple[tuple[int, int], str, float]:
-    """((h, w), resize mode, border crop): how a fold checkpoint's model saw its images."""
-    hw = ck["img_size"]
-    hw = (int(hw[0]), int(hw[1])) if isinstance(hw, (list, tuple)) else (int(hw), int(hw))
-    return hw, ck.get("resize", "squash"), float(ck.get("border_crop", 0.0))
+    CPU, with its Checkpoint record (arch, input shape, resize, border crop, normalisation, ...)."""
+    from defectkit.train.checkpoint import Checkpoint
+    ck = Checkpoint.load(path, fold)
+    return ck.build_model(), ck

@@ -135,7 +135,7 @@ def job_body(cfg: Config, arch: str, fold: int | str, base: str, folds_hash: str
                                  log=log_tail(paths.job_log))
     except OSError as e:  # the log itself cannot be written (a read-only or missing shared folder)
         return JobResult(arch, fold, exp, False, node, time.time() - t0, error=f"{e.filename}: {e.strerror}")
-    return JobResult(arch, fold, exp, True, node, time.time() - t0, meta["oof_auc"], meta["best_epoch"])
+    return JobResult(arch, fold, exp, True, node, time.time() - t0, meta.oof_auc, meta.best_epoch)
 
 
 def init_ray(address: str | None, **kw):

@@ -1,12 +1,13 @@
 """How the blend turns its members' predictions into one score: numpy only, so the exported
 bundle ships this very file and combines exactly as blend.py does.
 
-An experiment's score for new images is the average over its fold models of
-  mean:        the fold model's probability;
-  rank, hill:  the probability's percentile within that fold model's own OOF predictions
-               (its reference), so OOF and new scores share one scale;
-and the blend is the weighted sum of the experiments' scores (stack: the logistic function of
-an intercept plus that sum, the stacker's coefficients as weights). An experiment with a full-data
+An experiment's score for new images is the average over its fold models of, by the blend
+method's space,
+  prob:  the fold model's probability;
+  rank:  the probability's percentile within that fold model's own OOF predictions (its
+         reference), so OOF and new scores share one scale;
+and the blend is the weighted sum of the experiments' scores, through the method's link
+(logistic for a stacker: the logistic function of an intercept plus that sum). An experiment with a full-data
 refit (blend --refit only|both) scores with the refit alone, or with the mean of the fold models'
 score and the refit's; in rank space the refit is ranked against all the experiment's OOF predictions.
 """
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("mean", "rank", "hill", "stack")
+SPACES = ("prob", "rank")
+LINKS = ("identity", "logistic")
 
 
 def rank_pct(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -26,24 +28,24 @@ def rank_pct(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
 REFIT_USES = ("none", "only", "both")
 
 
-def experiment_score(method: str, fold_preds: list[np.ndarray], fold_refs: list[np.ndarray] | None,
+def experiment_score(space: str, fold_preds: list[np.ndarray], fold_refs: list[np.ndarray] | None,
                      refit: tuple | None = None) -> np.ndarray:
-    """One experiment's score from its fold models' probabilities (and OOF references), and
-    `refit` = (the refit's probabilities, every OOF prediction of the experiment, "only" | "both")."""
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: expected one of {METHODS}")
+    """One experiment's score in `space` from its fold models' probabilities (and OOF references),
+    and `refit` = (the refit's probabilities, every OOF prediction of the experiment, "only" | "both")."""
+    if space not in SPACES:
+        raise ValueError(f"space {space!r}: expected one of {SPACES}")
     use = "none" if refit is None else refit[2]
     if use not in REFIT_USES:
         raise ValueError(f"refit use {use!r}: expected one of {REFIT_USES}")
     if use != "only":
-        if method == "mean":
-            folds = np.mean(fold_preds, axis=0)  # rank, hill and stack: in rank space
+        if space == "prob":
+            folds = np.mean(fold_preds, axis=0)
         else:
             folds = np.mean([rank_pct(ref, p) for ref, p in zip(fold_refs, fold_preds)], axis=0)
         if use == "none":
             return folds
     pred, ref = refit[0], refit[1]
-    own = pred if method == "mean" else rank_pct(ref, pred)
+    own = pred if space == "prob" else rank_pct(ref, pred)
     return own if use == "only" else (folds + own) / 2
 
 
@@ -86,10 +88,12 @@ def stack_intercept(intercept: float, stack_meta: dict | None, rows: dict[str, l
     return intercept + meta_matrix(stack_meta["encoding"], rows) @ np.asarray(stack_meta["coef"], float)
 
 
-def blend_scores(method: str, weights: list[float], members: list[tuple], intercept=0.0) -> np.ndarray:
-    """The blend: sum over experiments of weight x experiment_score; `members` holds per
-    experiment (fold probabilities, fold OOF references[, refit triple or None]). `intercept`: the
-    stacker's, a number or one per row (its metadata terms added)."""
-    cols = [experiment_score(method, *m) for m in members]
+def blend_scores(space: str, link: str, weights: list[float], members: list[tuple], intercept=0.0) -> np.ndarray:
+    """The blend: sum over experiments of weight x experiment_score in `space`, through `link`;
+    `members` holds per experiment (fold probabilities, fold OOF references[, refit triple or None]).
+    `intercept`: a logistic link's, a number or one per row (a stacker's metadata terms added)."""
+    if link not in LINKS:
+        raise ValueError(f"link {link!r}: expected one of {LINKS}")
+    cols = [experiment_score(space, *m) for m in members]
     z = np.column_stack(cols) @ np.asarray(weights, dtype=float)
-    return 1 / (1 + np.exp(-(intercept + z))) if method == "stack" else z
+    return 1 / (1 + np.exp(-(intercept + z))) if link == "logistic" else z

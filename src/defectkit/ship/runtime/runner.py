@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import hashlib
-import json
+import math
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 from .combine import blend_scores, meta_columns, stack_intercept
 from .image_inputs import InputsError, list_inputs, read_all, read_meta
 from .imaging import fit_image
+from .spec import BundleError, BundleSpec
 
 # In a bundle this package is <bundle>/defect_runtime/, beside bundle.json and predict_bundle.py.
 HERE = Path(__file__).resolve().parent.parent
@@ -34,34 +34,7 @@ HERE = Path(__file__).resolve().parent.parent
 BATCH = 1  # images per run: on 2 CPU cores ONNX Runtime is fastest one image (x TTA views) at a time
 
 
-class BundleError(ValueError):
-    pass
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_bundle(folder: Path) -> dict:
-    """bundle.json, after checking every file it lists against its sha256."""
-    path = folder / "bundle.json"
-    if not path.exists():
-        raise BundleError(f"{path}: not found; is {folder} an exported bundle?")
-    spec = json.loads(path.read_text())
-    for rel, digest in spec["files"].items():
-        f = folder / rel
-        if not f.exists():
-            raise BundleError(f"{f}: missing from the bundle")
-        if sha256_file(f) != digest:
-            raise BundleError(f"{f}: edited or damaged (sha256 differs from bundle.json); export the bundle again")
-    return spec
-
-
-def session(path: Path, threads: int):
+def onnx_session(path: Path, threads: int):
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -70,30 +43,46 @@ def session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+# bundle.json's `runtime` -> how a model file becomes a session with .get_inputs() and .run()
+RUNTIMES = {"onnxruntime": onnx_session}
+
+
+def session(path: Path, threads: int, runtime: str = "onnxruntime"):
+    if runtime not in RUNTIMES:
+        raise BundleError(f"bundle runtime {runtime!r}: this runner knows {', '.join(RUNTIMES)}")
+    return RUNTIMES[runtime](path, threads)
+
+
+def load_bundle(folder: Path) -> BundleSpec:
+    """bundle.json, after checking its own digest and every file it lists against its sha256."""
+    return BundleSpec.read(folder)
+
+
 def run_model(sess, images: np.ndarray, batch_size: int) -> np.ndarray:
     name = sess.get_inputs()[0].name
     out = [sess.run(None, {name: images[s:s + batch_size]})[0] for s in range(0, len(images), batch_size)]
     return np.concatenate(out).astype(np.float64)
 
 
-def score(folder: Path, spec: dict, images: list[np.ndarray], threads: int = 0, batch_size: int = BATCH,
+def score(folder: Path, spec: BundleSpec, images: list[np.ndarray], threads: int = 0, batch_size: int = BATCH,
           meta: dict | None = None) -> np.ndarray:
     """The blend's score for decoded uint8 RGB images, exactly as blend.py combines its members;
     `meta` (column -> values) for a stacker fitted with metadata."""
     threads = threads or os.cpu_count() or 1
     refs = np.load(folder / "refs.npz")
     members, weights = [], []
-    for exp in spec["experiments"]:
-        pre = exp["preprocess"]
-        fitted = np.stack([fit_image(img, tuple(pre["hw"]), pre["resize"], pre["border_crop"]) for img in images])
-        preds = [run_model(session(folder / f["onnx"], threads), fitted, batch_size) for f in exp["folds"]]
-        r = exp.get("refit")  # a full-data refit: "only" (no fold models) or "both"
-        refit = (run_model(session(folder / r["onnx"], threads), fitted, batch_size), refs[r["ref"]], r["use"]) if r \
-            else None
-        members.append((preds, [refs[f["ref"]] for f in exp["folds"]], refit))
-        weights.append(exp["weight"])
-    return blend_scores(spec["method"], weights, members, stack_intercept(spec.get("intercept", 0.0),
-                                                                         spec.get("stack_meta"), meta))
+
+    def run(m):
+        return run_model(session(folder / m.model, threads, spec.runtime), fitted, batch_size)
+    for exp in spec.experiments:
+        fitted = np.stack([fit_image(img, exp.hw, exp.resize, exp.border_crop) for img in images])
+        preds = [run(f) for f in exp.folds]
+        r = exp.refit  # a full-data refit: "only" (no fold models) or "both"
+        refit = (run(r), refs[r.ref], r.use) if r else None
+        members.append((preds, [refs[f.ref] for f in exp.folds], refit))
+        weights.append(exp.weight)
+    return blend_scores(spec.space, spec.link, weights, members,
+                        stack_intercept(spec.intercept, spec.stack_meta, meta))
 
 
 def write_csv(path: Path, ids, prob, defect) -> None:
@@ -116,14 +105,16 @@ def predict(folder: Path, inputs: list[str], out: Path, point: str = "chosen", t
             skip_bad: bool = False, image_dir: str = ".", id_col: str = "id", threads: int = 0,
             say=print, meta_csv: str | None = None) -> tuple[list[str], np.ndarray]:
     spec = load_bundle(folder)
-    if threshold is None and point not in spec["operating_points"]:
-        raise BundleError(f"--operating-point {point!r}: the bundle has {', '.join(spec['operating_points'])}")
-    t = float(spec["operating_points"][point] if threshold is None else threshold)
-    cols = meta_columns(spec.get("stack_meta"))
+    if threshold is None and point not in spec.operating_points:
+        raise BundleError(f"--operating-point {point!r}: the bundle has {', '.join(spec.operating_points)}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise BundleError(f"--threshold {threshold!r}: expected a finite number")
+    t = float(spec.operating_points[point] if threshold is None else threshold)
+    cols = meta_columns(spec.stack_meta)
     if cols and not meta_csv:
         raise BundleError(f"the stacker also uses metadata ({', '.join(cols)}); give a CSV of {id_col} + those "
                           "columns with --meta")
-    ids, images = read_all(list_inputs(inputs, Path(image_dir), spec["image_ext"], id_col), skip_bad, say)
+    ids, images = read_all(list_inputs(inputs, Path(image_dir), spec.image_ext, id_col), skip_bad, say)
     meta = read_meta(Path(meta_csv), ids, cols, id_col) if cols else None
     prob = score(folder, spec, images, threads, meta=meta)
     write_csv(out, ids, prob, prob >= t)
