@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         run_grid(cfg, base, progress=False, say=lambda *a: None)
         for layer in (-1, -2):
             for cam in CAMS:
-                s = localisation(cfg.competition, base, "resnet10t", masks_dir=base / "input/toy/masks",
+                s = localisation(cfg.competition, base, "resnet10t", truth=base / "input/toy/masks",
                                          cam=cam, layer=layer, say=print)
                 rows.append({"cam": cam, "layer": layer, **s["all"]})
     best = max(rows, key=lambda r: r["energy_in"])

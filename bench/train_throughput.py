@@ -53,7 +53,7 @@ def bare_loop(model, opt, setup, x, y, steps: int) -> float:
 
 def pipeline_loop(model, opt, sched, setup, loader, steps: int) -> float:
     """engine.train_one_epoch over exactly `steps` batches (the loader holds that many)."""
-    return engine.train_one_epoch(model, loader, opt, setup, sched)["img_s"]
+    return engine.train_one_epoch(model, loader, engine.Optim(opt, sched), setup)["img_s"]
 
 
 def main(argv=None) -> int:

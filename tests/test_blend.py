@@ -10,7 +10,7 @@ from defectkit.core import metrics
 from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.ensemble.methods import hill_climb
-from defectkit.ensemble.report import run_blend
+from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
 
 
@@ -123,7 +123,7 @@ def test_incomplete_experiment_is_left_out_or_strict_error(complementary, capsys
     assert "half_done" in rep.left_out and "half_done" not in rep.experiments
     assert "left out half_done: folds [2, 3] missing" in capsys.readouterr().out
     with pytest.raises(InputError, match="--strict: half_done"):
-        run_blend(_comp(base), base, "hill", strict=True, verbose=False)
+        run_blend(_comp(base), base, BlendOptions("hill", strict=True), verbose=False)
 
 
 def test_other_folds_file_is_not_mixed(complementary):

@@ -1,27 +1,148 @@
-"""The code's shape, kept: no function in src/ over 50 lines (issue 11)."""
+"""The code's shape, kept: every module of the package and every script: no function over 50 lines
+or with more than 8 parameters; scripts only call the library; the bundle's runtime imports only
+the standard library, numpy, OpenCV and a model runtime; importing the ensemble layer, the core or
+the runtime never imports torch (an import inside a function runs only when it is called: resolving
+`preset: auto` asks torch whether a GPU is visible)."""
 import ast
+import sys
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parent.parent / "src"
-MAX_LINES = 50
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+PKG = SRC / "defectkit"
+MAX_LINES, MAX_PARAMS = 50, 8
+RUNTIME_OK = {"numpy", "cv2", "onnxruntime", "openvino"}  # besides the standard library and the runtime itself
+NO_TORCH = ("defectkit.ensemble", "defectkit.core", "defectkit.ship.runtime")
+TORCH = {"torch", "torchvision", "timm"}
+
+
+def _functions(folder: Path):
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path.relative_to(folder), node
 
 
 def long_functions(folder: Path = SRC, limit: int = MAX_LINES) -> list[str]:
+    return [f"{p}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)" for p, n in _functions(folder)
+            if n.end_lineno - n.lineno + 1 > limit]
+
+
+def many_parameters(folder: Path = SRC, limit: int = MAX_PARAMS) -> list[str]:
     out = []
-    for path in sorted(folder.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                n = node.end_lineno - node.lineno + 1
-                if n > limit:
-                    out.append(f"{path.name}:{node.lineno} {node.name} ({n} lines)")
+    for p, n in _functions(folder):
+        a = n.args
+        names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+        names += [x.arg for x in (a.vararg, a.kwarg) if x is not None]
+        if len(names) > limit:
+            out.append(f"{p}:{n.lineno} {n.name} ({len(names)} parameters)")
     return out
 
 
-def test_no_function_in_src_is_over_50_lines():
-    assert long_functions() == []
+def module_name(path: Path, src: Path = SRC) -> str:
+    rel = path.relative_to(src).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
 
 
-def test_the_check_finds_a_long_function(tmp_path):
+def imports_of(path: Path, src: Path = SRC, nested: bool = True) -> set[str]:
+    """Absolute names of every module `path` imports: at its top level, and with `nested` inside
+    functions and classes too."""
+    here = module_name(path, src).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree) if nested else tree.body:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            mod = ".".join([*base, *([node.module] if node.module else [])])
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}  # `from pkg import module`
+    return out
+
+
+def import_graph(src: Path = SRC, package: str = "defectkit", nested: bool = False) -> dict[str, set[str]]:
+    """What importing each module of the package imports (its top-level imports: import time)."""
+    return {module_name(p, src): imports_of(p, src, nested) for p in sorted((src / package).rglob("*.py"))}
+
+
+def reaches(graph: dict, start: str, targets: set[str]) -> list[str]:
+    """A chain of imports from `start` to a module in `targets` (top-level names), or []."""
+    seen, stack = {start}, [[start]]
+    while stack:
+        chain = stack.pop()
+        for imp in sorted(graph.get(chain[-1], ())):
+            if imp.split(".")[0] in targets:
+                return [*chain, imp]
+            if imp in graph and imp not in seen:
+                seen.add(imp)
+                stack.append([*chain, imp])
+    return []
+
+
+def runtime_violations(src: Path = SRC, package: str = "defectkit.ship.runtime") -> list[str]:
+    folder = src.joinpath(*package.split("."))
+    out = []
+    for path in sorted(folder.glob("*.py")):
+        for imp in imports_of(path, src):
+            top = imp.split(".")[0]
+            if top in sys.stdlib_module_names or top in RUNTIME_OK or imp.startswith(package) \
+                    or top == "defect_runtime":
+                continue
+            out.append(f"{path.name} imports {imp}")
+    return sorted(set(out))
+
+
+def torch_chains(src: Path = SRC, layers=NO_TORCH) -> list[str]:
+    graph = import_graph(src)
+    return [" -> ".join(c) for m in graph if m.startswith(layers) for c in [reaches(graph, m, TORCH)] if c]
+
+
+def test_no_function_is_over_50_lines_or_has_over_8_parameters():
+    assert long_functions() == [] and many_parameters() == []
+
+
+def test_the_checks_find_a_long_function_and_a_long_signature(tmp_path):
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
-    (tmp_path / "m.py").write_text(f"def f():\n{body}\n")
+    (tmp_path / "m.py").write_text(f"def f():\n{body}\n\n\ndef g(self, a, b, c, d, e, f, g, h, *, i=0):\n    pass\n")
     assert long_functions(tmp_path) == [f"m.py:1 f ({MAX_LINES + 1} lines)"]
+    assert many_parameters(tmp_path) == [f"m.py:{MAX_LINES + 4} g (9 parameters)"]
+
+
+def test_the_bundle_runtime_needs_only_the_standard_library_numpy_opencv_and_a_model_runtime():
+    assert runtime_violations() == []
+    assert {"runner.py", "spec.py", "combine.py", "imaging.py"} <= {p.name for p in (PKG / "ship/runtime").glob("*.py")}
+
+
+def test_the_ensemble_layer_the_core_and_the_runtime_never_reach_torch():
+    assert torch_chains() == []
+
+
+def test_the_import_checks_find_a_violation(tmp_path):
+    pkg = tmp_path / "defectkit"
+    (pkg / "ship/runtime").mkdir(parents=True)
+    (pkg / "ensemble").mkdir()
+    for d in (pkg, pkg / "ship", pkg / "ship/runtime", pkg / "ensemble"):
+        (d / "__init__.py").write_text("")
+    (pkg / "ship/runtime/runner.py").write_text("import json\nimport pandas as pd\nfrom .imaging import x\n")
+    (pkg / "ensemble/methods.py").write_text("from defectkit.ensemble import helpers\n")
+    (pkg / "ensemble/helpers.py").write_text("import timm.models\n\n\ndef f():\n    import torch\n")
+    assert runtime_violations(tmp_path) == ["runner.py imports pandas"]
+    assert torch_chains(tmp_path) == [
+        "defectkit.ensemble.helpers -> timm.models",
+        "defectkit.ensemble.methods -> defectkit.ensemble.helpers -> timm.models"]
+
+
+def test_scripts_only_call_the_library_and_nothing_imports_a_script():
+    scripts = sorted(p for p in SRC.glob("*.py"))
+    assert {p.stem for p in scripts} >= {"train", "blend", "run", "prepare", "predict", "export"}
+    for p in scripts:
+        tree = ast.parse(p.read_text())
+        defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        assert not defs and len(p.read_text().splitlines()) < 40, f"{p.name}: a script holds code; move it to defectkit"
+        assert any(i.startswith(f"defectkit.cli.{p.stem}") for i in imports_of(p, SRC)), p.name
+    names = {p.stem for p in scripts}
+    for mod, imps in import_graph().items():
+        assert not {i.split(".")[0] for i in imps} & names, mod

@@ -86,7 +86,7 @@ def test_ema_with_a_long_horizon_still_follows_a_short_run():
     init = flat(model)
     ema = engine.make_ema(model, 0.999)
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
-    engine.train_one_epoch(model, loader, opt, _setup(), ema=ema, first_step=0)
+    engine.train_one_epoch(model, loader, engine.Optim(opt, ema=ema), _setup(), first_step=0)
     moved, ema_w = flat(model), flat(ema.module)
     assert (ema_w - moved).norm() < 0.5 * (ema_w - init).norm()
     # a later epoch (first_step > 0, as after --resume) continues the warmed-up schedule
@@ -142,7 +142,7 @@ def test_gradient_accumulation_steps_once_per_k_batches_and_on_the_last():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)  # 5 batches
     CountingSGD.steps = 0
     opt = CountingSGD(model.parameters(), lr=0.1)
-    engine.train_one_epoch(model, loader, opt, _setup(), accum_steps=2)
+    engine.train_one_epoch(model, loader, engine.Optim(opt, accum_steps=2), _setup())
     assert CountingSGD.steps == 3  # after batches 2, 4 and the last (5)
 
 

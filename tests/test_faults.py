@@ -26,7 +26,7 @@ from defectkit.core.fileio import FileLock, LockedError, write_csv_atomic
 from defectkit.core.layout import Layout
 from defectkit.data.folds import make_folds
 from defectkit.data.prepare import prepare_folder
-from defectkit.ensemble.report import run_blend
+from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.testing import (
     copy_toy_workdir,
     make_blend_workdir,
@@ -145,7 +145,7 @@ def test_another_recipe_cannot_overwrite_a_complete_fold_and_blend_refuses_a_mix
     assert train_main(args + ["--lr", "0.01", "--force"]) == 0
     comp = load_config(work / "configs/toy.yaml").competition
     with pytest.raises(InputError, match="folds were made by different recipes"):
-        run_blend(comp, work, strict=True, verbose=False)
+        run_blend(comp, work, BlendOptions(strict=True), verbose=False)
 
 
 def test_a_fold_being_trained_is_locked_with_its_holder_named(work):

@@ -12,7 +12,7 @@ from defectkit.core.checks import InputError
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ship.export import export
-from defectkit.ship.submit import submit_code
+from defectkit.ship.submit import CodeTarget, submit_code
 
 
 class FakeApi:
@@ -48,8 +48,8 @@ def test_dry_run_writes_valid_metadata_and_a_notebook_that_runs_offline(exported
     import nbformat
     from nbclient import NotebookClient
     work, cfg = exported
-    staged = submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp",
-                                dry_run=True, say=lambda *a: None)
+    staged = submit_code(cfg.competition, work, CodeTarget("me/toy-bundle", "me/toy-submit", "toy-comp"),
+                         dry_run=True, say=lambda *a: None)
     ds = json.loads((staged["dataset"] / "dataset-metadata.json").read_text())
     km = json.loads((staged["kernel"] / "kernel-metadata.json").read_text())
     assert ds["id"] == "me/toy-bundle" and 6 <= len(ds["title"]) <= 50 and (staged["dataset"] / "bundle.json").exists()
@@ -74,13 +74,13 @@ def test_dry_run_writes_valid_metadata_and_a_notebook_that_runs_offline(exported
 def test_the_kaggle_calls_create_then_version_the_dataset_and_push_the_kernel(exported):
     work, cfg = exported
     api = FakeApi()
-    submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp", api=api,
-                       say=lambda *a: None)
+    submit_code(cfg.competition, work, CodeTarget("me/toy-bundle", "me/toy-submit", "toy-comp"), api=api,
+                say=lambda *a: None)
     kinds = [c[0] for c in api.calls]
     assert kinds == ["create_new", "kernels_push"] and api.calls[0][2] is False and api.calls[0][3] == "zip"
     api = FakeApi(existing={"me/toy-bundle"})
-    submit_code(cfg.competition, work, "me/toy-bundle", "me/toy-submit", slug="toy-comp", api=api,
-                       notes="v2", say=lambda *a: None)
+    submit_code(cfg.competition, work, CodeTarget("me/toy-bundle", "me/toy-submit", "toy-comp", "v2"), api=api,
+                say=lambda *a: None)
     assert [c[0] for c in api.calls] == ["create_version", "kernels_push"] and api.calls[0][2] == "v2"
 
 
@@ -93,5 +93,5 @@ def test_the_kaggle_calls_create_then_version_the_dataset_and_push_the_kernel(ex
 def test_bad_code_submissions_are_one_line_errors(exported, tmp_path, dataset, kernel, slug, bundle, want):
     work, cfg = exported
     with pytest.raises(InputError, match=want.replace("(", r"\(").replace(")", r"\)")):
-        submit_code(cfg.competition, work, dataset, kernel, slug=slug or None,
-                           bundle=tmp_path / bundle if bundle else None, dry_run=True, say=lambda *a: None)
+        submit_code(cfg.competition, work, CodeTarget(dataset, kernel, slug or None),
+                    bundle=tmp_path / bundle if bundle else None, dry_run=True, say=lambda *a: None)

@@ -40,13 +40,13 @@ def test_the_model_looks_at_the_disks_by_masks_and_by_boxes(blobs):
     base, cfg = blobs
     root = base / "input/toy"
     lines = []
-    by_mask = localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", say=lines.append)
+    by_mask = localisation(cfg.competition, base, "resnet10t", truth=root / "masks", say=lines.append)
     a = by_mask["all"]
     n_defects = int(pd.read_csv(root / "train.csv").target.sum())
     assert a["n"] == n_defects and sorted(by_mask["per_fold"]) == [0, 1]  # every OOF defect, both folds
     assert a["energy_in"] > 3 * a["area"] and a["pointing_game"] > 3 * a["area"]  # both well above chance
     assert "mean CAM energy inside the defect areas" in lines[0] and "pointing game" in lines[0]
-    by_box = localisation(cfg.competition, base, "resnet10t", boxes_csv=root / "defect_boxes.csv",
+    by_box = localisation(cfg.competition, base, "resnet10t", truth=root / "defect_boxes.csv",
                                   say=lambda *x: None)
     b = by_box["all"]
     assert b["n"] == n_defects and b["area"] > a["area"] and b["energy_in"] > 3 * b["area"]
@@ -61,13 +61,13 @@ def test_the_model_looks_at_the_disks_by_masks_and_by_boxes(blobs):
 def test_a_finer_layer_is_offered_and_bad_arguments_are_one_line(blobs):
     base, cfg = blobs
     root = base / "input/toy"
-    fine = localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", layer=-2,
+    fine = localisation(cfg.competition, base, "resnet10t", truth=root / "masks", layer=-2,
                                 cam="layercam", say=lambda *x: None)
     assert fine["all"]["energy_in"] > 2 * fine["all"]["area"]
     with pytest.raises(InputError, match="give one of --masks DIR or --boxes CSV"):
-        localisation(cfg.competition, base, "resnet10t")
+        localisation(cfg.competition, base, "resnet10t", None)
     with pytest.raises(InputError, match="--layer -9: ResNet has feature layers -1 .. -5"):
-        localisation(cfg.competition, base, "resnet10t", masks_dir=root / "masks", layer=-9)
+        localisation(cfg.competition, base, "resnet10t", truth=root / "masks", layer=-9)
 
 
 def test_prepare_folder_keeps_the_defect_masks(tmp_path):

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from defectkit.cli.predict import main as predict_main
-from defectkit.ensemble.report import run_blend
+from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.ship.export import export
 from defectkit.ship.predict import predict
+from defectkit.ship.runtime.runner import ScoreOptions
 from defectkit.train.grid import run_grid
 
 EXPS = ["resnet10t", "test_efficientnet_cached"]
@@ -26,8 +27,7 @@ def test_predict_reproduces_the_submission_in_rank_space(blended, tmp_path):
     report = json.loads((base / "submissions/blend.json").read_text())
     assert sorted(report["weights"]) == EXPS  # both experiments, both shapes, the cache included
     out = tmp_path / "preds.csv"
-    df = predict(cfg.competition, base, [str(base / "input/toy/test")], out, progress=False,
-                         say=lambda *a: None)
+    df = predict(cfg.competition, base, [str(base / "input/toy/test")], out, progress=False)
     got = pd.read_csv(out, dtype={"id": str}).set_index("id")
     want = _submission(base)
     assert list(got.columns) == ["prob", "defect"] and sorted(got.index) == sorted(want.index)
@@ -35,7 +35,7 @@ def test_predict_reproduces_the_submission_in_rank_space(blended, tmp_path):
     t = report["operating_points"]["chosen"]["threshold"]
     assert (got.defect == (got.prob >= t)).all() and len(df) == len(want)
     strict = predict(cfg.competition, base, [str(base / "input/toy/test")], tmp_path / "r99.csv",
-                             point="recall_99", progress=False, say=lambda *a: None)
+                     ScoreOptions("recall_99"), progress=False)
     assert strict.defect.sum() >= df.defect.sum()
 
 
@@ -47,8 +47,7 @@ def test_predict_reproduces_a_mean_blend_from_a_csv_of_ids(blended, tmp_path):
     run_blend(cfg.competition, work, "mean", verbose=False)
     ids = pd.read_csv(work / "input/toy/sample_submission.csv", dtype={"id": str})[["id"]]
     ids.to_csv(tmp_path / "ids.csv", index=False)
-    df = predict(cfg.competition, work, [str(tmp_path / "ids.csv")], tmp_path / "p.csv", progress=False,
-                         say=lambda *a: None)
+    df = predict(cfg.competition, work, [str(tmp_path / "ids.csv")], tmp_path / "p.csv", progress=False)
     np.testing.assert_allclose(df.set_index("id").prob.loc[ids.id], _submission(work).loc[ids.id], atol=1e-6)
 
 
@@ -114,7 +113,7 @@ def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tm
             work / "input/toy" / ("train.csv" if name == "train.csv" else "test.csv"), index=False)
     cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
     run_grid(cfg, work, progress=False, say=lambda *a: None)
-    rep = run_blend(cfg.competition, work, "stack", stack_meta=["line"], verbose=False)
+    rep = run_blend(cfg.competition, work, BlendOptions("stack", stack_meta=["line"]), verbose=False)
     st = rep.stack
     assert rep.method == "stack" and st["meta"] == ["line=L1", "line=L2"], st["hill_cross_check"]
     sub = _submission(work)

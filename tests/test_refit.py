@@ -12,7 +12,7 @@ from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.core.records import FoldRecord
 from defectkit.ensemble.experiments import load_inputs
-from defectkit.ensemble.report import run_blend
+from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.ship.export import export
 from defectkit.ship.predict import predict
 from defectkit.testing import make_toy_competition, write_toy_config
@@ -54,7 +54,7 @@ def test_the_blend_uses_folds_refit_or_both(refitted):
     exp = load_inputs(cfg.competition, Layout(base)).exps[0]
     subs = {}
     for mode in ("none", "only", "both"):
-        rep = run_blend(cfg.competition, base, "mean", refit=mode, verbose=False)
+        rep = run_blend(cfg.competition, base, BlendOptions("mean", refit=mode), verbose=False)
         assert rep.refit == mode
         subs[mode] = pd.read_csv(base / "submissions/submission.csv").target.to_numpy()
     np.testing.assert_allclose(subs["none"], exp.test)
@@ -69,11 +69,10 @@ def test_predict_and_the_bundle_apply_a_blend_with_refits(refitted, tmp_path, mo
 
     from defectkit.ensemble.members import load_ensemble
     base, cfg, _ = refitted
-    run_blend(cfg.competition, base, "rank", refit=mode, verbose=False)
+    run_blend(cfg.competition, base, BlendOptions("rank", refit=mode), verbose=False)
     sub = pd.read_csv(base / "submissions/submission.csv", dtype={"id": str}).set_index("id")["target"]
     test_dir = str(base / "input/toy/test")
-    got = predict(cfg.competition, base, [test_dir], tmp_path / "p.csv", progress=False,
-                          say=lambda *a: None).set_index("id").prob
+    got = predict(cfg.competition, base, [test_dir], tmp_path / "p.csv", progress=False).set_index("id").prob
     np.testing.assert_allclose(got.loc[sub.index], sub, rtol=0, atol=1e-6)
     spec = export(load_ensemble(Layout(base)), tmp_path / "bundle", ".png", say=lambda *a: None)
     e = spec.experiments[0]
@@ -99,7 +98,7 @@ def test_train_py_fold_all_and_a_blend_without_refits(refitted, tmp_path, capsys
     cfg2 = load_config(write_toy_config(work, archs=["resnet10t"], epochs=1))
     run_grid(cfg2, work, progress=False, say=lambda *a: None)
     with pytest.raises(InputError, match=r"resnet10t: no full-data refit .*--fold all"):
-        run_blend(cfg2.competition, work, "hill", refit="only", verbose=False)
+        run_blend(cfg2.competition, work, BlendOptions("hill", refit="only"), verbose=False)
 
 
 def test_an_out_of_date_refit_is_retrained_not_resumed(refitted):

@@ -10,7 +10,7 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import Competition
 from defectkit.core.layout import Layout
 from defectkit.ensemble.experiments import load_inputs
-from defectkit.ensemble.report import run_blend
+from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.ship.runtime.combine import blend_scores
 from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
 
@@ -34,7 +34,7 @@ def _workdir(tmp_path, meta_signal: bool, n=600):
 
 def test_stack_with_an_informative_column_beats_hill_and_is_chosen(tmp_path):
     _workdir(tmp_path, meta_signal=True)
-    rep = run_blend(COMP, tmp_path, "stack", stack_meta=["group"], verbose=False)
+    rep = run_blend(COMP, tmp_path, BlendOptions("stack", stack_meta=["group"]), verbose=False)
     st = rep.stack
     assert rep.method == "stack" and st["chosen"] and st["meta"] == ["group=A", "group=B"]
     assert st["cross_check"]["blend_auc_mean"] > st["hill_cross_check"] + 0.02
@@ -44,7 +44,7 @@ def test_stack_with_an_informative_column_beats_hill_and_is_chosen(tmp_path):
 
 def test_stack_with_a_column_of_noise_is_not_chosen(tmp_path):
     _workdir(tmp_path, meta_signal=False)
-    rep = run_blend(COMP, tmp_path, "stack", stack_meta=["group"], verbose=False)
+    rep = run_blend(COMP, tmp_path, BlendOptions("stack", stack_meta=["group"]), verbose=False)
     assert rep.method == "hill" and rep.requested_method == "stack" and rep.stack["chosen"] is False
     sub = pd.read_csv(tmp_path / "submissions/submission.csv")
     hill = run_blend(COMP, tmp_path, "hill", verbose=False)
@@ -71,7 +71,7 @@ def test_stack_meta_without_a_test_table_is_one_line(tmp_path):
     _workdir(tmp_path, meta_signal=True)
     (Layout(tmp_path).raw_input("syn") / "test.csv").unlink()
     with pytest.raises(InputError, match=r"test.csv: not found; --stack-meta group needs"):
-        run_blend(COMP, tmp_path, "stack", stack_meta=["group"], verbose=False)
+        run_blend(COMP, tmp_path, BlendOptions("stack", stack_meta=["group"]), verbose=False)
     with pytest.raises(InputError, match=r"--stack-meta 'nope': no such column in train.csv"):
         _workdir(tmp_path / "b", meta_signal=True)
-        run_blend(COMP, tmp_path / "b", "stack", stack_meta=["nope"], verbose=False)
+        run_blend(COMP, tmp_path / "b", BlendOptions("stack", stack_meta=["nope"]), verbose=False)

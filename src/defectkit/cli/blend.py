@@ -21,7 +21,7 @@ from pathlib import Path
 from defectkit.core import metrics
 from defectkit.core.checks import cli_main
 from defectkit.core.config import add_config_flags, add_recipe_flags, config_from_args
-from defectkit.ensemble.report import run_blend
+from defectkit.ensemble.report import BlendOptions, run_blend
 
 
 @cli_main
@@ -35,6 +35,6 @@ def main(argv=None) -> int:
                    help="how the operating threshold is chosen on OOF predictions")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
-    run_blend(cfg.competition, Path(args.workdir), cfg.recipe.blend_method, args.exps, args.strict,
-              args.threshold_by, command=shlex.join(["python", "src/blend.py", *sys.argv[1:]]),
-              stack_meta=cfg.recipe.stack_meta, refit=cfg.recipe.refit)
+    opts = BlendOptions(cfg.recipe.blend_method, args.exps, args.strict, args.threshold_by, cfg.recipe.stack_meta,
+                        cfg.recipe.refit, shlex.join(["python", "src/blend.py", *sys.argv[1:]]))
+    run_blend(cfg.competition, Path(args.workdir), opts)

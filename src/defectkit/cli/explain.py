@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defectkit.core.checks import cli_main
+from defectkit.core.checks import InputError, cli_main
 from defectkit.core.config import add_config_flags, config_from_args
 from defectkit.explain.gradcam import CAMS, explain, localisation
 
@@ -41,8 +41,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     if args.masks or args.boxes:
-        localisation(cfg.competition, Path(args.workdir), args.exp, args.masks and Path(args.masks),
-                     args.boxes and Path(args.boxes), args.cam, args.layer, args.n)
+        if args.masks and args.boxes:
+            raise InputError("give one of --masks DIR or --boxes CSV, not both")
+        truth = args.masks or args.boxes
+        localisation(cfg.competition, Path(args.workdir), args.exp, truth and Path(truth), args.cam, args.layer,
+                     args.n)
         return 0
     for path in explain(cfg.competition, Path(args.workdir), args.exp, args.fold, args.n):
         print(f"wrote {path}")

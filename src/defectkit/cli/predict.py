@@ -23,8 +23,9 @@ from pathlib import Path
 
 from defectkit.core.checks import cli_main
 from defectkit.core.config import add_config_flags, config_from_args
-from defectkit.ensemble.members import OPERATING_POINTS
+from defectkit.core.records import OPERATING_POINTS
 from defectkit.ship.predict import predict
+from defectkit.ship.runtime.runner import ScoreOptions
 
 
 @cli_main
@@ -45,6 +46,6 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
-    predict(cfg.competition, Path(args.workdir), args.inputs, Path(args.out), args.operating_point, args.threshold,
-            args.image_dir, args.id_col, args.skip_bad, args.device, args.blend, progress=not args.quiet,
-            meta_csv=args.meta)
+    opts = ScoreOptions(args.operating_point, args.threshold, args.skip_bad, args.image_dir, args.id_col, args.meta)
+    predict(cfg.competition, Path(args.workdir), args.inputs, Path(args.out), opts, args.device, args.blend,
+            progress=not args.quiet)

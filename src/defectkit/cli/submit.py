@@ -20,7 +20,7 @@ from pathlib import Path
 
 from defectkit.core.checks import cli_main
 from defectkit.core.config import add_config_flags, config_from_args
-from defectkit.ship.submit import submit, submit_code
+from defectkit.ship.submit import CodeTarget, submit, submit_code
 
 
 @cli_main
@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     if args.code:
-        submit_code(cfg.competition, Path(args.workdir), args.dataset or "", args.kernel or "", args.slug,
-                    args.bundle and Path(args.bundle), args.dry_run, args.message)
+        target = CodeTarget(args.dataset or "", args.kernel or "", args.slug, args.message)
+        submit_code(cfg.competition, Path(args.workdir), target, args.bundle and Path(args.bundle), args.dry_run)
         return 0
     print(submit(cfg.competition, Path(args.workdir), args.message, args.file and Path(args.file), args.slug,
                  args.dry_run))

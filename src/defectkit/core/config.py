@@ -34,15 +34,18 @@ CONFIG_DIR = ROOT / "configs"
 _UNSET = object()
 
 
-def opt(default=_UNSET, *, factory=None, choices=None, ge=None, gt=None, le=None, lt=None, run: bool = False,
-        grid: bool = False, neutral=_UNSET, doc: str = ""):
+def opt(default=_UNSET, *, factory=None, choices=None, run: bool = False, grid: bool = False, neutral=_UNSET,
+        doc: str = "", **bounds):
     """A config field and its schema in one place: `choices` (a tuple, or a function returning the
-    names of a registry), bounds (`ge`, `gt`, `le`, `lt`), `run` (how or where a run executes, not
-    what a model learns: left out of the recipe hash), `grid` (means something for the whole grid
-    only; train.py does not list it), `neutral` (added after recipes were first hashed: left out of
-    the hash at this value, so that older experiments stay complete), `doc` (the flag's help)."""
-    meta = {"choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "run": run, "grid": grid,
-            "neutral": neutral, "doc": doc}
+    names of a registry), `bounds` (`ge`, `gt`, `le`, `lt` = a number), `run` (how or where a run
+    executes, not what a model learns: left out of the recipe hash), `grid` (means something for the
+    whole grid only; train.py does not list it), `neutral` (added after recipes were first hashed:
+    left out of the hash at this value, so that older experiments stay complete), `doc` (the help)."""
+    unknown = set(bounds) - {"ge", "gt", "le", "lt"}
+    if unknown:
+        raise TypeError(f"opt(): unknown bound(s) {sorted(unknown)}; expected ge, gt, le, lt")
+    meta = {"choices": choices, "run": run, "grid": grid, "neutral": neutral, "doc": doc,
+            **{k: bounds.get(k) for k in ("ge", "gt", "le", "lt")}}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

@@ -70,17 +70,6 @@ def write_csv_atomic(df, path: str | Path, **kw) -> None:
         df.to_csv(tmp, **kw)
 
 
-def save_torch_atomic(obj, path: str | Path) -> None:
-    """torch.save, atomically. torch reports a full disk as a RuntimeError from its zip
-    writer ('unexpected pos'); it becomes an OSError naming the file."""
-    import torch
-    with atomic_path(path) as tmp:
-        try:
-            torch.save(obj, tmp)
-        except RuntimeError as e:
-            raise OSError(28, f"could not be written ({str(e).splitlines()[0][:80]})", str(path)) from e
-
-
 def save_figure_atomic(fig, path: str | Path, **kw) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip("."), **kw)

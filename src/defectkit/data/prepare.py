@@ -272,10 +272,12 @@ def copy_masks(masks: Path, rows: pd.DataFrame, out: Path) -> str:
     return f"; {n} of {int((rows.target == 1).sum())} defect masks kept in {out / 'masks'}"
 
 
-def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | None = None,
-                   test_size: float = 0.25, sub_cols=("id", "target"), force: bool = False,
-                   masks: Path | None = None) -> str:
+def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | float = 0.25,
+                   sub_cols=("id", "target"), force: bool = False, masks: Path | None = None) -> str:
+    """A folder per class into a competition; `test`: a sub-folder of unlabelled test images, or the
+    fraction of the labelled images held out as the test split (answers in solution.csv)."""
     src = Path(src)
+    test, test_size = (test, 0.25) if isinstance(test, str) else (None, float(test))
     args = {"source": "folder", "path": str(src.resolve()), "good": good, "defect": defect,
             "test": test, "test_size": test_size, "submission_columns": list(sub_cols),
             **({"masks": str(Path(masks).resolve())} if masks else {})}

@@ -132,8 +132,8 @@ class FolderSource(_Labelled):
 
     def prepare(self, out, source, sub_cols, force, base):
         masks = _path({"path": source["masks"]}, base) if source.get("masks") else None
-        return prepare_folder(_path(source, base), out, source["good"], source["defect"], source.get("test"),
-                              source.get("test_size", 0.25), sub_cols, force, masks)
+        return prepare_folder(_path(source, base), out, source["good"], source["defect"],
+                              source.get("test") or source.get("test_size", 0.25), sub_cols, force, masks)
 
 
 @register_source("yolo")

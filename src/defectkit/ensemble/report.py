@@ -2,6 +2,7 @@
 and publish submission.csv, blend.json and roc.png as one result set."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -126,36 +127,54 @@ def print_leaderboard(say, lb: dict | None, comp: Competition) -> None:
               f"precision {c['precision']:.3f}")
 
 
-def blend_report(comp: Competition, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str, refit: str,
-                 lb: dict | None, command: str, **files) -> BlendReport:
-    """blend.json's record of a blend `b` (compute_blend's): what predict.py and the bundle apply."""
+@dataclass
+class BlendOptions:
+    """What to blend and how: the method (a registered name), the experiments (default: every
+    complete one), --strict, the rule that picks the operating threshold, the stacker's metadata
+    columns, how full-data refits join, and the command line recorded in blend.json."""
+
+    method: str = "hill"
+    names: list[str] | None = None
+    strict: bool = False
+    threshold_by: str = "accuracy"
+    stack_meta: list[str] | None = None
+    refit: str = "none"
+    command: str = ""
+
+
+def blend_report(comp: Competition, inp: BlendInputs, table: pd.DataFrame, b: dict, opts: BlendOptions,
+                 lb: dict | None, files: dict) -> BlendReport:
+    """blend.json's record of a blend `b` (compute_blend's): what predict.py and the bundle apply.
+    `files`: the submission's final path and the sha256 of the result set's files."""
     model = b["model"]
     weights = {e.name: float(x) for e, x in zip(inp.exps, b["weights"])  # exact: predict.py uses them
                if x > 0 or (model.link != "identity" and x != 0)}
     return BlendReport(competition=comp.name, method=b["method"], weights=weights, operating_points=b["ops"],
-                       space=model.space, link=model.link, intercept=float(model.intercept_), refit=refit,
-                       folds_hash=inp.folds_hash, requested_method=method, stack=b.get("stack"),
+                       space=model.space, link=model.link, intercept=float(model.intercept_), refit=opts.refit,
+                       folds_hash=inp.folds_hash, requested_method=opts.method, stack=b.get("stack"),
                        experiments=[e.name for e in inp.exps], left_out=inp.left_out,
                        table=table.to_dict("records"), blend_oof_auc=round(b["auc"], 5), cross_check=b["cv"],
-                       local_leaderboard=lb, command=command, **files)
+                       local_leaderboard=lb, command=opts.command, **files)
 
 
-def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[str] | None = None,
-              strict: bool = False, threshold_by: str = "accuracy", command: str = "", verbose: bool = True,
-              extra=None, stack_meta: list[str] | None = None, refit: str = "none") -> BlendReport:
-    """Blend, score, and publish submission.csv + blend.json + roc.png as one result set.
-    `extra(result_set, report)` may add files (run.py's summary) before the set is committed."""
+def run_blend(comp: Competition, base: Path, opts: BlendOptions | str = "hill", verbose: bool = True,
+              extra=None) -> BlendReport:
+    """Blend, score, and publish submission.csv + blend.json + roc.png as one result set (`opts`:
+    a BlendOptions, or a method's name). `extra(result_set, report)` may add files (run.py's
+    summary) before the set is committed."""
+    opts = BlendOptions(opts) if isinstance(opts, str) else opts
     say = print if verbose else (lambda *a, **k: None)
     layout = Layout(base)
-    inp = load_inputs(comp, layout, names, strict)
+    inp = load_inputs(comp, layout, opts.names, opts.strict)
     for name, why in inp.left_out.items():
         say(f"left out {name}: {why}")
     table = score_table(inp.exps, inp.y)
     say(table.to_string(index=False))
-    b = compute_blend(inp, method, threshold_by, load_meta(comp, layout, inp, stack_meta or []), refit)
-    print_blend(say, inp, table, b, method)
+    b = compute_blend(inp, opts.method, opts.threshold_by, load_meta(comp, layout, inp, opts.stack_meta or []),
+                      opts.refit)
+    print_blend(say, inp, table, b, opts.method)
     sol = read_solution(comp, layout, inp.test_ids)  # checked before anything is written
-    singles = {e.name: e.test_scores("prob", refit) for e in inp.exps}
+    singles = {e.name: e.test_scores("prob", opts.refit) for e in inp.exps}
     lb = local_leaderboard(sol, comp.submission_columns[1], {"blend": b["test"], **singles},
                            b["ops"]["chosen"]["threshold"])
     print_leaderboard(say, lb, comp)
@@ -168,9 +187,9 @@ def run_blend(comp: Competition, base: Path, method: str = "hill", names: list[s
         write_csv_atomic(sub, rs.path("submission.csv"))
         plot_roc(inp.y, {**{e.name: e.oof for e in inp.exps}, f"blend {b['method']}": b["oof"]}, rs.path("roc.png"),
                  f"{comp.name}: OOF ROC")
-        report = blend_report(comp, inp, table, b, method, refit, lb, command,
-                              submission=str(rs.final_path("submission.csv")),
-                              files={n: file_hash(rs.path(n)) for n in ("submission.csv", "roc.png")})
+        files = {"submission": str(rs.final_path("submission.csv")),
+                 "files": {n: file_hash(rs.path(n)) for n in ("submission.csv", "roc.png")}}
+        report = blend_report(comp, inp, table, b, opts, lb, files)
         report.write(rs.path("blend.json"))
         if extra is not None:
             extra(rs, report)

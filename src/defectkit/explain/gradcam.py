@@ -103,12 +103,15 @@ def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> l
     return out
 
 
-def localisation(comp: Competition, base: Path, exp: str, masks_dir: Path | None = None, boxes_csv: Path | None = None,
-                 cam: str = "gradcam", layer: int = -1, n_worst: int = 8, say=print) -> dict:
-    """The CAM localisation score of every fold model of `exp` on its OOF defect images."""
+def localisation(comp: Competition, base: Path, exp: str, truth: Path | None, cam: str = "gradcam", layer: int = -1,
+                 n_worst: int = 8, say=print) -> dict:
+    """The CAM localisation score of every fold model of `exp` on its OOF defect images, against
+    `truth`: a folder of defect masks, or a CSV of defect boxes."""
     layout = Layout(base)
-    if (masks_dir is None) == (boxes_csv is None):
+    if truth is None:
         raise InputError("give one of --masks DIR or --boxes CSV")
+    truth = Path(truth)
+    masks_dir, boxes_csv = (None, truth) if truth.suffix.lower() == ".csv" else (truth, None)
     if masks_dir is not None and not Path(masks_dir).is_dir():
         raise InputError(f"--masks {masks_dir}: folder not found")
     boxes = localise.read_boxes(Path(boxes_csv)) if boxes_csv else None

@@ -39,9 +39,9 @@ WORKING.mkdir(parents=True, exist_ok=True)
 with open(WORKING / "ids.csv", "w", newline="") as f:
     csv.writer(f).writerows([[ID_COL]] + [[r[ID_COL]] for r in sample])
 meta = comp / TEST_CSV  # the test rows' metadata, for a stacker fitted with --stack-meta
-ids, prob = predict_bundle.predict(bundle, [str(WORKING / "ids.csv")], WORKING / "predictions.csv",
-                                   image_dir=str(comp / TEST_DIR), id_col=ID_COL,
-                                   meta_csv=str(meta) if meta.exists() else None)'''
+opts = predict_bundle.ScoreOptions(image_dir=str(comp / TEST_DIR), id_col=ID_COL,
+                                   meta_csv=str(meta) if meta.exists() else None)
+ids, prob = predict_bundle.predict(bundle, [str(WORKING / "ids.csv")], WORKING / "predictions.csv", opts)'''
 
 WRITE = '''score = dict(zip(ids, prob))
 with open(WORKING / "submission.csv", "w", newline="") as f:

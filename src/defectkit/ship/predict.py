@@ -13,9 +13,12 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import Competition
 from defectkit.core.fileio import write_csv_atomic
 from defectkit.core.layout import Layout
+from defectkit.core.records import OPERATING_POINTS
 from defectkit.ensemble.members import Ensemble, Member, load_ensemble
 from defectkit.ship.runtime.image_inputs import InputsError, list_inputs, read_all, read_meta
 from defectkit.ship.runtime.imaging import fit_image
+from defectkit.ship.runtime.runner import ScoreOptions
+from defectkit.ship.runtime.spec import BundleError
 from defectkit.train import engine, runtime
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.features import CACHE_BATCH, as_cached, frozen_views
@@ -70,20 +73,25 @@ def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device
     return ens.combine(preds, meta)
 
 
-def predict(comp: Competition, base: Path, inputs: list[str], out: Path, point: str = "chosen",
-            threshold: float | None = None, image_dir: str | None = None, id_col: str = "id",
-            skip_bad: bool = False, device: str = "auto", blend: str | None = None, progress: bool = True,
-            say=print, meta_csv: str | None = None) -> pd.DataFrame:
+def predict(comp: Competition, base: Path, inputs: list[str], out: Path, opts: ScoreOptions | None = None,
+            device: str = "auto", blend: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """Score `inputs` (folders, image files, a CSV of ids) with the blend of `blend` (default:
+    submissions/blend.json); write id, prob, defect to `out`."""
+    o, say = opts or ScoreOptions(), print
     layout = Layout(base)
     ens = load_ensemble(layout, blend)
-    t = ens.threshold(point) if threshold is None else float(threshold)
-    if ens.meta_columns and not meta_csv:
-        raise InputError(f"{ens.source}: the stacker also uses metadata ({', '.join(ens.meta_columns)}); give a CSV "
-                         f"of {id_col} + those columns with --meta")
     try:
-        items = list_inputs(inputs, Path(image_dir) if image_dir else layout.test_dir(comp), comp.image_ext, id_col)
-        ids, images = read_all(items, skip_bad, say)
-        meta = read_meta(Path(meta_csv), ids, ens.meta_columns, id_col) if ens.meta_columns else None
+        o.check(OPERATING_POINTS)
+    except BundleError as e:
+        raise InputError(str(e)) from None
+    t = ens.threshold(o.point) if o.threshold is None else float(o.threshold)
+    if ens.meta_columns and not o.meta_csv:
+        raise InputError(f"{ens.source}: the stacker also uses metadata ({', '.join(ens.meta_columns)}); give a CSV "
+                         f"of {o.id_col} + those columns with --meta")
+    try:
+        folder = Path(o.image_dir) if o.image_dir else layout.test_dir(comp)
+        ids, images = read_all(list_inputs(inputs, folder, comp.image_ext, o.id_col), o.skip_bad, say)
+        meta = read_meta(Path(o.meta_csv), ids, ens.meta_columns, o.id_col) if ens.meta_columns else None
     except InputsError as e:
         raise InputError(str(e)) from None
     dev = runtime.pick_device(device)
@@ -92,5 +100,5 @@ def predict(comp: Competition, base: Path, inputs: list[str], out: Path, point: 
     df = pd.DataFrame({"id": ids, "prob": score, "defect": (score >= t).astype(int)})
     write_csv_atomic(df, out)
     say(f"wrote {out}: {len(df)} images, {int(df.defect.sum())} defects at threshold {t:.4f} "
-        f"({'--threshold' if threshold is not None else point}); blend {ens.method} of {', '.join(ens.weights)}")
+        f"({'--threshold' if o.threshold is not None else o.point}); blend {ens.method} of {', '.join(ens.weights)}")
     return df

@@ -2,6 +2,7 @@
 competition's bundle and notebook)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,21 @@ def submit(comp: Competition, base: Path, message: str, file: Path | None = None
     return f"submitted {path} ({len(sub)} rows) to {slug}: {message!r}"
 
 
-def submit_code(comp: Competition, base: Path, dataset: str, kernel: str, slug: str | None = None,
-                bundle: Path | None = None, dry_run: bool = False, notes: str = "", api=None, say=print) -> dict:
+@dataclass
+class CodeTarget:
+    """Where a code competition's submission goes: the bundle's Kaggle dataset and the notebook's
+    kernel (OWNER/NAME each), the competition's slug (default: the config's), the version notes."""
+
+    dataset: str
+    kernel: str
+    slug: str | None = None
+    notes: str = ""
+
+
+def submit_code(comp: Competition, base: Path, target: CodeTarget, bundle: Path | None = None,
+                dry_run: bool = False, api=None, say=print) -> dict:
     """Stage the bundle as a dataset and the notebook as a kernel; push both unless dry_run."""
+    dataset, kernel, slug, notes = target.dataset, target.kernel, target.slug, target.notes
     layout = Layout(base)
     slug = slug or comp.kaggle_slug or (comp.source or {}).get("slug", "")
     staged = kaggle_code.stage(Path(bundle or layout.bundle), layout.submissions / "kaggle_code", comp, slug,

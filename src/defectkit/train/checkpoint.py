@@ -15,9 +15,19 @@ import torch
 from torch import nn
 
 from defectkit.core.checks import InputError
-from defectkit.core.fileio import save_torch_atomic
+from defectkit.core.fileio import atomic_path
 
 RESIZE_MODES = ("squash", "pad", "crop")
+
+
+def save_torch_atomic(obj, path: str | Path) -> None:
+    """torch.save, atomically. torch reports a full disk as a RuntimeError from its zip
+    writer ('unexpected pos'); it becomes an OSError naming the file."""
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:
+            raise OSError(28, f"could not be written ({str(e).splitlines()[0][:80]})", str(path)) from e
 
 
 @dataclass

@@ -88,10 +88,37 @@ def make_ema(model: nn.Module, decay: float):
     return ModelEmaV3(model, decay=decay, use_warmup=True)
 
 
-def train_one_epoch(model: nn.Module, loader, optimizer, setup: DeviceSetup, scheduler=None, scaler=None,
-                    ema=None, accum_steps: int = 1, mixup_prob: float = 0.0, mixup_alpha: float = 0.4,
-                    progress=None, train_mode=None, first_step: int = 0) -> dict:
-    """One pass over `loader`. Returns mean loss, images/s and seconds.
+@dataclass
+class Optim:
+    """What steps the weights: the optimizer, its LR schedule (stepped per optimizer step), a
+    GradScaler (fp16), an EMA of the weights, gradient accumulation, and the steps per epoch."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None = None
+    scaler: object | None = None
+    ema: object | None = None
+    steps_per_epoch: int = 0
+    accum_steps: int = 1
+
+    def step(self, model: nn.Module, step_number: int) -> None:
+        """One optimizer step (through the scaler for fp16), then the LR schedule and the EMA."""
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(model, step=step_number)
+
+
+def train_one_epoch(model: nn.Module, loader, optim: Optim | torch.optim.Optimizer, setup: DeviceSetup,
+                    mix: tuple[float, float] = (0.0, 0.4), progress=None, train_mode=None,
+                    first_step: int = 0) -> dict:
+    """One pass over `loader`. Returns mean loss, images/s and seconds. `mix`: mixup's (probability
+    per batch, alpha); `optim`: an Optim, or a bare optimizer (no schedule, scaler, EMA or accumulation).
 
     `first_step` is the number of optimizer steps taken before this epoch: the EMA's decay
     (`make_ema`) warms up with it, so a resumed run continues the same schedule.
@@ -99,9 +126,11 @@ def train_one_epoch(model: nn.Module, loader, optimizer, setup: DeviceSetup, sch
     `progress` is an optional tqdm-like object updated per batch; raises NonFiniteLossError on a
     NaN/inf loss before the optimizer steps on it. `train_mode(model)` puts the model in
     training mode (default `model.train()`; `models.set_train_mode` also freezes stages)."""
+    o = optim if isinstance(optim, Optim) else Optim(optim)
+    scaler, accum_steps, (mixup_prob, mixup_alpha) = o.scaler, o.accum_steps, mix
     (train_mode or nn.Module.train)(model)
     total, n_seen, t0 = torch.zeros((), device=setup.device), 0, time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
+    o.optimizer.zero_grad(set_to_none=True)
     n_batches, opt_steps = len(loader), first_step
     for step, (x, y) in enumerate(loader):
         x = to_input(x, setup)
@@ -115,17 +144,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer, setup: DeviceSetup, sch
             raise NonFiniteLossError(f"loss is {loss.item()} at batch {step}")
         (scaler.scale(loss / accum_steps) if scaler else loss / accum_steps).backward()
         if (step + 1) % accum_steps == 0 or step + 1 == n_batches:
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
             opt_steps += 1
-            if scheduler is not None:
-                scheduler.step()
-            if ema is not None:
-                ema.update(model, step=opt_steps)
+            o.step(model, opt_steps)
         total += loss.detach() * x.shape[0]
         n_seen += x.shape[0]
         if progress is not None:

@@ -21,7 +21,6 @@ from defectkit.core.fileio import (
     FileLock,
     file_hash,
     remove_stale_tmps,
-    save_torch_atomic,
     write_csv_atomic,
 )
 from defectkit.core.layout import REFIT, FoldPaths, Layout
@@ -32,7 +31,8 @@ from defectkit.data.cache import cached_images
 from defectkit.data.datasets import FeatureDataset, ImageDataset, JoinedDataset, make_loader
 from defectkit.data.tables import load_folds, load_test_ids, load_train_table
 from defectkit.train import engine, runtime
-from defectkit.train.checkpoint import Checkpoint
+from defectkit.train.checkpoint import Checkpoint, save_torch_atomic
+from defectkit.train.engine import Optim
 from defectkit.train.models import (
     CachedPrefixNet,
     ModelInfo,
@@ -184,15 +184,6 @@ def _feature_datasets(cfg, arch, fd: FoldData, layout: Layout, model, info, setu
             FeatureDataset(feats[1], np.zeros(len(feats[1])), np.arange(len(feats[1])), train=False))
 
 
-@dataclass
-class Optim:
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler | None
-    ema: object | None
-    steps_per_epoch: int
-
-
 def build_optim(cfg: Config, parts: ModelParts) -> Optim:
     """AdamW over the trainable parameters (head at lr, backbone at lr x factor), linear warmup
     then cosine stepped per optimizer step, a GradScaler for fp16, EMA when asked."""
@@ -208,7 +199,7 @@ def build_optim(cfg: Config, parts: ModelParts) -> Optim:
         optimizer, engine.warmup_cosine(steps * rec.epochs, int(steps * rec.warmup_epochs), rec.min_lr_ratio))
     scaler = torch.amp.GradScaler("cuda") if parts.setup.amp_dtype == torch.float16 else None
     ema = engine.make_ema(parts.net, rec.ema) if rec.ema > 0 else None
-    return Optim(optimizer, scheduler, scaler, ema, steps)
+    return Optim(optimizer, scheduler, scaler, ema, steps, rec.accum_steps)
 
 
 @dataclass
@@ -361,8 +352,7 @@ class FoldTrainer:
         with tqdm(total=len(self.parts.train_loader), desc=f"{self.exp} f{self.fold} ep {epoch + 1}/{rec.epochs}",
                   unit="batch", leave=False, disable=not self.progress) as bar:
             return engine.train_one_epoch(
-                self.train_net, self.parts.train_loader, o.optimizer, self.parts.setup, o.scheduler, o.scaler,
-                o.ema, rec.accum_steps, rec.mixup, rec.mixup_alpha, progress=bar,
+                self.train_net, self.parts.train_loader, o, self.parts.setup, (rec.mixup, rec.mixup_alpha), bar,
                 train_mode=lambda m: set_train_mode(m, rec.freeze_stages, head_only=epoch < rec.freeze_epochs),
                 first_step=epoch * o.steps_per_epoch)
 

