@@ -1,5 +1,6 @@
 # make demo   install into .venv, then run the whole ELPV competition on CPU (configs/elpv_cpu.yaml)
 # make test   install into .venv (with test tools), then run the test suite
+# make test-fast  the tests that train no model (under a minute)
 # make lint   ruff check (CI runs it before the tests)
 # make bench  throughput and blend-speed benchmarks (figures in bench/results/)
 # make gpu-kit-check  the GPU kit end to end on CPU under the GPU machine's torch (README, GPU kit)
@@ -10,7 +11,7 @@ CONFIG  ?= configs/elpv_cpu.yaml
 GPU_PY  ?= python3.12
 GPU_VENV ?= .venv-gpu
 
-.PHONY: demo test lint bench install install-dev clean gpu-kit-check
+.PHONY: demo test test-fast lint bench install install-dev clean gpu-kit-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +33,9 @@ demo: install
 
 test: install-dev
 	$(BIN)/python -m pytest -q tests
+
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench

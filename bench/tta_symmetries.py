@@ -10,13 +10,12 @@ writes bench/results/tta_symmetries_<exp>_fold<k>.json.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from defectkit.core import metrics
 from defectkit.core.checks import cli_main, read_csv
-from defectkit.core.config import add_config_flags, config_from_args
+from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.data.datasets import ImageDataset, make_loader
 from defectkit.explain.gradcam import fold_images
@@ -47,8 +46,7 @@ def symmetry_aucs(comp, base: Path, exp: str, fold: int, device: str = "auto", b
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     p.add_argument("--exp", required=True, help="experiment name (a folder of models/ and oof/)")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--device", default="auto")

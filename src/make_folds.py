@@ -1,6 +1,6 @@
 """Stratified (optionally grouped) k-fold assignment: writes folds/<competition>.csv.
 
-    python src/make_folds.py --competition elpv [--n-folds 5] [--seed 42] [--group-col lot]
+python src/make_folds.py --help; the code is defectkit.cli.make_folds (this script only calls it).
 """
 import sys
 

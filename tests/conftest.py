@@ -1,7 +1,12 @@
+import os
 import sys
 from pathlib import Path
 
-import pytest
+# Offline for the whole session, before anything imports huggingface_hub (it reads the variable once,
+# at import): a weight source that is not here fails at once instead of retrying the hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
 
 from defectkit.ensemble.report import run_blend
 from defectkit.train.grid import run_grid

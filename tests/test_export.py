@@ -1,7 +1,5 @@
 """export.py: the ONNX bundle reproduces the submission without torch; an edited bundle is refused."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -11,6 +9,9 @@ from defectkit.core.layout import Layout
 from defectkit.core.metrics import auc
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ship.export import export
+from defectkit.testing import no_torch_env, run_bundle
+
+pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 
 
 @pytest.fixture(scope="module")
@@ -21,27 +22,13 @@ def bundle(blended, tmp_path_factory):
     return base, out, spec
 
 
-def _no_torch_env(tmp_path):
-    """A Python path on which importing torch or timm fails: the runner must need neither."""
-    block = tmp_path / "block"
-    for name in ("torch", "timm", "torchvision"):
-        (block / name).mkdir(parents=True, exist_ok=True)
-        (block / name / "__init__.py").write_text(f"raise ImportError('{name} is not allowed in the bundle runner')\n")
-    return {"PYTHONPATH": str(block), "PATH": "/usr/bin:/bin"}
-
-
-def _run(bundle_dir, args, env):
-    return subprocess.run([sys.executable, str(bundle_dir / "predict_bundle.py"), *args], capture_output=True,
-                          text=True, env=env, cwd=bundle_dir.parent)
-
-
 def test_the_bundle_reproduces_the_submission_without_torch(bundle, tmp_path):
     base, out, spec = bundle
     assert sorted(e.name for e in spec.experiments) == ["resnet10t", "test_efficientnet_cached"]
     assert {f.cache_frozen for e in spec.experiments for f in e.folds} == {True, False}
     assert all(f.mb > 0 for e in spec.experiments for f in e.folds)
     preds = tmp_path / "preds.csv"
-    r = _run(out, [str(base / "input/toy/test"), "--out", str(preds), "--threads", "1"], _no_torch_env(tmp_path))
+    r = run_bundle(out, [str(base / "input/toy/test"), "--out", str(preds), "--threads", "1"], no_torch_env(tmp_path))
     assert r.returncode == 0, r.stderr
     got = pd.read_csv(preds, dtype={"id": str}).set_index("id")
     sub = pd.read_csv(base / "submissions/submission.csv", dtype={"id": str}).set_index("id")["target"]
@@ -62,7 +49,7 @@ def test_an_edited_bundle_is_refused_in_one_line(bundle, tmp_path):
     data[-10] ^= 0xFF
     model.write_bytes(bytes(data))
     preds = tmp_path / "p.csv"
-    r = _run(copy, [str(base / "input/toy/test"), "--out", str(preds)], _no_torch_env(tmp_path))
+    r = run_bundle(copy, [str(base / "input/toy/test"), "--out", str(preds)], no_torch_env(tmp_path))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "edited or damaged" in r.stderr
     assert model.name in r.stderr and not preds.exists()
 
@@ -73,7 +60,7 @@ def test_the_runner_names_an_undecodable_image(bundle, tmp_path):
     folder = tmp_path / "imgs"
     shutil.copytree(base / "input/toy/test", folder)
     (folder / "bad.jpg").write_bytes(b"\xff\xd8 garbage \xff\xd9")
-    r = _run(out, [str(folder), "--out", str(tmp_path / "p.csv")], _no_torch_env(tmp_path))
+    r = run_bundle(out, [str(folder), "--out", str(tmp_path / "p.csv")], no_torch_env(tmp_path))
     assert r.returncode == 2 and "bad.jpg" in r.stderr and not (tmp_path / "p.csv").exists()
-    r = _run(out, [str(folder), "--out", str(tmp_path / "p.csv"), "--skip-bad"], _no_torch_env(tmp_path))
+    r = run_bundle(out, [str(folder), "--out", str(tmp_path / "p.csv"), "--skip-bad"], no_torch_env(tmp_path))
     assert r.returncode == 0 and len(pd.read_csv(tmp_path / "p.csv")) == 32

@@ -67,6 +67,7 @@ def test_fold_without_validation_rows_is_refused_before_training(work):
     assert not Layout(work).fold("resnet10t", 1).best.exists()
 
 
+@pytest.mark.slow
 def test_a_fold_never_predicts_with_a_checkpoint_another_run_left(work, monkeypatch):
     train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
     p = Layout(work).fold("resnet10t", 0)
@@ -110,6 +111,7 @@ def test_a_failed_blend_replaces_nothing(blended):
     assert _hashes(base / "submissions") == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_killing_the_blend_leaves_the_old_set_or_the_new_one_whole(blended, seed):
     base, _, _ = blended
@@ -133,6 +135,7 @@ def test_killing_the_blend_leaves_the_old_set_or_the_new_one_whole(blended, seed
 
 # --- 3, 4, 5. one recipe per experiment, one writer per fold, completion marked last -----------
 
+@pytest.mark.slow
 def test_another_recipe_cannot_overwrite_a_complete_fold_and_blend_refuses_a_mix(work, capsys):
     for k in (0, 1):
         train_fold(_cfg(work), "resnet10t", k, work, progress=False)
@@ -154,6 +157,7 @@ def test_a_fold_being_trained_is_locked_with_its_holder_named(work):
             train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
 
 
+@pytest.mark.slow
 def test_a_write_failure_leaves_the_fold_incomplete_not_stale_complete(work, monkeypatch, capsys):
     cfg = _cfg(work)
     train_fold(cfg, "resnet10t", 0, work, progress=False)
@@ -325,6 +329,7 @@ def test_ids_that_look_like_missing_values_stay_ids_and_nested_folders_are_count
     assert "NA" in train_ids | sol_ids and len(train_ids | sol_ids) == 25 and len(folds) == len(train_ids)
 
 
+@pytest.mark.slow
 def test_a_partial_grid_is_trained_and_not_blended(work, capsys):
     write_toy_config(work, archs=["resnet10t"], epochs=1)
     assert run_main(["--competition", "toy", "--workdir", str(work), "--quiet", "--folds", "1"]) == 0
@@ -333,6 +338,7 @@ def test_a_partial_grid_is_trained_and_not_blended(work, capsys):
     assert Layout(work).fold("resnet10t", 1).meta.exists() and not (work / "submissions/submission.csv").exists()
 
 
+@pytest.mark.slow
 def test_temporaries_of_a_killed_run_are_removed_and_a_full_disk_is_one_line(work, monkeypatch, capsys):
     p = Layout(work).fold("resnet10t", 0)
     p.model_dir.mkdir(parents=True)

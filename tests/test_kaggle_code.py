@@ -14,6 +14,8 @@ from defectkit.ensemble.members import load_ensemble
 from defectkit.ship.export import export
 from defectkit.ship.submit import CodeTarget, submit_code
 
+pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
+
 
 class FakeApi:
     def __init__(self, existing=()):

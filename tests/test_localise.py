@@ -14,6 +14,8 @@ from defectkit.explain.gradcam import localisation
 from defectkit.testing import make_toy_competition, write_toy_config
 from defectkit.train.grid import run_grid
 
+pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
+
 
 def test_scores_by_hand():
     cams = np.zeros((2, 4, 4))

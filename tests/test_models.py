@@ -43,7 +43,8 @@ def test_unknown_arch_suggests_near_names():
 
 
 def test_no_weight_source_is_an_error_naming_the_options(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as conftest set it for the session
     with pytest.raises(InputError) as e:
         create_model("resnet18", pretrained="auto")
     msg = str(e.value)

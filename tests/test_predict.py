@@ -14,6 +14,8 @@ from defectkit.ship.predict import predict
 from defectkit.ship.runtime.runner import ScoreOptions
 from defectkit.train.grid import run_grid
 
+pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
+
 EXPS = ["resnet10t", "test_efficientnet_cached"]
 
 
@@ -95,12 +97,11 @@ def test_bad_inputs_are_one_line_errors(blended, tmp_path, capsys, case):
 def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tmp_path, capsys):
     """Labels the images cannot tell and a column that knows them make the stacker win;
     predict.py and the bundle need the images' metadata (--meta) and then reproduce the submission."""
-    from test_export import _no_torch_env, _run
 
     from defectkit.core.config import load_config
     from defectkit.core.layout import Layout
     from defectkit.ensemble.members import load_ensemble
-    from defectkit.testing import make_toy_competition, write_toy_config
+    from defectkit.testing import make_toy_competition, no_torch_env, run_bundle, write_toy_config
     work = tmp_path / "w"
     make_toy_competition(work)
     rng = np.random.default_rng(0)
@@ -128,10 +129,10 @@ def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tm
     np.testing.assert_allclose(got.loc[sub.index], sub, rtol=0, atol=1e-6)
     out = tmp_path / "bundle"
     export(load_ensemble(Layout(work)), out, ".png", say=lambda *a: None)
-    env = _no_torch_env(tmp_path)
-    r = _run(out, [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1"], env)
+    env = no_torch_env(tmp_path)
+    r = run_bundle(out, [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1"], env)
     assert r.returncode == 2 and "give a CSV of id + those columns with --meta" in r.stderr
-    r = _run(out, [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1", "--meta", meta], env)
+    r = run_bundle(out, [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1", "--meta", meta], env)
     assert r.returncode == 0, r.stderr
     bundled = pd.read_csv(tmp_path / "b.csv", dtype={"id": str}).set_index("id").prob
     np.testing.assert_allclose(bundled.loc[sub.index], sub, rtol=0, atol=1e-4)

@@ -24,6 +24,7 @@ def elpv_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_elpv_split_sizes_stratified_disjoint(elpv_dir):
     train = pd.read_csv(elpv_dir / "train.csv")
     sol = pd.read_csv(elpv_dir / "solution.csv")
@@ -42,6 +43,7 @@ def test_elpv_split_sizes_stratified_disjoint(elpv_dir):
     assert img.shape == (300, 300)
 
 
+@pytest.mark.slow
 def test_elpv_split_is_deterministic_and_idempotent(elpv_dir, tmp_path):
     again = tmp_path / "input" / "elpv"
     prepare_elpv(again)

@@ -66,6 +66,7 @@ def _mixed_folder(root, n=100, seed=0):
     return root
 
 
+@pytest.mark.slow
 def test_a_new_users_folder_gets_the_cpu_preset_and_the_printed_command_ends_in_a_submission(tmp_path, capsys):
     src = _mixed_folder(tmp_path / "src")
     work = tmp_path / "w"
@@ -87,6 +88,7 @@ def test_a_new_users_folder_gets_the_cpu_preset_and_the_printed_command_ends_in_
     assert len(sub) == 25 and summary["blend"]["local_leaderboard"]["blend"] > 0.7
 
 
+@pytest.mark.slow
 def test_one_orientation_keeps_its_aspect_ratio_and_pad_learns_non_square_inputs(tmp_path):
     rng = np.random.default_rng(2)
     src = tmp_path / "src"
@@ -110,6 +112,7 @@ def test_one_orientation_keeps_its_aspect_ratio_and_pad_learns_non_square_inputs
     assert meta.tta == 4 and meta.oof_auc > 0.85  # a 32 x 64 input: the 4 flips that keep it
 
 
+@pytest.mark.slow
 def test_yolo_labels_become_good_defect_with_pixel_boxes(tmp_path, capsys):
     rng = np.random.default_rng(3)
     src = tmp_path / "yolo"

@@ -14,6 +14,8 @@ from defectkit.ensemble.report import run_blend
 from defectkit.testing import make_toy_competition, write_toy_config
 from defectkit.train.grid import run_grid
 
+pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
+
 
 def test_threshold_for_fpr_by_hand():
     y = np.array([0] * 10 + [1] * 3)

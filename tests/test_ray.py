@@ -19,6 +19,8 @@ from defectkit.core.checks import InputError  # noqa: E402
 from defectkit.train import ray_executor  # noqa: E402
 from defectkit.train.grid import run_grid  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
+
 ARCHS = ["resnet10t", "test_efficientnet"]
 EXPS = ARCHS  # the toy recipe's name is {arch}
 

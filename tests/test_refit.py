@@ -15,8 +15,10 @@ from defectkit.ensemble.experiments import load_inputs
 from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.ship.export import export
 from defectkit.ship.predict import predict
-from defectkit.testing import make_toy_competition, write_toy_config
+from defectkit.testing import make_toy_competition, no_torch_env, run_bundle, write_toy_config
 from defectkit.train.grid import run_grid
+
+pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,6 @@ def test_the_blend_uses_folds_refit_or_both(refitted):
 @pytest.mark.parametrize("mode", ["only", "both"])
 def test_predict_and_the_bundle_apply_a_blend_with_refits(refitted, tmp_path, mode):
     """In rank space, where the refit is ranked against all the experiment's OOF predictions."""
-    from test_export import _no_torch_env, _run
 
     from defectkit.ensemble.members import load_ensemble
     base, cfg, _ = refitted
@@ -78,8 +79,8 @@ def test_predict_and_the_bundle_apply_a_blend_with_refits(refitted, tmp_path, mo
     e = spec.experiments[0]
     assert e.refit.use == mode and len(e.folds) == (0 if mode == "only" else 2)
     assert len(list((tmp_path / "bundle/models").glob("*.onnx"))) == (1 if mode == "only" else 3)
-    r = _run(tmp_path / "bundle", [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1"],
-             _no_torch_env(tmp_path))
+    r = run_bundle(tmp_path / "bundle", [test_dir, "--out", str(tmp_path / "b.csv"), "--threads", "1"],
+             no_torch_env(tmp_path))
     assert r.returncode == 0, r.stderr
     bundled = pd.read_csv(tmp_path / "b.csv", dtype={"id": str}).set_index("id").prob
     np.testing.assert_allclose(bundled.loc[sub.index], sub, rtol=0, atol=1e-4)

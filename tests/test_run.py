@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from defectkit.core.checks import InputError
@@ -14,6 +15,8 @@ from defectkit.testing import make_toy_competition, write_toy_config
 from defectkit.train import fold as fold_module
 from defectkit.train.fold import train_fold
 from defectkit.train.grid import estimate_eta, run_grid
+
+pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 
 
 @pytest.fixture
@@ -65,9 +68,12 @@ def test_rerun_with_another_recipe_is_refused(work):
 
 
 def test_a_grid_interrupted_inside_a_fold_resumes_that_fold_and_ends_as_an_uninterrupted_run(work, tmp_path):
+    """The one resume test: a job killed after its second epoch (strong augmentation, EMA of the
+    weights) resumes from its last checkpoint, and the grid ends with the OOF predictions of a run
+    never interrupted (optimizer, schedule, EMA, sampler and augmentation state all restored)."""
     import shutil
 
-    cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=3))
+    cfg = load_config(write_toy_config(work, archs=["resnet10t"], epochs=3, aug="strong", ema=0.9))
     clean = tmp_path / "clean"
     shutil.copytree(work, clean)
     run_grid(cfg, clean, progress=False, say=lambda *a: None)
@@ -91,6 +97,7 @@ def test_a_grid_interrupted_inside_a_fold_resumes_that_fold_and_ends_as_an_unint
         run_grid(cfg, work, progress=False, say=lambda *a: None)
     mp.undo()
     assert not (work / "oof/resnet10t/fold1.json").exists() and (work / "models/resnet10t/fold1_last.pt").exists()
+    assert torch.load(work / "models/resnet10t/fold1_last.pt", weights_only=False)["state"]["epochs_done"] == 2
     lines = []
     run_grid(cfg, work, progress=False, say=lambda *a: lines.append(str(a[0])))
     assert any("1 complete, 1 to run" in line for line in lines)

@@ -151,3 +151,21 @@ def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, competitio
 
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
+
+
+def no_torch_env(tmp_path: Path) -> dict:
+    """Environment for a subprocess on whose Python path importing torch, timm or torchvision fails:
+    what the bundle's runner must never need."""
+    block = Path(tmp_path) / "block"
+    for name in ("torch", "timm", "torchvision"):
+        (block / name).mkdir(parents=True, exist_ok=True)
+        (block / name / "__init__.py").write_text(f"raise ImportError('{name} is not allowed in the bundle runner')\n")
+    return {"PYTHONPATH": str(block), "PATH": "/usr/bin:/bin"}
+
+
+def run_bundle(bundle_dir: Path, args: list[str], env: dict):
+    """predict_bundle.py of an exported bundle, run as a user would, in `env`."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, str(Path(bundle_dir) / "predict_bundle.py"), *args], capture_output=True,
+                          text=True, env=env, cwd=Path(bundle_dir).parent)

@@ -13,21 +13,19 @@ roc.png as one result set: all three are replaced together, or none is.
 """
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
 
 from defectkit.core import metrics
 from defectkit.core.checks import cli_main
-from defectkit.core.config import add_config_flags, add_recipe_flags, config_from_args
+from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
 from defectkit.ensemble.report import BlendOptions, run_blend
 
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     add_recipe_flags(p, only=("blend_method", "stack_meta", "refit"))
     p.add_argument("--exps", nargs="+", help="experiments to blend (default: every complete one)")
     p.add_argument("--strict", action="store_true", help="an incomplete or mismatched experiment is an error")

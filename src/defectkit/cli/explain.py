@@ -19,18 +19,16 @@ models/<exp>/gradcam/localisation_<cam>_l<layer>.{json,csv} with a histogram and
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from defectkit.core.checks import InputError, cli_main
-from defectkit.core.config import add_config_flags, config_from_args
+from defectkit.core.config import config_from_args, config_parser
 from defectkit.explain.gradcam import CAMS, explain, localisation
 
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     p.add_argument("--exp", required=True, help="experiment name (a folder of models/ and oof/)")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--n", type=int, default=8, help="images per group")

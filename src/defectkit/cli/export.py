@@ -17,11 +17,10 @@ experiment's OOF predictions. The runner refuses a bundle whose files were edite
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from defectkit.core.checks import InputError, cli_main
-from defectkit.core.config import add_config_flags, config_from_args
+from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ship.export import export
@@ -30,8 +29,7 @@ from defectkit.ship.exporters import EXPORTERS
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     p.add_argument("--out", help="the bundle's folder (default: submissions/bundle)")
     p.add_argument("--blend", help="a blend.json (default: submissions/blend.json)")
     p.add_argument("--exporter", default="onnx", choices=sorted(EXPORTERS), help="the model format (default: onnx)")

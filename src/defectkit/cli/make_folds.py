@@ -4,19 +4,17 @@
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from defectkit.core.checks import cli_main
-from defectkit.core.config import add_config_flags, add_recipe_flags, config_from_args
+from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.data.folds import fold_summary, make_folds
 
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     add_recipe_flags(p, only=("n_folds", "seed"))
     p.add_argument("--group-col", default=None, help="column of train.csv whose groups are never split")
     args = p.parse_args(argv)

@@ -18,11 +18,10 @@ listing them, or with --skip-bad are reported and left out. Nothing is written u
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from defectkit.core.checks import cli_main
-from defectkit.core.config import add_config_flags, config_from_args
+from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.records import OPERATING_POINTS
 from defectkit.ship.predict import predict
 from defectkit.ship.runtime.runner import ScoreOptions
@@ -30,8 +29,7 @@ from defectkit.ship.runtime.runner import ScoreOptions
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     p.add_argument("inputs", nargs="+", help="a folder, image files, or a CSV with an id column")
     p.add_argument("--out", default="predictions.csv", help="output CSV (id, prob, defect)")
     p.add_argument("--operating-point", choices=OPERATING_POINTS, default="chosen",

@@ -13,18 +13,16 @@ blending and cross-checking stay honest; the experiments are named <name>_pl.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from defectkit.core.checks import cli_main
-from defectkit.core.config import add_config_flags, config_from_args
+from defectkit.core.config import config_from_args, config_parser
 from defectkit.ensemble.pseudo import make_pseudo
 
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     p.add_argument("--blend-method", default="hill", choices=("mean", "rank", "hill"))
     p.add_argument("--defect-fpr", type=float, default=0.01, help="OOF false-positive rate of the defect threshold")
     p.add_argument("--good-recall", type=float, default=0.99, help="OOF defect recall of the good threshold")

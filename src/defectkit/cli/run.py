@@ -19,15 +19,14 @@ import argparse
 from pathlib import Path
 
 from defectkit.core.checks import InputError, cli_main
-from defectkit.core.config import add_config_flags, add_recipe_flags, config_from_args
+from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
 from defectkit.train.grid import EXECUTORS, run_grid
 from defectkit.train.ray_executor import RayOptions
 
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     p.add_argument("--force", action="store_true", help="retrain folds made by another recipe")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("executor (how the jobs run; never part of the recipe)")

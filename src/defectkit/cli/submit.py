@@ -15,18 +15,16 @@ writes both folders to submissions/kaggle_code/ and checks them, without calling
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from defectkit.core.checks import cli_main
-from defectkit.core.config import add_config_flags, config_from_args
+from defectkit.core.config import config_from_args, config_parser
 from defectkit.ship.submit import CodeTarget, submit, submit_code
 
 
 @cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     p.add_argument("-m", "--message", default="", help="the submission's message (the version notes with --code)")
     p.add_argument("--file", help="default: submissions/submission.csv")
     p.add_argument("--slug", help="Kaggle competition slug (default: the config's source.slug)")

@@ -25,15 +25,14 @@ import time
 from pathlib import Path
 
 from defectkit.core.checks import cli_main
-from defectkit.core.config import GRID_FIELDS, add_config_flags, add_recipe_flags, config_from_args
+from defectkit.core.config import GRID_FIELDS, add_recipe_flags, config_from_args, config_parser
 from defectkit.core.layout import REFIT, Layout
 from defectkit.train import engine
 from defectkit.train.fold import refit_config, train_fold
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(p)
+    p = config_parser(__doc__)
     p.add_argument("--fold", type=_fold, required=True,
                    help="fold to hold out (0..n_folds-1), or all: one model on every training row (a refit, with the "
                         "folds' median best epoch unless --epochs), which writes test predictions only")

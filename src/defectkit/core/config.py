@@ -475,6 +475,13 @@ def recipe_overrides(args: argparse.Namespace) -> dict:
             if getattr(args, f.name, None) is not None}
 
 
+def config_parser(description: str | None) -> argparse.ArgumentParser:
+    """A script's parser with the config flags (--competition, --config, --workdir)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p)
+    return p
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--competition", help="competition name: reads configs/NAME.yaml")
     parser.add_argument("--config", help="config YAML (instead of --competition)")

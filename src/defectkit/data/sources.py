@@ -17,6 +17,7 @@ from typing import ClassVar
 from defectkit.core.checks import InputError, check_name
 from defectkit.core.config import ROOT, Competition
 from defectkit.core.layout import Layout
+from defectkit.core.registry import Registry
 from defectkit.data.prepare import (
     load_elpv,
     load_elpv_copy,
@@ -26,21 +27,12 @@ from defectkit.data.prepare import (
     prepare_yolo,
 )
 
-SOURCES: dict[str, type[Source]] = {}
-
-
-def register_source(name: str):
-    def deco(cls):
-        cls.name = name
-        SOURCES[name] = cls
-        return cls
-    return deco
+SOURCES = Registry("source type")
+register_source = SOURCES.register  # class decorator: a Source available as prepare.py NAME and source.type
 
 
 def get_source(name: str) -> Source:
-    if name not in SOURCES:
-        raise InputError(f"source type {name!r}: expected one of {', '.join(SOURCES)}")
-    return SOURCES[name]()
+    return SOURCES.lookup(name)()
 
 
 def _path(source: dict, base: Path) -> Path:

@@ -23,25 +23,13 @@ import numpy as np
 
 from defectkit.core import metrics
 from defectkit.core.checks import InputError, check_predictions
+from defectkit.core.registry import Registry
 from defectkit.ensemble.experiments import BlendInputs, Experiment
 from defectkit.ship.runtime.combine import rank_pct
 
-METHODS: dict[str, type[BlendMethod]] = {}
-
-
-def register_method(name: str):
-    """Class decorator: make a BlendMethod available as --blend-method NAME."""
-    def deco(cls):
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-    return deco
-
-
-def get_method(name: str) -> type[BlendMethod]:
-    if name not in METHODS:
-        raise InputError(f"blend method {name!r}: expected one of {', '.join(METHODS)}")
-    return METHODS[name]
+METHODS = Registry("--blend-method")
+register_method = METHODS.register  # class decorator: a BlendMethod available as --blend-method NAME
+get_method = METHODS.lookup
 
 
 class BlendMethod:

@@ -15,23 +15,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from defectkit.core.checks import InputError
+from defectkit.core.registry import Registry
 
-EXPORTERS: dict[str, type[Exporter]] = {}
-
-
-def register_exporter(name: str):
-    def deco(cls):
-        cls.name = name
-        EXPORTERS[name] = cls
-        return cls
-    return deco
+EXPORTERS = Registry("--exporter")
+register_exporter = EXPORTERS.register  # class decorator: an Exporter available as export.py --exporter NAME
 
 
 def get_exporter(name: str) -> Exporter:
-    if name not in EXPORTERS:
-        raise InputError(f"--exporter {name!r}: expected one of {', '.join(EXPORTERS)}")
-    return EXPORTERS[name]()
+    return EXPORTERS.lookup(name)()
 
 
 class Exporter:
