@@ -231,6 +231,11 @@ def _class_tree(root, n_good=12, n_bad=12, nested=False):
     return root
 
 
+def _binary(work):
+    (work / "configs/bin.yaml").write_bytes(bytes(range(256)) * 4)
+    return ["--config", str(work / "configs/bin.yaml")]
+
+
 def _yaml(work, text):
     (work / "configs/bad.yaml").write_text(text)
     return ["--config", str(work / "configs/bad.yaml")]
@@ -249,7 +254,31 @@ CASES = {
                            "configs: is a folder; expected a config YAML file"),
     "archs empty": (run_main, lambda w: _yaml(w, "recipe: {archs: []}\n"), "recipe.archs: empty"),
     "batch size 0": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--batch-size", "0"],
-                     "--batch-size: 0 is out of range; expected a value >= 1"),
+                     "--batch-size: 0 is out of range; expected a value >= 2"),
+    "batch size 1": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--batch-size", "1"],
+                     "--batch-size: 1 is out of range; expected a value >= 2"),
+    "lr nan": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--lr", "nan"],
+               "--lr: nan; expected a finite number"),
+    "warmup nan": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--warmup-epochs", "nan"],
+                   "--warmup-epochs: nan; expected a finite number"),
+    "aspect inf": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--aspect-ratio", "inf"],
+                   "--aspect-ratio: inf; expected a finite number"),
+    "yaml nan": (train_main, lambda w: _yaml(w, "recipe: {ema: .nan}\n") + ["--fold", "0"],
+                 r"bad.yaml: recipe.ema: nan; expected a finite number"),
+    "device mps": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--device", "mps"],
+                   "device 'mps': Apple's Metal GPU asked for but not available here"),
+    "device typo": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--device", "gpu"],
+                    "device 'gpu': expected auto, cpu, cuda, cuda:N or mps"),
+    "name unknown field": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--name", "{x}"],
+                           r"recipe name '\{x\}': not a valid template \(KeyError"),
+    "name open brace": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--name", "a{"],
+                        r"recipe name 'a\{': not a valid template"),
+    "name newline": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--name", "a\nb"],
+                     r"experiment name .*must be a plain name"),
+    "base a list": (train_main, lambda w: _yaml(w, "base: [toy.yaml]\nrecipe: {}\n") + ["--fold", "0"],
+                    r"bad.yaml: base: \['toy.yaml'\]; expected the file name of one config"),
+    "config binary": (train_main, lambda w: _binary(w) + ["--fold", "0"],
+                      r"bin.yaml: not a text file \(a binary file\?\); expected a config YAML"),
     "img size 0": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--img-size", "0"],
                    "--img-size: 0 is out of range"),
     "negative lr": (train_main, lambda w: ["--competition", "toy", "--fold", "0", "--lr", "-1"],

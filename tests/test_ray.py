@@ -129,3 +129,29 @@ def test_job_resources_follow_the_cluster():
 def test_ray_flags_without_the_ray_executor_are_refused(tmp_path, capsys):
     assert run_main(["--competition", "elpv", "--workdir", str(tmp_path), "--gpus-per-job", "1"]) == 2
     assert "need --executor ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cpus", [1, 0.5])
+def test_a_refit_starts_only_after_its_folds_and_a_rerun_changes_nothing(grids, cpus):
+    """Issue 25, case 5: with 2 (or 4) job slots the refit waited for both folds: its epoch count
+    is their median best epoch, and the same command again leaves the submission as it was."""
+    import statistics
+
+    from defectkit.core.records import FoldRecord
+    _, on_ray, _, _ = grids
+    work = on_ray.parent / f"refit{cpus}"
+    shutil.copytree(on_ray / "input", work / "input")
+    write_toy_config(work, archs=["resnet10t"], epochs=4, threads=1, refit="both")
+    cfg = load_config(work / "configs/toy.yaml")
+    opts = ray_executor.RayOptions(cpus_per_job=cpus)
+    run_grid(cfg, work, progress=False, say=lambda *a: None, executor="ray", ray_opts=opts)
+    layout = Layout(work)
+    folds = [FoldRecord.read(p) for p in layout.fold_metas("resnet10t")]
+    refit = FoldRecord.read(layout.fold("resnet10t", "all").meta)
+    assert len(folds) == 2 and refit.epochs_run == max(1, round(statistics.median(f.best_epoch for f in folds)))
+    first = (work / "submissions/submission.csv").read_bytes()
+    lines = []
+    run_grid(cfg, work, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))), executor="ray",
+             ray_opts=opts)
+    assert any("3 complete, 0 to run" in line for line in lines)
+    assert (work / "submissions/submission.csv").read_bytes() == first

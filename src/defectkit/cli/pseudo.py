@@ -17,13 +17,15 @@ from pathlib import Path
 
 from defectkit.core.checks import cli_main
 from defectkit.core.config import config_from_args, config_parser
+from defectkit.ensemble.methods import METHODS
 from defectkit.ensemble.pseudo import make_pseudo
 
 
 @cli_main
 def main(argv=None) -> int:
     p = config_parser(__doc__)
-    p.add_argument("--blend-method", default="hill", choices=("mean", "rank", "hill"))
+    p.add_argument("--blend-method", default="hill", choices=list(METHODS),
+                   help="a registered blend method (its scores pick the confident test rows)")
     p.add_argument("--defect-fpr", type=float, default=0.01, help="OOF false-positive rate of the defect threshold")
     p.add_argument("--good-recall", type=float, default=0.99, help="OOF defect recall of the good threshold")
     p.add_argument("--out", help="default: input/<competition>/pseudo.csv")

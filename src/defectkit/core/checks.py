@@ -2,52 +2,24 @@
 names the file, the row or column, and what was expected."""
 from __future__ import annotations
 
-import errno
-import functools
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from defectkit.ship.runtime.errors import OneLineError, cli_main, describe_os_error  # noqa: F401 (shared)
 from defectkit.ship.runtime.names import is_plain_name
 
 
-class InputError(ValueError):
+class InputError(OneLineError):
     """Bad input from the user: a message meant to be printed as is, without a traceback."""
-
-
-def cli_main(main):
-    """Decorate a script's `main(argv)`: an InputError is printed as one `error: ...` line on
-    stderr (no traceback) and gives exit status 2; an OSError (permissions, a full disk) one
-    line naming the path, exit status 1; a `main` that returns None gives 0."""
-    @functools.wraps(main)
-    def wrapper(argv=None) -> int:
-        try:
-            return main(argv) or 0
-        except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        except OSError as e:
-            print(f"error: {describe_os_error(e)}", file=sys.stderr)
-            return 1
-    return wrapper
-
-
-def describe_os_error(e: OSError) -> str:
-    """One line for an OSError: the path, what went wrong, and a hint for the usual causes."""
-    where = e.filename or "a file"
-    hint = {errno.ENOSPC: " (the disk is full: free space, or use --workdir elsewhere)",
-            errno.EACCES: " (no permission: check the folder's owner and mode)",
-            errno.EROFS: " (read-only file system)"}.get(e.errno or 0, "")
-    return f"{where}: {e.strerror or e}{hint}"
 
 
 def check_name(value: str, what: str) -> str:
     """Ids, experiment and competition names are names, not paths: no separators, no '..'."""
     s = str(value)
     if not is_plain_name(s):
-        raise InputError(f"{what} {s!r}: must be a plain name (no '/', '\\' or '..'; not empty)")
+        raise InputError(f"{what} {s!r}: must be a plain name (no '/', '\\', '..' or control character; not empty)")
     return s
 
 

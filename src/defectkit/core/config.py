@@ -98,7 +98,7 @@ class Recipe:
                       doc="squash | pad (keep the aspect ratio, letterbox) | crop (centre crop)")
     border_crop: float = opt(0.0, ge=0, lt=0.5, doc="fraction cut from each border before resizing")
     epochs: int = opt(10, ge=1)
-    batch_size: int = opt(32, ge=1)
+    batch_size: int = opt(32, ge=2, doc="images per batch (BatchNorm needs at least 2)")
     lr: float = opt(1e-3, gt=0, doc="head learning rate")
     backbone_lr_factor: float = opt(0.1, ge=0, doc="backbone lr = lr * factor")
     weight_decay: float = opt(1e-2, ge=0)
@@ -201,7 +201,11 @@ class Config:
 
     def exp_name(self, arch: str) -> str:
         """The experiment's name from the recipe's template; `_pl` added when trained with pseudo-labels."""
-        name = self.recipe.name.format(arch=arch, img_size=self.recipe.size_tag)
+        try:
+            name = self.recipe.name.format(arch=arch, img_size=self.recipe.size_tag)
+        except (KeyError, IndexError, ValueError, AttributeError) as e:
+            raise InputError(f"recipe name {self.recipe.name!r}: not a valid template ({type(e).__name__}: {e}); it "
+                             "may use {arch} and {img_size}, and braces must come in pairs") from None
         if self.recipe.pseudo and not name.endswith("_pl"):
             name += "_pl"
         return check_name(name, f"experiment name (recipe name {self.recipe.name!r})")
@@ -229,7 +233,9 @@ def _read_yaml(path: Path, seen: tuple = ()) -> dict:
     if path.resolve() in seen:
         raise InputError(f"{path}: `base:` chain loops back to itself")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (a binary file?); expected a config YAML") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -239,6 +245,8 @@ def _read_yaml(path: Path, seen: tuple = ()) -> dict:
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping with `competition:` and `recipe:`")
     base = data.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise InputError(f"{path}: base: {base!r}; expected the file name of one config to start from")
     if base:
         data = _merge(_read_yaml(path.parent / base, seen + (path.resolve(),)), data)
     return data
@@ -251,14 +259,19 @@ def _is_int(v) -> bool:
 
 
 def _to_float(v, where: str) -> float:
+    x = None
     if _is_int(v) or isinstance(v, float):
-        return float(v)
-    if isinstance(v, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        x = float(v)
+    elif isinstance(v, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
         try:
-            return float(v)
+            x = float(v)
         except ValueError:
             pass
-    raise InputError(f"{where}: expected a number, got {v!r}")
+    if x is None:
+        raise InputError(f"{where}: expected a number, got {v!r}")
+    if not math.isfinite(x):  # NaN passes every range check: refused here, for every float field
+        raise InputError(f"{where}: {v!r}; expected a finite number")
+    return x
 
 
 def _to_int(v, where: str) -> int:

@@ -7,10 +7,12 @@ processes (two runs, or two Ray tasks) from writing the same fold or cache at on
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -29,18 +31,26 @@ def tmp_pattern(path: Path) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds. An
+    OSError (a full disk, no permission) names `path`, never the temporary file or "a file"."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; a file is written here", str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from e
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a finished file gets the usual mode
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -123,6 +133,13 @@ class FileLock:
             self.fd = None
 
 
+def check_free_space(path: Path, need: int) -> None:
+    """An OSError naming `path` unless its folder has room for `need` bytes (and 64 MiB to spare)."""
+    free = shutil.disk_usage(Path(path).parent).free
+    if free < need + 64 * 2**20:
+        raise OSError(errno.ENOSPC, f"needs {need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free", str(path))
+
+
 def build_npy_cache(path: str | Path, n: int, chunks, desc: str = "", progress: bool = True):
     """A .npy file of `n` rows filled from `chunks` (an iterator of (start, array) pairs; the
     first one fixes the row shape and dtype), written atomically and memory-mapped after.
@@ -144,6 +161,8 @@ def build_npy_cache(path: str | Path, n: int, chunks, desc: str = "", progress: 
             for start, arr in tqdm(chunks, desc=desc or path.stem[:40], unit="batch", leave=False,
                                    disable=not progress):
                 if out is None:
+                    need = n * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
+                    check_free_space(path, need)  # a memory map on a full disk dies by SIGBUS, with no message
                     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=arr.dtype, shape=(n, *arr.shape[1:]))
                 out[start:start + len(arr)] = arr
             if out is None:

@@ -167,19 +167,22 @@ def fold_differences(rec: FoldRecord, *, competition: str, folds_hash: str, conf
 REFIT_FREE = ("epochs", "patience")  # what a refit's recipe may differ in from its folds'
 
 
+def refit_key(recipe: dict) -> dict:
+    """What of a recipe a refit must share with its folds: every hashed field but the epoch count
+    and early stopping."""
+    from defectkit.core.config import Recipe, hashed_fields
+    known = set(Recipe.__dataclass_fields__)
+    return hashed_fields(Recipe(**{k: v for k, v in recipe.items() if k in known and k not in REFIT_FREE}))
+
+
 def refit_matches_folds(refit: FoldRecord, folds: list[FoldRecord]) -> bool:
     """A refit belongs to its folds when its recipe is theirs but for the epoch count (and no early
     stopping): the one-recipe-per-experiment rule for refits."""
-    from defectkit.core.config import Recipe, hashed_fields
-    known = set(Recipe.__dataclass_fields__)
-
-    def key(r: FoldRecord) -> dict:
-        rec = {k: v for k, v in r.recipe.items() if k in known and k not in REFIT_FREE}
-        return hashed_fields(Recipe(**rec))
     if not folds:
         return False
-    want = key(folds[0])
-    return all(key(f) == want for f in folds) and key(refit) == want and refit.arch == folds[0].arch
+    want = refit_key(folds[0].recipe)
+    return (all(refit_key(f.recipe) == want for f in folds) and refit_key(refit.recipe) == want
+            and refit.arch == folds[0].arch)
 
 
 # --- the blend report ---------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import yaml
 
 from defectkit.core.checks import InputError, check_columns, check_train_table, read_csv
 from defectkit.core.config import ROOT
-from defectkit.core.fileio import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
+from defectkit.core.fileio import atomic_path, file_hash, write_csv_atomic, write_json_atomic, write_text_atomic
 from defectkit.core.layout import Layout
-from defectkit.explain.localise import read_mask
+from defectkit.explain.localise import check_mask_shape, read_mask
 from defectkit.ship.runtime.imaging import IMAGE_EXTS, ImageError, read_image
 
 MARKER = ".prepared.json"
@@ -40,7 +40,23 @@ def is_prepared(out: Path, args: dict) -> bool:
 
 
 def write_marker(out: Path, args: dict, files: list[str], **extra) -> None:
-    write_json_atomic(out / MARKER, {"args": args, "files": files, **extra})
+    """Written last, once the import is whole: its arguments, its files, and the sha256 of the
+    tables it wrote (so that a later run can tell a table the user changed)."""
+    tables = {f: file_hash(out / f, 64) for f in files if f.endswith(".csv") and (out / f).exists()}
+    write_json_atomic(out / MARKER, {"args": args, "files": files, "tables": tables, **extra})
+
+
+def check_user_edits(out: Path, force: bool) -> None:
+    """Before a re-prepare rewrites the tables: refuse if the user changed one since it was written
+    (a column added by hand, rows removed), unless --force."""
+    marker = out / MARKER
+    if force or not marker.exists():
+        return
+    for name, digest in (json.loads(marker.read_text()).get("tables") or {}).items():
+        if (out / name).exists() and file_hash(out / name, 64) != digest:
+            raise InputError(f"{out / name}: changed since prepare.py wrote it, and preparing again (other "
+                             "arguments) would rewrite it; keep a copy of your changes and pass --force to rebuild, "
+                             "or prepare with the arguments it was made with")
 
 
 def held_out_split(target: np.ndarray, test_size: float, strata: np.ndarray | None = None,
@@ -148,6 +164,7 @@ def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader
         cell = pd.Series(types, index=ids).loc[test]
         write_csv_atomic(pd.DataFrame({"id": test, "cell_type": cell.to_numpy()}), out / "test.csv")
         return f"{out} is already prepared ({args}); added test.csv (the test cells' types)"
+    check_user_edits(out, force)
     ids, images, probs, types = loader()
     target = (probs >= 0.5).astype(int)
     test = held_out_split(target, test_size, np.char.add(target.astype(str), types))
@@ -230,6 +247,7 @@ def build_labelled(out: Path, rows: pd.DataFrame, test_files: list[Path], test_s
                    args: dict, force: bool) -> tuple[pd.DataFrame, list[str], list[tuple[int, int]], bool]:
     """input/<name>/ from labelled rows (id, target, path) and optional unlabelled test files:
     a held-out split when there is no test folder. Returns (train, test ids, image sizes, held out?)."""
+    check_user_edits(out, force)
     exts = {Path(p).suffix.lower() for p in list(rows.path) + test_files}
     ext = exts.pop() if len(exts) == 1 else ".png"  # mixed formats are re-encoded as PNG
     target = rows.target.to_numpy()
@@ -262,13 +280,18 @@ def copy_masks(masks: Path, rows: pd.DataFrame, out: Path) -> str:
     if not masks.is_dir():
         raise InputError(f"--masks {masks}: folder not found")
     found = {p.stem: p for p in list_images(masks, "masks folder")}
+    todo = [(i, found[Path(p).stem], p) for i, p in zip(rows.id[rows.target == 1], rows.path[rows.target == 1])
+            if Path(p).stem in found]
+    decoded = []
+    for i, m, image in todo:  # every mask checked before any is kept
+        mask = read_mask(m)
+        check_mask_shape(mask, read_image(Path(image)).shape[:2], m)
+        decoded.append((i, mask))
     (out / "masks").mkdir(parents=True, exist_ok=True)
     n = 0
-    for i, path in zip(rows.id[rows.target == 1], rows.path[rows.target == 1]):
-        m = found.get(Path(path).stem)
-        if m is not None:
-            write_image(out / "masks" / f"{i}.png", read_mask(m).astype(np.uint8) * 255, force=True)
-            n += 1
+    for i, mask in decoded:
+        write_image(out / "masks" / f"{i}.png", mask.astype(np.uint8) * 255, force=True)
+        n += 1
     return f"; {n} of {int((rows.target == 1).sum())} defect masks kept in {out / 'masks'}"
 
 
@@ -300,8 +323,9 @@ def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | flo
                          "source": [str(p.relative_to(src)) for p in files], "path": files})
     test_files = list_images(src / test, "test folder") if test else []
     nested = sum(len(p.relative_to(r).parts) > 1 for p, r in zip(files, roots))
+    check_user_edits(out, force)
+    kept = copy_masks(masks, rows, out) if masks else ""  # checked and kept before the marker says done
     train, test_ids, sizes, held = build_labelled(out, rows, test_files, test_size, sub_cols, args, force)
-    kept = copy_masks(masks, rows, out) if masks else ""
     return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), {len(test_ids)} test"
             + (" (held out from the labelled images; answers in solution.csv)" if held else "")
             + (f"; {nested} image(s) from sub-folders included" if nested else "") + kept)
@@ -320,6 +344,9 @@ def read_yolo_boxes(label: Path, classes: set[int] | None) -> list[tuple[float, 
             cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
         except (ValueError, TypeError):
             raise InputError(f"{label}: line {n}: expected 'class cx cy w h', got {line.strip()!r}") from None
+        if not all(0 <= v <= 1 for v in (cx, cy, w, h)) or w <= 0 or h <= 0:  # NaN fails every comparison
+            raise InputError(f"{label}: line {n}: box {cx:g} {cy:g} {w:g} {h:g}; expected a centre and size "
+                             "normalised to the image, in [0, 1], with a width and height above 0")
         if classes is None or cls in classes:
             boxes.append((cx, cy, w, h))
     return boxes

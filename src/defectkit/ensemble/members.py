@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from defectkit.core.checks import InputError, read_csv
+from defectkit.core.checks import InputError, check_columns, check_predictions, read_csv
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import REFIT, FoldPaths, Layout
-from defectkit.core.records import OPERATING_POINTS, BlendReport, FoldRecord
+from defectkit.core.records import OPERATING_POINTS, BlendReport, FoldRecord, refit_matches_folds
 from defectkit.ship.runtime.combine import blend_scores, meta_columns, stack_intercept
 
 
@@ -95,7 +95,10 @@ def _member(layout: Layout, blend_path: Path, exp: str, k: int | str, folds_hash
     if scores and not paths.best.exists():
         raise InputError(f"{paths.best}: model of {what} missing (experiment {exp!r} of {blend_path})")
     if ref is None:
-        ref = read_csv(paths.oof, "OOF file")["pred"].to_numpy(float)
+        oof = read_csv(paths.oof, "OOF file")
+        check_columns(oof, ["pred"], paths.oof)
+        check_predictions(oof["pred"], paths.oof)  # a reference in rank space: every value a finite probability
+        ref = oof["pred"].to_numpy(float)
     return Member(exp, k, paths, meta.run_id, ref)
 
 
@@ -127,4 +130,8 @@ def _experiment_members(layout: Layout, path: Path, exp: str, folds_hash: str, r
     folds = [_member(layout, path, exp, k, folds_hash, refit != "only") for k in range(n_folds)]
     if refit == "none":
         return folds, None
-    return folds, _member(layout, path, exp, REFIT, folds_hash, True, np.concatenate([m.ref for m in folds]))
+    member = _member(layout, path, exp, REFIT, folds_hash, True, np.concatenate([m.ref for m in folds]))
+    if not refit_matches_folds(FoldRecord.read(member.paths.meta), [FoldRecord.read(m.paths.meta) for m in folds]):
+        raise InputError(f"{member.paths.meta}: the refit of {exp} was made by another recipe than its folds; "
+                         "train it again with their recipe, and blend again")
+    return folds, member

@@ -180,7 +180,8 @@ def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple 
     cls = get_method(method)
     M, MT, names, encoding = meta if meta else (None, None, [], [])
     if M is not None and not cls.uses_meta:
-        raise InputError(f"--stack-meta {' '.join(names)}: blend method {method!r} uses no metadata; "
+        raise InputError(f"--stack-meta {' '.join(e['col'] for e in encoding)}: blend method {method!r} uses no "
+                         "metadata; "
                          f"use one that does ({', '.join(n for n, c in METHODS.items() if c.uses_meta)})")
     O, T = blend_space(cls.space, inp.exps, refit)
     b = fit_blend(cls, inp, O, T, threshold_by, (M, MT))

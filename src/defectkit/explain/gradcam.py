@@ -108,6 +108,9 @@ def localisation(comp: Competition, base: Path, exp: str, truth: Path | None, ca
     """The CAM localisation score of every fold model of `exp` on its OOF defect images, against
     `truth`: a folder of defect masks, or a CSV of defect boxes."""
     layout = Layout(base)
+    if not layout.fold_metas(exp):
+        raise InputError(f"{layout.oof_root / exp}: experiment {exp!r} has no complete fold (experiments: "
+                         f"{', '.join(d.name for d in layout.experiment_dirs()) or 'none'})")
     if truth is None:
         raise InputError("give one of --masks DIR or --boxes CSV")
     truth = Path(truth)

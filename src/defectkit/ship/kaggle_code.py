@@ -15,6 +15,7 @@ from pathlib import Path
 
 from defectkit.core.checks import InputError
 from defectkit.core.config import Competition
+from defectkit.ship.runtime.spec import BundleError, BundleSpec
 
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,48}/[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$")
 
@@ -85,6 +86,14 @@ def stage(bundle: Path, out: Path, comp: Competition, competition_slug: str, dat
     check_slug(kernel, "--kernel")
     if not competition_slug:
         raise InputError(f"competition {comp.name!r} has no Kaggle slug: pass --slug, or set kaggle_slug in its YAML")
+    b, o = Path(bundle).resolve(), Path(out).resolve()
+    if b == o or o in b.parents or b in o.parents:
+        raise InputError(f"--bundle {bundle}: inside the staging folder {out} (or holding it), which is rebuilt "
+                         "first; give the exported bundle (submissions/bundle)")
+    try:
+        BundleSpec.read(bundle)  # its files and description as export.py wrote them, before anything is uploaded
+    except BundleError as e:
+        raise InputError(str(e)) from None
     ds, kd = out / "dataset", out / "kernel"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(bundle, ds)

@@ -17,7 +17,7 @@ from defectkit.core.records import OPERATING_POINTS
 from defectkit.ensemble.members import Ensemble, Member, load_ensemble
 from defectkit.ship.runtime.image_inputs import InputsError, list_inputs, read_all, read_meta
 from defectkit.ship.runtime.imaging import fit_image
-from defectkit.ship.runtime.runner import ScoreOptions
+from defectkit.ship.runtime.runner import ScoreOptions, check_out
 from defectkit.ship.runtime.spec import BundleError
 from defectkit.train import engine, runtime
 from defectkit.train.checkpoint import Checkpoint
@@ -78,6 +78,10 @@ def predict(comp: Competition, base: Path, inputs: list[str], out: Path, opts: S
     """Score `inputs` (folders, image files, a CSV of ids) with the blend of `blend` (default:
     submissions/blend.json); write id, prob, defect to `out`."""
     o, say = opts or ScoreOptions(), print
+    try:
+        check_out(out)
+    except BundleError as e:
+        raise InputError(str(e)) from None
     layout = Layout(base)
     ens = load_ensemble(layout, blend)
     try:

@@ -25,7 +25,7 @@ from defectkit.core.fileio import (
 )
 from defectkit.core.layout import REFIT, FoldPaths, Layout
 from defectkit.core.plots import figure
-from defectkit.core.records import FoldRecord, fold_differences
+from defectkit.core.records import FoldRecord, fold_differences, refit_key
 from defectkit.data.augment import build_transform
 from defectkit.data.cache import cached_images
 from defectkit.data.datasets import FeatureDataset, ImageDataset, JoinedDataset, make_loader
@@ -243,6 +243,12 @@ def check_experiment_consistent(cfg: Config, arch: str, layout: Layout, fold: in
     left as they are and the blend leaves the experiment out until all folds agree)."""
     exp, want = cfg.exp_name(arch), config_hash(cfg)
     folds_hash = file_hash(layout.folds_file(cfg.competition))
+    if fold == REFIT and not force:
+        folds = [FoldRecord.read(p) for p in layout.fold_metas(exp)]
+        if folds and refit_key(dataclasses.asdict(cfg.recipe)) != refit_key(folds[0].recipe):
+            raise InputError(f"{layout.fold_metas(exp)[0]}: the folds of {exp} were made by another recipe; a "
+                             "full-data refit trains with its folds' recipe (the same flags, but --epochs): pass "
+                             "their flags, or give the refit another --name")
     metas = layout.fold_metas(exp) if fold != REFIT else [p for p in [layout.fold(exp, REFIT).meta] if p.exists()]
     for meta_path in metas:
         meta = FoldRecord.read(meta_path)

@@ -28,10 +28,11 @@ from pathlib import Path
 from defectkit.core.checks import InputError
 from defectkit.core.config import Config
 from defectkit.core.fileio import file_hash
-from defectkit.core.layout import Layout
+from defectkit.core.layout import REFIT, Layout
 
 SRC = Path(__file__).resolve().parents[2]  # src/, which holds the package defectkit
 LOG_TAIL = 15  # lines of a failed job's log shown by the driver
+CONNECT_TIMEOUT_S = 5.0  # to reach a cluster's address before Ray itself retries
 
 
 @dataclass
@@ -144,10 +145,30 @@ def init_ray(address: str | None, **kw):
     modules from src/ (the same path on every node)."""
     import ray
     if not ray.is_initialized():
+        check_reachable(address)
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=env,
-                 logging_level="warning", **kw)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=env,
+                     logging_level="warning", **kw)
+        except ConnectionError as e:
+            raise InputError(f"--ray-address {address}: no Ray cluster there ({str(e).splitlines()[0][:120]}); "
+                             "start one (ray start --head) or leave --ray-address out") from None
     return ray
+
+
+def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Before Ray retries for minutes: does anything answer at HOST:PORT (ray://HOST:PORT)?"""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray-address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(f"--ray-address {address}: nothing answers at {host}:{port} within {timeout:g} s "
+                         f"({e.strerror or e}); start the cluster (ray start --head) or check the address") from None
 
 
 def job_resources(ray, opts: RayOptions) -> tuple[float, float]:
@@ -178,16 +199,37 @@ def run_jobs(cfg: Config, todo: list[tuple[str, int]], base: Path, folds_hash: s
     say(f"Ray: {len(todo)} jobs, {cpus:g} CPU(s) and {gpus:g} GPU(s) each, on {ray.cluster_resources()}")
     task = ray.remote(job_body).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
     threads = max(1, int(cpus))
-    refs = {task.remote(cfg, a, k, str(base), folds_hash, force, threads): (a, k) for a, k in todo}
+
+    def submit(job):
+        return task.remote(cfg, job[0], job[1], str(base), folds_hash, force, threads)
+    later = {a: [j for j in todo if j == (a, REFIT)] for a in {a for a, _ in todo}}  # a refit waits for its folds
+    refs = {submit(j): j for j in todo if j[1] != REFIT}
     results, pending = [], list(refs)
-    with tqdm(total=len(refs), desc="grid", unit="job", disable=not progress) as bar:
-        while pending:
+    with tqdm(total=len(todo), desc="grid", unit="job", disable=not progress) as bar:
+        while pending or any(later.values()):
+            for arch in [a for a, jobs in later.items() if jobs and folds_settled(a, refs, results)]:
+                job = later[arch].pop()
+                if all(r.ok for r in results if r.arch == arch):
+                    refs[ref := submit(job)] = job
+                    pending.append(ref)
+                else:
+                    results.append(JobResult(arch, REFIT, cfg.exp_name(arch), False, "-", 0.0,
+                                             error="not started: a fold of this experiment failed"))
+            if not pending:
+                continue
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 results.append(_result(ray, ref, refs[ref], cfg, base))
-                (bar.write if progress else say)(f"[{len(results)}/{len(refs)}] {results[-1].line()}")
+                (bar.write if progress else say)(f"[{len(results)}/{len(todo)}] {results[-1].line()}")
                 bar.update(1)
     return results
+
+
+def folds_settled(arch: str, refs: dict, results: list[JobResult]) -> bool:
+    """Every fold job of `arch` submitted has finished (its refit may start: the folds' median
+    best epoch is its epoch count)."""
+    done = {(r.arch, r.fold) for r in results}
+    return all(j in done for j in refs.values() if j[0] == arch and j[1] != REFIT)
 
 
 def _result(ray, ref, job, cfg: Config, base: Path) -> JobResult:

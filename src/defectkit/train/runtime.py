@@ -13,6 +13,10 @@ def pick_device(name: str) -> torch.device:
     """'auto' = CUDA when a GPU is visible, else the CPU; 'cpu', 'cuda', 'cuda:N' as asked."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError("device 'mps': Apple's Metal GPU asked for but not available here; use device cpu or auto")
+    if not (name in ("cpu", "cuda", "mps") or name.startswith("cuda:")):
+        raise InputError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {name!r}: CUDA asked for but not available (no GPU visible, or a CPU-only "
                          "torch build); use device cpu or auto")

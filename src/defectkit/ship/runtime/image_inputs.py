@@ -8,17 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import OneLineError
 from .imaging import IMAGE_EXTS, ImageError, read_image
 from .names import is_plain_name
 
 
-class InputsError(ValueError):
+class InputsError(OneLineError):
     """Inputs that cannot be scored; the message names them."""
 
 
 def _csv_rows(path: Path) -> list[dict]:
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark (Excel) is not a column name
             return list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputsError(f"{path}: cannot be read as CSV ({e})") from None

@@ -8,20 +8,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import OneLineError
+
 MIN_SIDE = 8  # pixels: smaller images carry no usable detail (a 1x1 image is a broken export)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 PAD_VALUE = 0  # letterbox colour of resize=pad
 
 
-class ImageError(ValueError):
+class ImageError(OneLineError):
     """An image file that cannot be used; the message names the file."""
 
 
 def _truncated(data: bytes, suffix: str) -> bool:
     """A JPEG must end with its EOI marker (FF D9, allowing a little padding after it), a PNG
     with its IEND chunk: OpenCV decodes some truncated files with only a warning on stderr."""
-    if suffix in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
-        return data.rfind(b"\xff\xd9", max(0, len(data) - 4096)) < 0
+    if suffix in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":  # not the whole of a small file: an EXIF
+        return data.rfind(b"\xff\xd9", len(data) - min(4096, len(data) // 4)) < 0  # thumbnail ends in FF D9 too
     if suffix == ".png" and data[:8] == b"\x89PNG\r\n\x1a\n":
         return data.rfind(b"IEND", max(0, len(data) - 64)) < 0
     return False
@@ -38,6 +40,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path}: image file missing") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a folder, expected an image file") from None
+    except OSError as e:  # a symbolic link loop, no permission, an I/O error
+        raise ImageError(f"{path}: cannot be read ({e.strerror or e})") from None
     if _truncated(data, path.suffix.lower()):
         raise ImageError(f"{path}: image file is truncated (its end marker is missing)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .combine import blend_scores, meta_columns, stack_intercept
-from .image_inputs import InputsError, list_inputs, read_all, read_meta
+from .errors import cli_main
+from .image_inputs import list_inputs, read_all, read_meta
 from .imaging import fit_image
 from .spec import BundleError, BundleSpec
 
@@ -108,6 +109,17 @@ def score(folder: Path, spec: BundleSpec, images: list[np.ndarray], threads: int
                         stack_intercept(spec.intercept, spec.stack_meta, meta))
 
 
+def check_out(out: Path) -> None:
+    """--out must name a file we may replace: not a folder, not a symbolic link (submissions/<file>
+    are links into the blend's result set)."""
+    out = Path(out)
+    if out.is_dir():
+        raise BundleError(f"--out {out}: is a folder; give a file name (e.g. {out / 'predictions.csv'})")
+    if out.is_symlink():
+        raise BundleError(f"--out {out}: is a symbolic link (submissions/<file> are the blend's result set); give "
+                          "another file")
+
+
 def write_csv(path: Path, ids, prob, defect) -> None:
     """id, prob, defect, written whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +139,7 @@ def write_csv(path: Path, ids, prob, defect) -> None:
 def predict(folder: Path, inputs: list[str], out: Path, opts: ScoreOptions | None = None,
             say=print) -> tuple[list[str], np.ndarray]:
     o = opts or ScoreOptions()
+    check_out(out)
     spec = load_bundle(folder)
     o.check(spec.operating_points)
     t = float(spec.operating_points[o.point] if o.threshold is None else o.threshold)
@@ -142,6 +155,7 @@ def predict(folder: Path, inputs: list[str], out: Path, opts: ScoreOptions | Non
     return ids, prob
 
 
+@cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="folders, image files, or a CSV with an id column")
@@ -155,13 +169,9 @@ def main(argv=None) -> int:
     p.add_argument("--meta", help="a CSV of id + the metadata columns the stacker uses (bundle.json stack_meta)")
     p.add_argument("--bundle", default=str(HERE), help="the bundle's folder (default: this file's)")
     args = p.parse_args(argv)
-    try:
-        predict(Path(args.bundle), args.inputs, Path(args.out),
-                ScoreOptions(args.operating_point, args.threshold, args.skip_bad, args.image_dir, args.id_col,
-                             args.meta, args.threads))
-    except (BundleError, InputsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    predict(Path(args.bundle), args.inputs, Path(args.out),
+            ScoreOptions(args.operating_point, args.threshold, args.skip_bad, args.image_dir, args.id_col,
+                         args.meta, args.threads))
     return 0
 
 

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from .errors import OneLineError
+
 FORMAT = 2
 RESIZE_MODES = ("squash", "pad", "crop")
 SPACES, LINKS, REFIT_USES = ("prob", "rank"), ("identity", "logistic"), ("only", "both")
@@ -21,7 +23,7 @@ KNOWN_METHODS = {"mean": ("prob", "identity"), "rank": ("rank", "identity"), "hi
                  "stack": ("rank", "logistic")}  # format 1 bundles recorded only the method's name
 
 
-class BundleError(ValueError):
+class BundleError(OneLineError):
     pass
 
 
