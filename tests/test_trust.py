@@ -2,6 +2,7 @@
 ends in one line on stderr naming the file, flag or key (exit 2; 1 for the disk), no traceback,
 and leaves every complete result and the user's own files as they were; or it is now a correct
 result. Numbered as in the issue; the flag and config family is in test_faults.py's CASES."""
+import errno
 import hashlib
 import json
 import os
@@ -252,16 +253,16 @@ def test_outputs_that_are_folders_links_or_read_only_are_one_line_and_nothing_is
     err = _one_line(capsys, predict_main(["--config", str(base / "configs/toy.yaml"), "--workdir", str(base), test,
                                           "--out", str(link)]))
     assert "is a symbolic link" in err and link.is_symlink() and target.read_bytes() == before
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        if os.access(ro, os.W_OK):  # root ignores the mode: nothing to test here
-            return
-        err = _one_line(capsys, runner_main([test, "--bundle", str(bundle), "--out", str(ro / "p.csv")]), code=1)
-        assert str(ro / "p.csv") in err and "no permission" in err
-    finally:
-        ro.chmod(0o700)
+    from defectkit.ship.runtime import files, runner
+    for code, what in ((errno.EACCES, "no permission"), (errno.ENOSPC, "the disk is full")):
+        def fails(*a, code=code, **k):
+            raise OSError(code, os.strerror(code))
+        with pytest.MonkeyPatch.context() as mp:  # a read-only folder (root ignores modes) or a full disk
+            mp.setattr(files.tempfile, "mkstemp", fails) if code == errno.EACCES else mp.setattr(runner.csv, "writer",
+                                                                                                   fails)
+            err = _one_line(capsys, runner_main([test, "--bundle", str(bundle), "--out", str(tmp_path / "p.csv")]),
+                            code=1)
+        assert err.startswith(f"error: {tmp_path / 'p.csv'}: ") and what in err and not list(tmp_path.glob("*p.csv*"))
 
 
 @pytest.mark.slow

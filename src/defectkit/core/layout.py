@@ -19,6 +19,18 @@ from defectkit.core.checks import check_name
 REFIT = "all"  # the fold name of a model trained on every training row (no OOF rows)
 
 
+def _fold_file(folder: str, pattern: str, doc: str) -> property:
+    """A FoldPaths property: `pattern` (with {k} for the fold) inside its model or OOF folder."""
+    return property(lambda self: getattr(self, folder) / pattern.format(k=self.fold), doc=doc)
+
+
+def _input(field: str | None, name: str = ""):
+    """A Layout method: the file a competition's config field names (or `name`) in its data_dir."""
+    def path(self, comp) -> Path:
+        return self.data_dir(comp) / (getattr(comp, field) if field else name)
+    return path
+
+
 @dataclass(frozen=True)
 class FoldPaths:
     """Every file one fold of one experiment reads or writes."""
@@ -27,50 +39,16 @@ class FoldPaths:
     oof_dir: Path
     fold: int | str  # a fold number, or "all" for a model trained on every training row
 
-    def _m(self, suffix: str) -> Path:
-        return self.model_dir / f"fold{self.fold}{suffix}"
-
-    @property
-    def best(self) -> Path:
-        return self._m(".pt")
-
-    @property
-    def last(self) -> Path:
-        return self._m("_last.pt")
-
-    @property
-    def log(self) -> Path:
-        return self._m("_log.csv")
-
-    @property
-    def curves(self) -> Path:
-        return self._m("_curves.png")
-
-    @property
-    def config(self) -> Path:
-        return self._m("_config.yaml")
-
-    @property
-    def job_log(self) -> Path:
-        """Full console output of the job when it ran under an executor (Ray)."""
-        return self._m(".log")
-
-    @property
-    def lock(self) -> Path:
-        return self._m(".lock")
-
-    @property
-    def oof(self) -> Path:
-        return self.oof_dir / f"fold{self.fold}.csv"
-
-    @property
-    def test(self) -> Path:
-        return self.oof_dir / f"test_fold{self.fold}.csv"
-
-    @property
-    def meta(self) -> Path:
-        """Written last: its presence marks the fold complete."""
-        return self.oof_dir / f"fold{self.fold}.json"
+    best = _fold_file("model_dir", "fold{k}.pt", "the best epoch's checkpoint")
+    last = _fold_file("model_dir", "fold{k}_last.pt", "the last epoch, with optimizer/scheduler/EMA state")
+    log = _fold_file("model_dir", "fold{k}_log.csv", "one row per epoch")
+    curves = _fold_file("model_dir", "fold{k}_curves.png", "loss and AUC per epoch")
+    config = _fold_file("model_dir", "fold{k}_config.yaml", "the resolved config")
+    job_log = _fold_file("model_dir", "fold{k}.log", "full console output of the job under an executor (Ray)")
+    lock = _fold_file("model_dir", "fold{k}.lock", "held while the fold is written")
+    oof = _fold_file("oof_dir", "fold{k}.csv", "OOF rows")
+    test = _fold_file("oof_dir", "test_fold{k}.csv", "test rows")
+    meta = _fold_file("oof_dir", "fold{k}.json", "the fold record, written last: its presence marks the fold complete")
 
     def outputs(self) -> list[Path]:
         return [self.best, self.last, self.log, self.curves, self.config, self.oof, self.test, self.meta]
@@ -86,29 +64,15 @@ class Layout:
     def data_dir(self, comp) -> Path:
         return self.base / (comp.data_dir or f"input/{check_name(comp.name, 'competition name')}")
 
-    def train_csv(self, comp) -> Path:
-        return self.data_dir(comp) / comp.train_csv
-
-    def train_dir(self, comp) -> Path:
-        return self.data_dir(comp) / comp.train_dir
-
-    def test_dir(self, comp) -> Path:
-        return self.data_dir(comp) / comp.test_dir
-
-    def sample_submission(self, comp) -> Path:
-        return self.data_dir(comp) / comp.sample_submission
-
-    def test_csv(self, comp) -> Path:
-        return self.data_dir(comp) / comp.test_csv
-
-    def solution(self, comp) -> Path:
-        return self.data_dir(comp) / comp.solution
-
-    def boxes(self, comp) -> Path:
-        return self.data_dir(comp) / "defect_boxes.csv"
-
-    def cache_dir(self, comp) -> Path:
-        return self.data_dir(comp) / ".cache"
+    # a competition's files, named by its config (Competition's fields) inside data_dir
+    train_csv = _input("train_csv")
+    train_dir = _input("train_dir")
+    test_dir = _input("test_dir")
+    sample_submission = _input("sample_submission")
+    test_csv = _input("test_csv")
+    solution = _input("solution")
+    boxes = _input(None, "defect_boxes.csv")
+    cache_dir = _input(None, ".cache")
 
     def raw_input(self, name: str) -> Path:
         return self.base / "input" / check_name(name, "competition name")

@@ -13,12 +13,10 @@ threshold chosen on OOF predictions at the operating point).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 
 from .combine import blend_scores, meta_columns, stack_intercept
 from .errors import cli_main
+from .files import atomic_path
 from .image_inputs import list_inputs, read_all, read_meta
 from .imaging import fit_image
 from .spec import BundleError, BundleSpec
@@ -121,19 +120,11 @@ def check_out(out: Path) -> None:
 
 
 def write_csv(path: Path, ids, prob, defect) -> None:
-    """id, prob, defect, written whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "prob", "defect"])
-            w.writerows((i, repr(float(p)), int(d)) for i, p, d in zip(ids, prob, defect))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """id, prob, defect, written whole or not at all (an OSError names `path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "prob", "defect"])
+        w.writerows((i, repr(float(p)), int(d)) for i, p, d in zip(ids, prob, defect))
 
 
 def predict(folder: Path, inputs: list[str], out: Path, opts: ScoreOptions | None = None,
