@@ -73,14 +73,15 @@ def test_a_new_users_folder_gets_the_cpu_preset_and_the_printed_command_ends_in_
     assert prepare_main(["folder", str(src), "--good", "ok", "--defect", "ng", "--name", "parts",
                          "--workdir", str(work)]) == 0
     out = capsys.readouterr().out
-    assert "portrait and landscape mixed" in out
+    assert "100 images of 40-120 x 40-120 px" in out and "aspect ratios (w/h) 0.33-3.00" in out
     written = yaml.safe_load((work / "configs/parts.yaml").read_text())
-    assert written["recipe"]["preset"] == "auto" and written["recipe"]["resize"] == "squash"
+    assert written["recipe"] == {"preset": "auto"}  # the run plans the rest from the images
     command = out.strip().splitlines()[-1]
     assert command.startswith("next: python src/run.py --config ")
     argv = command.split("python src/run.py ")[1].split()
-    # the printed command as is, made lighter for a test: one backbone, 2 epochs (still 5 folds)
+    # the printed command as is, made lighter for a test: one backbone, 2 epochs (still 5 folds), kept by the plan
     assert run_main(argv + ["--quiet", "--archs", "tf_efficientnet_lite0", "--epochs", "2"]) == 0
+    assert "kept as set: archs, epochs" in capsys.readouterr().out
     saved = yaml.safe_load(next(work.glob("models/*/fold0_config.yaml")).read_text())
     assert saved["recipe"]["preset"] == "cpu-fast"
     sub = pd.read_csv(work / "submissions/submission.csv")
@@ -100,9 +101,10 @@ def test_one_orientation_keeps_its_aspect_ratio_and_pad_learns_non_square_inputs
     work = tmp_path / "w"
     assert prepare_main(["folder", str(src), "--good", "ok", "--defect", "ng", "--name", "strip",
                          "--workdir", str(work)]) == 0
-    rec = load_config(work / "configs/strip.yaml", {"preset": "cpu-fast"}).recipe
-    assert rec.aspect_ratio == pytest.approx(3.3, abs=0.1) and rec.hw == (96, 288)  # 160 px of area at 3.3:1
     from defectkit.data.folds import make_folds
+    from defectkit.train.planner import ladder, survey
+    s = survey(load_config(work / "configs/strip.yaml"), work)
+    assert s.one_orientation and all(2.8 <= w / h <= 3.8 for h, w in ladder(s)[:2])  # the plan keeps the strip
     over = {"preset": "", "archs": ["resnet10t"], "pretrained": "none", "img_size": [32, 64], "resize": "pad",
             "epochs": 5, "batch_size": 16, "lr": 3e-3, "backbone_lr_factor": 1.0, "tta": 8, "n_folds": 2,
             "drop_rate": 0.0, "num_workers": 0}
@@ -144,27 +146,8 @@ def test_yolo_labels_become_good_defect_with_pixel_boxes(tmp_path, capsys):
         want = [x0, y0, x0 + 10, y0 + 8]
         assert boxes.loc[name, ["x_1", "y_1", "x_2", "y_2"]].tolist() == pytest.approx(want, abs=0.1)
     cfg = yaml.safe_load((work / "configs/seal.yaml").read_text())
-    assert cfg["competition"]["source"]["type"] == "yolo" and cfg["recipe"]["aspect_ratio"] == 2.0
+    assert cfg["competition"]["source"]["type"] == "yolo" and cfg["recipe"] == {"preset": "auto"}
     assert run_main(["--config", str(work / "configs/seal.yaml"), "--workdir", str(work), "--quiet", "--preset",
                      "cpu-fast", "--archs", "resnet10t", "--pretrained", "none", "--cache-frozen", "--freeze-stages",
                      "1", "--img-size", "32", "--n-folds", "2", "--epochs", "2", "--batch-size", "8"]) == 0
     assert len(pd.read_csv(work / "submissions/submission.csv")) == 8
-
-
-def test_a_large_set_gets_one_backbone_to_stay_within_a_cpu_budget(tmp_path):
-    """cpu-fast's two backbones up to 2,500 images; above, the written config keeps one (its time
-    grows with the images), and the config still resolves to the CPU preset."""
-    import yaml
-
-    from defectkit.core.config import load_config
-    from defectkit.data.prepare import LARGE_SET, competition_yaml, suggest_budget
-    assert suggest_budget(100) == ({}, "") and suggest_budget(LARGE_SET) == ({}, "")
-    fields, why = suggest_budget(4000)
-    assert fields == {"archs": ["tf_efficientnet_lite0"]} and "4000 images" in why
-    path = tmp_path / "configs/big.yaml"
-    path.parent.mkdir()
-    path.write_text(competition_yaml("big", {"type": "folder", "path": "x", "good": "g", "defect": "d"}, ".png",
-                                     ["id", "target"], fields, why))
-    cfg = load_config(path, {"device": "cpu"})
-    assert cfg.recipe.preset == "cpu-fast" and cfg.recipe.archs == ["tf_efficientnet_lite0"]
-    assert yaml.safe_load(path.read_text())["recipe"]["preset"] == "auto"

@@ -169,3 +169,41 @@ def run_bundle(bundle_dir: Path, args: list[str], env: dict):
     import sys
     return subprocess.run([sys.executable, str(Path(bundle_dir) / "predict_bundle.py"), *args], capture_output=True,
                           text=True, env=env, cwd=Path(bundle_dir).parent)
+
+
+def scratch_image(rng: np.random.Generator, defect: bool, hw: tuple[int, int] = (480, 1200)) -> np.ndarray:
+    """A grey inspection-like image: a textured surface (slow shading, a faint machining pattern,
+    grain) and, on a defect, one or two hairline scratches 1-2 px wide, of low contrast."""
+    import cv2
+    h, w = hw
+    shade = cv2.GaussianBlur(rng.normal(0, 1, (h // 16 + 1, w // 16 + 1)), (0, 0), 2)
+    shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_CUBIC) * 12
+    yy, xx = np.mgrid[0:h, 0:w]
+    angle = rng.uniform(0, np.pi)
+    pattern = 4 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) / rng.uniform(3, 7))
+    img = 128 + shade + pattern + rng.normal(0, 5, (h, w))
+    if defect:
+        for _ in range(rng.integers(1, 3)):
+            x0, y0 = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h
+            length, a = rng.uniform(0.06, 0.2) * w, rng.uniform(0, np.pi)
+            x1, y1 = x0 + length * np.cos(a), y0 + length * np.sin(a)
+            layer = np.zeros((h, w), np.float32)
+            cv2.line(layer, (int(x0), int(y0)), (int(x1), int(y1)), 1.0, int(rng.integers(1, 3)), cv2.LINE_AA)
+            img += layer * rng.choice([-1, 1]) * rng.uniform(18, 30)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_scratch_folder(root: Path, n: int = 300, defect_rate: float = 0.15, hw: tuple[int, int] = (480, 1200),
+                        seed: int = 0) -> Path:
+    """A folder per class (good/, defect/) of `n` scratch_image JPEGs (quality 95): what a new user
+    brings to prepare.py folder. The benchmark and tests of `preset: auto` draw it."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    n_defect = int(round(n * defect_rate))
+    for cls, count in (("good", n - n_defect), ("defect", n_defect)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            cv2.imwrite(str(root / cls / f"{cls}{i:04d}.jpg"), scratch_image(rng, cls == "defect", hw),
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return root

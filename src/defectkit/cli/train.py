@@ -29,6 +29,7 @@ from defectkit.core.config import GRID_FIELDS, add_recipe_flags, config_from_arg
 from defectkit.core.layout import REFIT, Layout
 from defectkit.train import engine
 from defectkit.train.fold import refit_config, train_fold
+from defectkit.train.planner import resolve_auto
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ def _fold(text: str) -> int | str:
 @cli_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = resolve_auto(config_from_args(args), Path(args.workdir))
     arch = args.arch or cfg.recipe.archs[0]
     cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, archs=[arch]))
     if args.fold == REFIT:

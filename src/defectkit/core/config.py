@@ -133,6 +133,10 @@ class Recipe:
     # A train.csv column of defect probabilities in [0, 1] (annotators' agreement, a severity grade) that
     # training fits instead of the 0/1 target; validation, OOF files and the blend still score the target.
     soft_target: str = opt("", neutral="")
+    pool: str = opt("avg", choices=("avg", "max", "avgmax", "catavgmax"), neutral="avg",
+                    doc="global pooling of the last feature map (max keeps a thin defect's response)")
+    time_budget: float = opt(0.0, ge=0, run=True, doc="minutes for the whole run, which preset auto plans for "
+                                                      "(0: 10 on a CPU, 30 on a GPU)")
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -198,6 +202,9 @@ class Config:
     competition: Competition
     recipe: Recipe
     source_file: str = ""
+    auto: bool = False  # preset: auto was asked for: the planner fills what is not explicit
+    explicit: frozenset = frozenset()  # recipe fields set in the YAML (its base: chain) or by a flag
+    plan: dict | None = None  # the plan applied (train/planner.py), with its estimate
 
     def exp_name(self, arch: str) -> str:
         """The experiment's name from the recipe's template; `_pl` added when trained with pseudo-labels."""
@@ -430,7 +437,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
         raise InputError(f"{where('archs')}: empty; name at least one timm model")
     competition = _build(Competition, comp, lambda k: f"{path}: competition.{k}")
     _check_competition(competition, f"{path}: competition")
-    cfg = Config(competition, rec, str(path))
+    explicit = frozenset(k for k in {*recipe, *flags} if k != "preset")
+    cfg = Config(competition, rec, str(path), asked == "auto", explicit)
     for arch in rec.archs:
         cfg.exp_name(arch)
     return cfg

@@ -378,48 +378,23 @@ def prepare_yolo(src: Path, out: Path, test_size: float = 0.25, sub_cols=("id", 
             f"answers in solution.csv); {len(box_rows)} boxes in defect_boxes.csv")
 
 
-def suggest_shape(sizes: list[tuple[int, int]]) -> tuple[dict, str]:
-    """Recipe fields for the input's shape, and a line saying why, from the (h, w) sizes seen.
-    Square-ish images: a square input. Images of one orientation and similar aspect ratios (a
-    strip photographed at 2532 x 824): the median aspect ratio (`aspect_ratio`), so that
-    little is distorted. Portrait and landscape mixed: a square input, each image squashed to
-    it (letterboxing would leave up to 2/3 of the pixels blank); `resize: pad` keeps shapes."""
+def describe_sizes(sizes: list[tuple[int, int]]) -> str:
+    """The images' sizes and aspect ratios in one line (what preset auto plans the input from)."""
+    if not sizes:
+        return "sizes not recorded (prepare again with --force to survey them)"
     hw = np.array(sizes, dtype=float)
     a = hw[:, 1] / hw[:, 0]
-    lo, med, hi = np.quantile(a, [0.05, 0.5, 0.95])
-    spread = (f"sizes {int(hw[:, 1].min())}-{int(hw[:, 1].max())} x {int(hw[:, 0].min())}-{int(hw[:, 0].max())} "
-              f"px (w x h), aspect ratios (w/h) {a.min():.2f}-{a.max():.2f}, median {med:.2f}")
-    if 0.8 <= lo and hi <= 1.25:
-        return {}, f"{spread}: square input"
-    if lo > 1.25 or hi < 0.8:
-        ratio = float(np.clip(round(med, 2), 0.25, 4.0))
-        return ({"aspect_ratio": ratio, "resize": "squash"},
-                f"{spread}: one orientation, so the input keeps the median aspect ratio {ratio} (aspect_ratio), "
-                "with the 4 flips that keep its shape for augmentation and TTA")
-    return ({"resize": "squash"},
-            f"{spread}: portrait and landscape mixed, so each image is squashed to a square input (resize: squash; "
-            "letterboxing with resize: pad would leave much of the input blank)")
-
-
-LARGE_SET = 2000  # images: above this, one backbone keeps a 2-core CPU run of cpu-fast near 10 minutes
-
-
-def suggest_budget(n_images: int) -> tuple[dict, str]:
-    """Recipe fields that keep the default CPU run within about 15 minutes on 2 cores: the
-    cpu-fast preset's two backbones up to LARGE_SET images (ELPV's 2,624 take 8-10 minutes),
-    one backbone above (its time grows with the number of images)."""
-    if n_images <= LARGE_SET:
-        return {}, ""
-    return ({"archs": ["tf_efficientnet_lite0"]},
-            f"{n_images} images: one backbone (archs) keeps a 2-core CPU run near 10-12 minutes; with a GPU, "
-            "remove `archs` to train the preset's three")
+    return (f"{len(hw)} images of {int(hw[:, 1].min())}-{int(hw[:, 1].max())} x {int(hw[:, 0].min())}-"
+            f"{int(hw[:, 0].max())} px (w x h), median {int(np.median(hw[:, 1]))} x {int(np.median(hw[:, 0]))}, "
+            f"aspect ratios (w/h) {a.min():.2f}-{a.max():.2f}")
 
 
 def competition_yaml(name: str, source: dict, ext: str, sub_cols, shape: dict, why: str, boxes: bool = False) -> str:
     comp = {"name": name, "source": source, "id_col": "id", "target_col": "target", "image_ext": ext,
             "submission_columns": list(sub_cols), "metric": "roc_auc"}
     head = (f"# {name}: written by src/prepare.py. Images: {why}.\n"
-            "# preset: auto = cpu-fast without a GPU, gpu with one (src/presets.py); override any recipe field here.\n")
+            "# preset: auto plans the input size, backbones and epochs from the images, this machine and the time\n"
+            "# budget (time_budget: minutes; 0 = 10 on a CPU, 30 on a GPU). A field set here is kept as set.\n")
     if boxes:
         head += "# input/<name>/defect_boxes.csv holds the defect boxes (for explain.py).\n"
     return head + yaml.safe_dump({"competition": comp, "recipe": {"preset": "auto", **shape}}, sort_keys=False)
@@ -428,19 +403,12 @@ def competition_yaml(name: str, source: dict, ext: str, sub_cols, shape: dict, w
 def write_config_and_say_next(base: Path, name: str, source: dict, sub_cols, boxes: bool = False) -> str:
     out = Layout(base).raw_input(name)
     info = json.loads((out / MARKER).read_text())
-    if info.get("sizes"):
-        shape, why = suggest_shape([tuple(s) for s in info["sizes"]])
-    else:  # prepared by a version that did not record sizes
-        shape, why = {}, "sizes not recorded (prepare again with --force to survey them): square input"
-    budget, why_budget = suggest_budget(len(info.get("sizes") or []))
-    if budget:
-        shape, why = {**budget, **shape}, f"{why}; {why_budget}"
+    why = describe_sizes([tuple(x) for x in info.get("sizes") or []])
     cfg_path = base / "configs" / f"{name}.yaml"
     lines = [f"images: {why}"]
     if not cfg_path.exists():
-        write_text_atomic(cfg_path, competition_yaml(name, source, info["image_ext"], sub_cols, shape, why, boxes))
-        lines.append(f"wrote {cfg_path} (preset: auto{', ' if shape else ''}"
-                     + ", ".join(f"{k}: {v}" for k, v in shape.items()) + ")")
+        write_text_atomic(cfg_path, competition_yaml(name, source, info["image_ext"], sub_cols, {}, why, boxes))
+        lines.append(f"wrote {cfg_path} (preset: auto: the run plans its recipe from the images and a time budget)")
     else:
         lines.append(f"kept {cfg_path} as it is")
     where = "" if Path(base).resolve() == ROOT.resolve() else f" --workdir {base}"

@@ -21,7 +21,7 @@ from defectkit.ship.runtime.runner import ScoreOptions, check_out
 from defectkit.ship.runtime.spec import BundleError
 from defectkit.train import engine, runtime
 from defectkit.train.checkpoint import Checkpoint
-from defectkit.train.features import CACHE_BATCH, as_cached, frozen_views
+from defectkit.train.features import as_cached, cache_batch, frozen_views
 from defectkit.train.models import CachedPrefixNet, load_fold_model
 
 
@@ -40,8 +40,9 @@ def fold_probs(model: torch.nn.Module, ck: Checkpoint, images: np.ndarray, devic
     if ck.cache_frozen:
         fs = ck.freeze_stages
         model.eval()
-        feats = torch.cat([as_cached(frozen_views(model, fs, images[s:s + CACHE_BATCH], setup, max(tta, 2)))
-                           for s in range(0, len(images), CACHE_BATCH)])
+        step = cache_batch(images.shape[1:3])
+        feats = torch.cat([as_cached(frozen_views(model, fs, images[s:s + step], setup, max(tta, 2)))
+                           for s in range(0, len(images), step)])
         batches = [(feats[s:s + batch_size], None) for s in range(0, len(feats), batch_size)]
         return engine.predict(CachedPrefixNet(model, fs), batches, setup, tta)
     batches = [(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size].transpose(0, 3, 1, 2))), None)

@@ -122,6 +122,6 @@ class Checkpoint:
     def build_model(self) -> nn.Module:
         """The model with these weights, in eval mode on the CPU."""
         from defectkit.train.models import create_model
-        model, _ = create_model(self.arch, pretrained="none", num_classes=1)
+        model, _ = create_model(self.arch, pretrained="none", num_classes=1, pool=self.recipe.get("pool", "avg"))
         model.load_state_dict(self.model)
         return model.eval()

@@ -42,15 +42,23 @@ def as_cached(feats: torch.Tensor) -> torch.Tensor:
     return feats.half().float().cpu().contiguous()
 
 
-CACHE_BATCH = 64  # images per batch when the cache is built (predict.py uses the same: same bits)
+CACHE_BATCH = 64  # images per batch when the cache is built, up to CACHE_PX pixels per image
+CACHE_PX = 90_000  # (300 x 300): larger images go in proportionally smaller batches, which bounds memory
+
+
+def cache_batch(hw: tuple[int, int]) -> int:
+    """Images per batch of the feature cache at input size `hw` (predict.py uses the same: same bits)."""
+    h, w = hw
+    return CACHE_BATCH if h * w <= CACHE_PX else max(1, CACHE_BATCH * CACHE_PX // (h * w))
 
 
 def extract_frozen_features(model: nn.Module, freeze_stages: int, images: np.ndarray, setup: DeviceSetup,
-                            path, batch_size: int = CACHE_BATCH, progress: bool = True,
+                            path, batch_size: int | None = None, progress: bool = True,
                             n_variants: int = 8) -> np.ndarray:
     """Output of the frozen stages for the first `n_variants` symmetries (D4 order) of every
     image, as float16 (N, n_variants, C, H, W) in a .npy file built once, memory-mapped after."""
     model.eval()
+    batch_size = batch_size or cache_batch(images.shape[1:3])
 
     def chunks():
         for start in range(0, len(images), batch_size):

@@ -139,7 +139,7 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
                 progress: bool = True) -> ModelParts:
     rec = cfg.recipe
     torch.manual_seed(rec.seed)
-    model, info = create_model(arch, rec.pretrained, rec.weights or None, 1, rec.drop_rate)
+    model, info = create_model(arch, rec.pretrained, rec.weights or None, 1, rec.drop_rate, rec.pool)
     model.to(device)
     setup = engine.make_setup(device, info.mean, info.std, rec.amp, rec.channels_last)
     if setup.channels_last:

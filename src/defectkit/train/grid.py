@@ -19,6 +19,7 @@ from defectkit.data.folds import fold_summary, make_folds
 from defectkit.data.sources import SOURCES, prepare_from_config
 from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.train.fold import refit_config, train_job
+from defectkit.train.planner import resolve_auto
 from defectkit.train.ray_executor import RayOptions, run_jobs
 
 EXECUTORS = ("local", "ray")
@@ -141,6 +142,7 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
     t_start = time.time()
     ensure_data(cfg, base, say)
     fpath = ensure_folds(cfg, base, say)
+    cfg = resolve_auto(cfg, base, say)
     jobs, states = plan_jobs(cfg, base, file_hash(fpath), force)
     todo = [j for j in jobs if states[j] != "done"]
     n_folds = len(cfg.recipe.folds or range(cfg.recipe.n_folds))
@@ -168,7 +170,7 @@ def finish(cfg: Config, base: Path, t_start: float, say=print) -> dict:
     def add_summary(rs, report):
         made["table"] = table = final_table(cfg, base, exps, report)
         made["summary"] = {"config": cfg.source_file, "table": table.to_dict("records"),
-                           "wall_secs": round(time.time() - t_start, 1),
+                           "wall_secs": round(time.time() - t_start, 1), "plan": cfg.plan,
                            "blend": {k: getattr(report, k) for k in ("method", "weights", "blend_oof_auc",
                                                                      "cross_check", "local_leaderboard",
                                                                      "operating_points")}}
@@ -178,7 +180,8 @@ def finish(cfg: Config, base: Path, t_start: float, say=print) -> dict:
                         refit=cfg.recipe.refit, command=shlex.join(["python", "src/run.py", *sys.argv[1:]]))
     report = run_blend(cfg.competition, base, opts, verbose=True, extra=add_summary)
     say("\n" + made["table"].to_string(index=False))
-    say(f"wall time {(time.time() - t_start) / 60:.1f} min; submission: {report.submission}")
+    planned = f" (the plan estimated {cfg.plan['total_s'] / 60:.1f})" if cfg.plan else ""
+    say(f"wall time {(time.time() - t_start) / 60:.1f} min{planned}; submission: {report.submission}")
     return made["summary"]
 
 

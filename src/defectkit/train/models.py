@@ -86,15 +86,20 @@ def load_weights_file(model: nn.Module, path: str | Path) -> None:
                          f"unexpected {list(unexpected)[:3]}...)")
 
 
-def _set_classes(model: nn.Module, num_classes: int) -> None:
-    """A new classifier for `num_classes` outputs; an ImageNet head of 1000 is kept as loaded."""
-    if num_classes != model.num_classes:
-        model.reset_classifier(num_classes)
+POOLS = ("avg", "max", "avgmax", "catavgmax")  # timm's global pooling of the last feature map
+
+
+def _set_classes(model: nn.Module, num_classes: int, pool: str = "avg") -> None:
+    """A new classifier for `num_classes` outputs after `pool`; an ImageNet head of 1000 after
+    average pooling is kept as loaded."""
+    if num_classes != model.num_classes or pool != "avg":
+        model.reset_classifier(num_classes, global_pool=pool)
 
 
 def create_model(arch: str, pretrained: str = "auto", weights: str | None = None, num_classes: int = 1,
-                 drop_rate: float = 0.0) -> tuple[nn.Module, ModelInfo]:
-    """A timm model with `num_classes` outputs and the normalisation its weights expect."""
+                 drop_rate: float = 0.0, pool: str = "avg") -> tuple[nn.Module, ModelInfo]:
+    """A timm model with `num_classes` outputs after `pool` (POOLS), and the normalisation its
+    weights expect."""
     if pretrained not in ("auto", "hub", "none"):
         raise InputError(f"pretrained={pretrained!r}: expected auto, hub or none")
     check_arch(arch)
@@ -103,18 +108,19 @@ def create_model(arch: str, pretrained: str = "auto", weights: str | None = None
     mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
     lite = lite_weights_path(arch)
     if weights:
-        _set_classes(model, num_classes)
+        _set_classes(model, num_classes, pool)
         load_weights_file(model, weights)
         return model, ModelInfo(f"file {weights}", mean, std)
     if pretrained == "none":
-        _set_classes(model, num_classes)
+        _set_classes(model, num_classes, pool)
         return model, ModelInfo("random init", mean, std)
     if pretrained == "auto" and lite is not None and lite.exists():
         _load_lite(model, lite)
-        _set_classes(model, num_classes)
+        _set_classes(model, num_classes, pool)
         return model, ModelInfo(f"package {lite.parent.parent.name}", *INCEPTION_NORM)
     try:
-        model = timm.create_model(arch, pretrained=True, num_classes=num_classes, drop_rate=drop_rate)
+        model = timm.create_model(arch, pretrained=True, num_classes=num_classes, drop_rate=drop_rate,
+                                  global_pool=pool)
     except Exception as e:  # offline, not cached, or no pretrained tag: several exception types
         offline = ", ".join(sorted(LITE_PACKAGES))
         raise InputError(

@@ -1,0 +1,452 @@
+"""`preset: auto` plans the run from the images, this machine and a time budget.
+
+    survey   the training images' count and median size, the test images' count (a sample of up to 48
+             images decoded: their sizes and the seconds one decode and resize takes)
+    probe    seconds per image of each candidate backbone at two input sizes, on the device the run
+             uses: the frozen stages' forward, the trainable rest's training step and forward (the CPU
+             scheme), or the whole network's (the GPU scheme); a line a + b x pixels through the two
+    plan     the largest input (up to the images' own size) at which one backbone fits the budget with
+             5 epochs, then, while the estimate stays inside the budget, a second backbone, more
+             epochs, a third backbone, TTA x8 for a square input; fields set in the YAML or on the
+             command line are kept and the rest is planned around them
+
+The plan is saved (plans/<competition>.json) with its inputs: the same command again finds it and
+trains the same recipe (complete folds are skipped); another budget, device or image set is a new
+plan, and its experiments get new names (the input size and epochs are in the name).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from defectkit.core.checks import InputError
+from defectkit.core.config import Config
+from defectkit.core.fileio import write_json_atomic
+from defectkit.core.layout import Layout
+from defectkit.core.presets import LITES
+
+PLAN_FORMAT = 1
+DEFAULT_BUDGET = {"cpu": 10.0, "cuda": 30.0}  # minutes, when time_budget is 0
+FILL = 0.9  # share of the budget a plan may fill (the rest: the estimate's error)
+FOLDS = 5
+EPOCHS = {"cpu": (5, 10), "cuda": (10, 20)}  # the fewest a plan trains, and the most it adds
+MIN_SIDE, MAX_CACHE_GB = 64, 8.0
+# Fixed costs on a 2-core CPU (seconds; calibrated against runs, README "How auto spends the budget"):
+START_S, FOLD_S, EPOCH_S = 20.0, 3.0, 0.6
+GPU_FOLD_S, GPU_EPOCH_S = 30.0, 1.5  # cudnn autotuning and loader start; validation, checkpoint, plot (H200)
+PLANNED = ("img_size", "aspect_ratio", "archs", "epochs", "tta", "name", "pool", "batch_size")
+MIN_STEPS = 60  # optimizer steps a fold takes at least: a small set gets smaller batches and more epochs
+
+
+def batch_for(n_train: int, folds: int, batch: int) -> int:
+    """The recipe's batch, or for a small set a smaller power of two (at least 4 steps an epoch)."""
+    n_tr = n_train * (folds - 1) / folds
+    b = batch
+    while b > 8 and n_tr / b < 4:
+        b //= 2
+    return b
+
+
+def min_epochs(n_train: int, folds: int, batch: int, lo: int, hi: int) -> int:
+    """At least `lo` epochs, and enough for MIN_STEPS optimizer steps (at most `hi`)."""
+    steps = max(1, int(n_train * (folds - 1) / folds) // batch)
+    return int(min(hi, max(lo, math.ceil(MIN_STEPS / steps))))
+
+
+@dataclass
+class Survey:
+    n_train: int
+    n_test: int
+    hw: tuple[int, int]  # median (height, width) of the training images
+    aspect_lo: float  # 5 % and 95 % quantiles of width / height
+    aspect_hi: float
+    decode_s: float  # seconds to decode and resize one image
+
+    @property
+    def square(self) -> bool:
+        return 0.8 <= self.aspect_lo and self.aspect_hi <= 1.25
+
+    @property
+    def one_orientation(self) -> bool:
+        return self.aspect_lo > 1.25 or self.aspect_hi < 0.8
+
+
+@dataclass
+class Curve:
+    """Seconds per image (or view) at an input of `px` pixels: through the measured points, and
+    along the nearest two beyond them (cost per pixel is not constant: caches, memory bandwidth)."""
+
+    points: list[tuple[float, float]] = field(default_factory=list)  # (pixels, seconds), sorted
+
+    def add(self, px: float, t: float) -> None:
+        self.points = sorted({**dict(self.points), float(px): float(t)}.items())
+
+    def __call__(self, px: float) -> float:
+        p = self.points
+        if len(p) == 1:
+            return p[0][1] * px / p[0][0]
+        i = min(max(1, next((k for k, (x, _) in enumerate(p) if x >= px), len(p) - 1)), len(p) - 1)
+        (x0, t0), (x1, t1) = p[i - 1], p[i]
+        return max(t0 + (t1 - t0) * (px - x0) / (x1 - x0), 0.0)
+
+
+@dataclass
+class ArchCost:
+    prefix: Curve  # frozen stages' forward, per view (CPU scheme)
+    train: Curve  # one training step per image: the rest (CPU) or the whole network (GPU)
+    infer: Curve  # forward per view: the rest (CPU) or the whole network (GPU)
+    channels: int = 0  # of the frozen stages' output (the feature cache's size)
+    stride: int = 16
+
+
+@dataclass
+class Plan:
+    device: str
+    budget_s: float
+    hw: tuple[int, int]
+    archs: list[str]
+    epochs: int
+    tta: int
+    pool: str = "avg"
+    folds: int = FOLDS
+    batch: int = 64
+    estimate: dict = field(default_factory=dict)  # seconds per part
+    kept: dict = field(default_factory=dict)  # fields set explicitly, which the plan did not change
+    notes: list[str] = field(default_factory=list)
+    costs: dict = field(default_factory=dict, repr=False)  # the probe's points, kept with the plan
+
+    @property
+    def total_s(self) -> float:
+        return float(sum(self.estimate.values()))
+
+    def fields(self) -> dict:
+        h, w = self.hw
+        tag = f"{h}" if h == w else f"{h}x{w}"
+        return {"img_size": [h, w] if h != w else h, "archs": list(self.archs), "epochs": self.epochs,
+                "tta": self.tta, "pool": self.pool, "batch_size": self.batch,
+                "name": f"{{arch}}_auto{tag}e{self.epochs}b{self.batch}"}
+
+    def line(self, native: tuple[int, int]) -> str:
+        h, w = self.hw
+        share = f"{h * w / (native[0] * native[1]):.0%} of the images' pixels" if (h, w) != tuple(native) \
+            else "the images' own size"
+        names = " + ".join(a.replace("tf_efficientnet_", "") for a in self.archs)
+        return (f"plan: {w} x {h} px ({share}), {names}, {self.folds} folds x {self.epochs} epochs, TTA x{self.tta}, "
+                f"{self.pool} pooling: about {self.total_s / 60:.1f} min of {self.budget_s / 60:.0f}")
+
+
+# --- survey -------------------------------------------------------------------------------------------
+
+def survey(cfg: Config, base: Path, n_sample: int = 48) -> Survey:
+    """The images' count and shape, from the tables and a seeded sample of training images."""
+    from defectkit.data.tables import load_test_ids, load_train_table
+    from defectkit.ship.runtime.imaging import fit_image, read_image
+    comp, layout = cfg.competition, Layout(base)
+    train = load_train_table(comp, layout, check_images=False)
+    ids = train[comp.id_col].astype(str).to_numpy()
+    pick = np.random.default_rng(0).permutation(len(ids))[:n_sample]
+    sizes, t0 = [], time.perf_counter()
+    for i in ids[pick]:
+        img = read_image(layout.train_dir(comp) / f"{i}{comp.image_ext}")
+        sizes.append(img.shape[:2])
+        fit_image(img, (224, 224))
+    decode = (time.perf_counter() - t0) / max(len(pick), 1)
+    hw = np.array(sizes, float)
+    aspect = hw[:, 1] / hw[:, 0]
+    lo, hi = np.quantile(aspect, [0.05, 0.95])
+    return Survey(len(ids), len(load_test_ids(comp, layout)), (int(np.median(hw[:, 0])), int(np.median(hw[:, 1]))),
+                  float(lo), float(hi), float(decode))
+
+
+# --- probe --------------------------------------------------------------------------------------------
+
+PROBE_SIZES = ((128, 128), (224, 224))
+
+
+def _timed(fn, reps: int = 2) -> float:
+    fn()  # warm-up: allocator, kernels
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+def probe_arch(arch: str, device: str, sizes=PROBE_SIZES, cost: ArchCost | None = None, freeze_stages: int = 6,
+               batch: int = 64, reps: int = 2) -> ArchCost:
+    """Seconds per image of `arch` at input `sizes` on `device` and the recipe's batch size (added
+    to `cost`'s points when given); random weights: the speed does not depend on them."""
+    import torch
+
+    from defectkit.train import runtime
+    from defectkit.train.models import create_model
+    runtime.configure(torch.device(device))  # as training runs: threads, and glibc keeping freed blocks
+    model = create_model(arch, pretrained="none")[0].to(torch.device(device), memory_format=torch.channels_last)
+    full = device == "cuda"  # as training runs: channels_last, and on CUDA bf16 autocast
+    cost = cost or ArchCost(Curve(), Curve(), Curve())
+    for hw in sizes:
+        row = _probe_at(model, hw, freeze_stages, (batch, reps), full)
+        for k in ("prefix", "train", "infer"):
+            getattr(cost, k).add(hw[0] * hw[1], row[k])
+        cost.channels, cost.stride = (0, 1) if full else (int(row["shape"][1]), hw[0] // int(row["shape"][-2]))
+    return cost
+
+
+def _probe_at(model, hw: tuple[int, int], freeze_stages: int, batch_reps: tuple[int, int], full: bool) -> dict:
+    """Per-image seconds at one input size: the frozen stages' forward, and the trained part's
+    training step and forward (the whole network when `full`), each the mean of `reps` runs."""
+    batch, reps = batch_reps
+    import torch
+
+    from defectkit.train.models import CachedPrefixNet, run_prefix
+    dev = next(model.parameters()).device
+    x = torch.randn(min(batch, 8), 3, *hw, device=dev).contiguous(memory_format=torch.channels_last)
+    net = model if full else CachedPrefixNet(model, freeze_stages)
+    with torch.no_grad():
+        feats = x if full else run_prefix(model.eval(), freeze_stages, x)
+    feats = feats.repeat(-(-batch // len(x)), 1, 1, 1)[:batch].contiguous(memory_format=torch.channels_last)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+    def step():
+        net.train()
+        with amp:
+            loss = net(feats).float().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(dev)
+
+    def infer():
+        with torch.no_grad(), amp:
+            net.eval()(feats)
+        _sync(dev)
+
+    def prefix():
+        with torch.no_grad():
+            run_prefix(model.eval(), freeze_stages, x)
+        _sync(dev)
+    return {"train": _timed(step, reps) / batch, "infer": _timed(infer, reps) / batch,
+            "prefix": 0.0 if full else _timed(prefix, reps) / len(x), "shape": tuple(feats.shape)}
+
+
+def _sync(dev) -> None:
+    import torch
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+# --- the cost model and the search ----------------------------------------------------------------------
+
+def estimate(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> dict:
+    """Seconds per part of a run of `plan` on `s`: the image cache, each backbone's feature cache
+    (CPU scheme) and its folds (training, the validation pass of every epoch, TTA on the held-out
+    and test images), and the fixed costs."""
+    h, w = plan.hw
+    px, n_all = h * w, s.n_train + s.n_test
+    n_val = s.n_train / plan.folds
+    n_tr = s.n_train - n_val
+    n_tr = n_tr // plan.batch * plan.batch if n_tr > plan.batch else n_tr  # the last partial batch is dropped
+    gpu = plan.device == "cuda"
+    fold_s, epoch_s = (GPU_FOLD_S, GPU_EPOCH_S) if gpu else (FOLD_S, EPOCH_S)
+    out = {"start and blend": START_S, "images": n_all * s.decode_s * (1 + px / (s.hw[0] * s.hw[1]))}
+    for a in plan.archs:
+        c = costs[a]
+        if not gpu:
+            out[f"{a} features"] = n_all * max(plan.tta, 2) * c.prefix(px)
+        per_epoch = n_tr * c.train(px) + n_val * c.infer(px) + epoch_s
+        predict = (n_val + s.n_test) * plan.tta * c.infer(px)
+        out[f"{a} folds"] = plan.folds * (plan.epochs * per_epoch + predict + fold_s)
+    return out
+
+
+def cache_gb(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> float:
+    """Disk the feature caches take (float16 output of the frozen stages, per view)."""
+    if plan.device == "cuda":
+        return 0.0
+    h, w = plan.hw
+    n_all = s.n_train + s.n_test
+    return sum(n_all * max(plan.tta, 2) * c.channels * math.ceil(h / c.stride) * math.ceil(w / c.stride) * 2
+               for c in (costs[a] for a in plan.archs)) / 2**30
+
+
+def ladder(s: Survey, aspect: float | None = None) -> list[tuple[int, int]]:
+    """Input sizes from the images' own size down, 32 px of height at a time: (h, w) in multiples
+    of 32, the median aspect ratio for images of one orientation, a square otherwise."""
+    h0, w0 = s.hw
+    if aspect is None:
+        aspect = w0 / h0 if s.one_orientation else 1.0
+    side = math.sqrt(h0 * w0 / aspect) if s.one_orientation else min(h0, w0)  # the height that keeps the area
+    top = max(MIN_SIDE, int(side) // 32 * 32)
+    out = []
+    for h in range(top, MIN_SIDE - 1, -32):
+        w = max(MIN_SIDE, int(h * aspect) // 32 * 32)
+        if (h, w) not in out:
+            out.append((h, w))
+    return out or [(MIN_SIDE, MIN_SIDE)]
+
+
+def search(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, fixed: dict) -> Plan:
+    """The plan (module docstring); `fixed`: fields set explicitly (hw, archs, epochs, tta, pool)."""
+    lo_e, hi_e = EPOCHS[device]
+    cands = [a for a in LITES if a in costs]
+    archs0 = fixed.get("archs") or cands[:1]
+    sizes = [fixed["hw"]] if "hw" in fixed else ladder(s)
+    tta0 = fixed.get("tta", 4 if device == "cpu" else 8)
+    folds = fixed.get("folds", FOLDS)
+    batch = fixed["batch"] if "batch_size" in fixed.get("explicit", ()) else batch_for(
+        s.n_train, folds, fixed.get("batch", 64 if device == "cpu" else 32))
+    epochs = fixed.get("epochs", min_epochs(s.n_train, folds, batch, lo_e, max(hi_e, 20)))
+    for hw in sizes:
+        plan = Plan(device, budget_s, hw, list(archs0), epochs, tta0, fixed.get("pool", "avg"), folds, batch)
+        if fits(s, costs, plan):
+            return grow(s, costs, plan, fixed, cands, max(hi_e, epochs))
+    least = Plan(device, budget_s, sizes[-1], list(archs0), epochs, tta0, folds=folds, batch=batch)
+    least.estimate = estimate(s, costs, least)
+    raise InputError(f"time_budget {budget_s / 60:g} min: too small for even the smallest plan ({least.hw[1]} x "
+                     f"{least.hw[0]} px, {len(least.archs)} backbone, {least.epochs} epochs), which needs about "
+                     f"{least.total_s / 60 / FILL:.1f} min; give --time-budget {math.ceil(least.total_s / 60 / FILL)} "
+                     "or more")
+
+
+def fits(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> bool:
+    plan.estimate = estimate(s, costs, plan)
+    return plan.total_s <= FILL * plan.budget_s and cache_gb(s, costs, plan) <= MAX_CACHE_GB
+
+
+def grow(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict, cands: list[str], hi_e: int) -> Plan:
+    """Spend what the budget leaves: a second backbone, more epochs, a third, TTA x8 (square)."""
+    steps = []
+    if "archs" not in fixed:
+        steps += [("archs", a) for a in cands[1:2]]
+    if "epochs" not in fixed:
+        steps += [("epochs", e) for e in range(plan.epochs + 1, hi_e + 1)]
+    if "archs" not in fixed:
+        steps += [("archs", a) for a in cands[2:3]]
+    if "tta" not in fixed and plan.hw[0] == plan.hw[1]:
+        steps.append(("tta", 8))
+    for key, value in steps:
+        trial = dataclasses.replace(plan, archs=[*plan.archs, value] if key == "archs" else plan.archs,
+                                    **({key: value} if key != "archs" else {}))
+        if fits(s, costs, trial):
+            plan = trial
+    plan.estimate = estimate(s, costs, plan)
+    return plan
+
+
+# --- the plan of a run: made once, saved, applied ---------------------------------------------------------
+
+def device_kind(cfg: Config) -> str:
+    from defectkit.train.runtime import pick_device
+    return pick_device(cfg.recipe.device).type
+
+
+def fixed_fields(cfg: Config) -> dict:
+    """The planned fields the user set (YAML or flags): the plan keeps them."""
+    rec, ex = cfg.recipe, cfg.explicit
+    out = {k: getattr(rec, k) for k in ("archs", "epochs", "tta", "pool") if k in ex}
+    if "img_size" in ex or "aspect_ratio" in ex:
+        out["hw"] = rec.hw
+    return out
+
+
+def plan_inputs(cfg: Config, s: Survey, device: str) -> dict:
+    budget = cfg.recipe.time_budget or DEFAULT_BUDGET[device]
+    return {"budget_min": budget, "device": device, "n_train": s.n_train, "n_test": s.n_test, "hw": list(s.hw),
+            "aspect": [round(s.aspect_lo, 2), round(s.aspect_hi, 2)],
+            "folds": cfg.recipe.n_folds,
+            "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in fixed_fields(cfg).items()}}
+
+
+def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
+    """Probe this machine, then search (the module docstring)."""
+    inputs = plan_inputs(cfg, s, device)
+    fixed = {**fixed_fields(cfg), "folds": cfg.recipe.n_folds, "batch": cfg.recipe.batch_size,
+             "explicit": cfg.explicit}
+    t0, budget = time.perf_counter(), inputs["budget_min"] * 60
+    batch = batch_for(s.n_train, cfg.recipe.n_folds, cfg.recipe.batch_size)
+    costs = {a: probe_arch(a, device, batch=batch) for a in LITES}
+    plan = search(s, costs, device, budget - (time.perf_counter() - t0), fixed)
+    for _ in range(2):  # timed again at the size planned (the plan's backbones), until the plan keeps its size
+        px = plan.hw[0] * plan.hw[1]
+        if any(abs(x / px - 1) < 0.25 for x, _ in costs[plan.archs[0]].train.points):
+            break
+        for a in plan.archs:
+            costs[a] = probe_arch(a, device, [plan.hw], costs[a], batch=plan.batch, reps=1)
+        plan = search(s, costs, device, budget - (time.perf_counter() - t0), fixed)
+    spent = time.perf_counter() - t0
+    sizes = ", ".join(f"{x / 1e3:.0f}k" for x in sorted({x for x, _ in costs[plan.archs[0]].train.points}))
+    say(f"probe: {len(costs)} backbones timed at inputs of {sizes} pixels on {device} in {spent:.0f} s")
+    plan.budget_s, plan.estimate = budget, {"plan (probe)": spent, **plan.estimate}
+    plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
+    plan.kept = {k: v for k, v in inputs["fixed"].items()}
+    plan.notes = notes(s, costs, plan)
+    return plan
+
+
+def notes(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> list[str]:
+    """What the plan gave up, and what a larger budget would buy."""
+    out = []
+    if plan.hw[0] * plan.hw[1] < 0.9 * s.hw[0] * s.hw[1] and "hw" not in plan.kept:
+        full = Plan(plan.device, plan.budget_s, ladder(s)[0], plan.archs[:1], EPOCHS[plan.device][0], plan.tta,
+                    folds=plan.folds, batch=plan.batch)
+        need = sum(estimate(s, costs, full).values()) / FILL / 60
+        out.append(f"trains at {plan.hw[1]} x {plan.hw[0]} px, {plan.hw[0] * plan.hw[1] / (s.hw[0] * s.hw[1]):.0%} "
+                   f"of the images' {s.hw[1]} x {s.hw[0]}: a budget of about {math.ceil(need)} min (--time-budget) "
+                   "trains at their own size" + ("; a GPU would too, in far less" if plan.device == "cpu" else ""))
+    return out
+
+
+def plan_path(cfg: Config, base: Path) -> Path:
+    return Layout(base).base / "plans" / f"{cfg.competition.name}.json"
+
+
+def load_saved(cfg: Config, base: Path, inputs: dict) -> Plan | None:
+    path = plan_path(cfg, base)
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("format") != PLAN_FORMAT or saved.get("inputs") != inputs:
+            return None
+        p = saved["plan"]
+        return Plan(p["device"], p["budget_s"], tuple(p["hw"]), p["archs"], p["epochs"], p["tta"], p["pool"],
+                    p["folds"], p["batch"], p["estimate"], p["kept"], p["notes"])
+    except (ValueError, KeyError, TypeError):
+        return None  # another version's plan: planned again
+
+
+def apply(cfg: Config, plan: Plan) -> Config:
+    """The plan's fields, but for the ones set explicitly."""
+    fields = {k: v for k, v in plan.fields().items() if k not in cfg.explicit}
+    if "hw" in fixed_fields(cfg):
+        fields.pop("img_size", None)
+    recipe = dataclasses.replace(cfg.recipe, **fields, **({"aspect_ratio": 1.0} if "img_size" in fields else {}))
+    return dataclasses.replace(cfg, recipe=recipe, plan={**dataclasses.asdict(plan), "total_s": plan.total_s})
+
+
+def resolve_auto(cfg: Config, base: Path, say=print, probe: bool = True) -> Config:
+    """`preset: auto`: the saved plan of these inputs, or (with `probe`) a new one, saved; the
+    config unchanged when nothing is to plan, or no plan is saved and `probe` is off."""
+    if not cfg.auto:
+        return cfg
+    device = device_kind(cfg)
+    s = survey(cfg, base)
+    inputs = plan_inputs(cfg, s, device)
+    plan = load_saved(cfg, base, inputs)
+    if plan is None:
+        if not probe:
+            return cfg
+        plan = make_plan(cfg, s, device, say)
+        write_json_atomic(plan_path(cfg, base), {"format": PLAN_FORMAT, "inputs": inputs,
+                                                  "plan": dataclasses.asdict(plan)})
+    say(plan.line(s.hw) + (f" (kept as set: {', '.join(plan.kept)})" if plan.kept else ""))
+    for n in plan.notes:
+        say(f"plan: {n}")
+    return apply(cfg, plan)

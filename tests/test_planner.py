@@ -1,0 +1,122 @@
+"""`preset: auto` plans from the images, the machine and a time budget: every plan fits its
+budget by its own cost model, never exceeds the images' size, keeps what the user set, says what
+it gave up; a budget too small is one line; a planned run, run again, trains nothing new."""
+import pytest
+import yaml
+
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.train import planner
+from defectkit.train.planner import FILL, ArchCost, Curve, Survey, cache_gb, estimate, ladder, search
+
+
+def line(a, b):
+    """A curve through two probe points of a + b x pixels."""
+    return Curve([(x, a + b * x) for x in (16384.0, 50176.0)])
+
+
+# Per-image seconds of the three lites, of the shape the probe measures on a 2-core CPU
+CPU = {a: ArchCost(line(2e-4, 1.3e-7 * k), line(4e-4, 1.4e-7 * k), line(1e-4, 0.45e-7 * k), 112, 16)
+       for a, k in zip(planner.LITES, (1.0, 1.45, 1.9))}
+GPU = {a: ArchCost(line(0, 0), line(1.2e-4, 0.8e-9 * k), line(0.3e-4, 0.25e-9 * k), 0, 1)
+       for a, k in zip(planner.LITES, (1.0, 1.4, 1.8))}
+
+
+def test_a_curve_goes_through_its_points_and_beyond_along_the_nearest_two():
+    c = Curve([(100.0, 1.0), (200.0, 3.0)])
+    assert c(100) == 1.0 and c(150) == 2.0 and c(300) == 5.0
+    c.add(300, 4.0)
+    assert c(300) == 4.0 and c(400) == 5.0 and c(250) == 3.5
+
+
+def _survey(n, hw, n_test=None, aspect=None):
+    a = hw[1] / hw[0] if aspect is None else aspect
+    return Survey(n, n_test if n_test is not None else n // 4, hw, a * 0.95, a * 1.05, 0.002 * hw[0] * hw[1] / 9e4)
+
+
+SURVEYS = {"tiny": _survey(200, (64, 64)), "elpv-like": _survey(1968, (300, 300), 656),
+           "hairline strips": _survey(300, (824, 2532)), "100 images": _survey(100, (480, 640)),
+           "10,000 images": _survey(10_000, (512, 512), 2000)}
+
+
+@pytest.mark.parametrize("name", list(SURVEYS))
+@pytest.mark.parametrize("device,budget", [("cpu", 10), ("cuda", 30)])
+def test_a_plan_fits_its_budget_and_never_exceeds_the_images_size(name, device, budget):
+    s = SURVEYS[name]
+    costs = CPU if device == "cpu" else GPU
+    plan = search(s, costs, device, budget * 60, {})
+    assert plan.total_s <= FILL * budget * 60 and sum(estimate(s, costs, plan).values()) == pytest.approx(plan.total_s)
+    assert plan.hw[0] <= max(s.hw[0], 64) and plan.hw[1] <= max(s.hw[1], 64) and cache_gb(s, costs, plan) <= 8
+    assert plan.hw[0] % 32 == 0 and plan.hw[1] % 32 == 0 and len(plan.archs) >= 1
+    assert plan.epochs >= planner.EPOCHS[device][0]
+    if name == "tiny":  # cheap images: the whole budget's worth of backbones and epochs, at their own size
+        assert plan.hw == (64, 64) and len(plan.archs) == 3
+    if name == "hairline strips" and device == "cpu":  # the images' 2,532 x 824 do not fit 10 CPU minutes
+        assert plan.hw[0] < 824 and 2.8 < plan.hw[1] / plan.hw[0] < 3.4  # smaller, with their aspect ratio
+
+
+def test_more_budget_buys_resolution_first_then_backbones_and_epochs():
+    s = SURVEYS["hairline strips"]
+    plans = [search(s, CPU, "cpu", m * 60, {}) for m in (10, 30, 120)]
+    px = [p.hw[0] * p.hw[1] for p in plans]
+    assert px[0] < px[1] <= px[2] and plans[2].hw == ladder(s)[0]  # at last the images' own size
+    assert len(plans[2].archs) >= len(plans[0].archs)
+
+
+def test_what_the_user_set_is_kept_and_the_rest_planned_around_it():
+    s = SURVEYS["elpv-like"]
+    plan = search(s, CPU, "cpu", 30 * 60, {"hw": (224, 224), "archs": ["tf_efficientnet_lite1"]})
+    assert plan.hw == (224, 224) and plan.archs == ["tf_efficientnet_lite1"] and plan.total_s <= FILL * 1800
+
+
+def test_a_budget_too_small_for_the_smallest_plan_says_the_least_it_needs():
+    with pytest.raises(InputError, match=r"time_budget 0.2 min: too small for even the smallest plan .* needs about "
+                                         r"[\d.]+ min; give --time-budget \d+ or more"):
+        search(SURVEYS["10,000 images"], CPU, "cpu", 0.2 * 60, {})
+
+
+def test_the_ladder_keeps_one_orientations_aspect_ratio_and_squares_a_mix():
+    strips = _survey(300, (40, 132))
+    assert all(2.7 <= w / h <= 3.7 for h, w in ladder(strips)[:3])
+    mixed = Survey(300, 75, (60, 60), 0.33, 3.0, 0.001)
+    assert all(h == w for h, w in ladder(mixed))
+
+
+def test_the_plan_names_its_experiments_by_what_it_chose():
+    s = SURVEYS["elpv-like"]
+    a, b = search(s, CPU, "cpu", 10 * 60, {}), search(s, CPU, "cpu", 40 * 60, {})
+    fa, fb = a.fields(), b.fields()
+    assert fa["name"] != fb["name"] and "{arch}" in fa["name"]
+
+
+@pytest.mark.slow
+def test_a_planned_run_run_again_reuses_its_plan_and_trains_nothing_new(tmp_path, monkeypatch):
+    from defectkit.testing import make_toy_competition
+    from defectkit.train.grid import run_grid
+    monkeypatch.setattr(planner, "LITES", ["tf_efficientnet_lite0"])  # one backbone to probe: a quick test
+    make_toy_competition(tmp_path)
+    (tmp_path / "configs").mkdir(exist_ok=True)
+    (tmp_path / "configs/toy.yaml").write_text(yaml.safe_dump({
+        "competition": {"name": "toy", "source": {"type": "toy"}},
+        "recipe": {"preset": "auto", "n_folds": 2, "epochs": 1, "time_budget": 5, "num_workers": 0}}))
+    cfg = load_config(tmp_path / "configs/toy.yaml")
+    assert cfg.auto and "epochs" in cfg.explicit
+    lines = []
+    run_grid(cfg, tmp_path, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))))
+    plan_line = next(line for line in lines if line.startswith("plan: "))
+    assert any(line.startswith("probe: ") for line in lines) and "kept as set: epochs" in plan_line
+    assert "2 folds x 1 epochs" in plan_line
+    again = []
+    run_grid(load_config(tmp_path / "configs/toy.yaml"), tmp_path, progress=False,
+             say=lambda *a: again.append(" ".join(map(str, a))))
+    assert not any(line.startswith("probe: ") for line in again)  # the saved plan, not a new one
+    assert any("complete, 0 to run" in line for line in again) and plan_line in again
+
+
+def test_a_small_set_gets_smaller_batches_and_enough_epochs_for_its_steps():
+    small, large = _survey(240, (320, 800)), SURVEYS["elpv-like"]
+    p = search(small, CPU, "cpu", 30 * 60, {})
+    steps = int(240 * 4 / 5) // p.batch
+    assert p.batch < 64 and steps >= 4 and p.epochs * steps >= planner.MIN_STEPS
+    q = search(large, CPU, "cpu", 10 * 60, {})
+    assert q.batch == 64 and q.epochs >= planner.EPOCHS["cpu"][0]
