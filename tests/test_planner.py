@@ -120,3 +120,30 @@ def test_a_small_set_gets_smaller_batches_and_enough_epochs_for_its_steps():
     assert p.batch < 64 and steps >= 4 and p.epochs * steps >= planner.MIN_STEPS
     q = search(large, CPU, "cpu", 10 * 60, {})
     assert q.batch == 64 and q.epochs >= planner.EPOCHS["cpu"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", ["max", "avgmax"])
+def test_another_pooling_is_a_recipe_field_that_trains_and_predicts_the_thin_scratch_toy(tmp_path, pool):
+    """pool: the global pooling the plan keeps at avg (bench/pooling.py measured no better one);
+    any other trains, and its checkpoint rebuilds the same model for predict.py and the export."""
+    import numpy as np
+
+    from defectkit.cli.prepare import main as prepare_main
+    from defectkit.core.layout import Layout
+    from defectkit.data.folds import make_folds
+    from defectkit.testing import make_scratch_folder
+    from defectkit.train.fold import train_fold
+    from defectkit.train.models import load_fold_model
+    make_scratch_folder(tmp_path / "src", n=80, defect_rate=0.4, hw=(96, 240), seed=2)
+    assert prepare_main(["folder", str(tmp_path / "src"), "--good", "good", "--defect", "defect", "--name", "thin",
+                         "--workdir", str(tmp_path)]) == 0
+    cfg = load_config(tmp_path / "configs/thin.yaml", {
+        "preset": "cpu-fast", "archs": ["tf_efficientnet_lite0"], "img_size": [96, 240], "pool": pool, "epochs": 12,
+        "batch_size": 16, "n_folds": 2, "tta": 1, "num_workers": 0})
+    make_folds(cfg.competition, 2, 0, base=tmp_path)
+    meta = train_fold(cfg, "tf_efficientnet_lite0", 0, tmp_path, progress=False)
+    assert meta.oof_auc > 0.8
+    model, ck = load_fold_model(Layout(tmp_path).fold(cfg.exp_name("tf_efficientnet_lite0"), 0).best, 0)
+    assert model.global_pool.pool_type == pool and ck.recipe["pool"] == pool
+    assert np.isfinite(model(__import__("torch").zeros(1, 3, 96, 240)).detach().numpy()).all()

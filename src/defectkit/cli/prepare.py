@@ -12,7 +12,7 @@ sample_submission.csv and, when the test labels are known (a held-out split), th
 solution.csv (id, target, Usage) that only local scoring reads. A marker file records the
 arguments: a second run with the same arguments does nothing; an interrupted run is repaired;
 --force rebuilds every image whose source changed. `folder` and `yolo` also write
-configs/<name>.yaml (preset: auto, and an input shape that suits the images' sizes) and
+configs/<name>.yaml (preset: auto: the run plans its recipe from the images and a time budget) and
 print the one command to run next.
 """
 from __future__ import annotations

@@ -117,6 +117,7 @@ class Plan:
     pool: str = "avg"
     folds: int = FOLDS
     batch: int = 64
+    cached: bool = True  # the CPU scheme: frozen stages cached, the rest trained (else the whole network)
     estimate: dict = field(default_factory=dict)  # seconds per part
     kept: dict = field(default_factory=dict)  # fields set explicitly, which the plan did not change
     notes: list[str] = field(default_factory=list)
@@ -188,7 +189,7 @@ def probe_arch(arch: str, device: str, sizes=PROBE_SIZES, cost: ArchCost | None 
     from defectkit.train.models import create_model
     runtime.configure(torch.device(device))  # as training runs: threads, and glibc keeping freed blocks
     model = create_model(arch, pretrained="none")[0].to(torch.device(device), memory_format=torch.channels_last)
-    full = device == "cuda"  # as training runs: channels_last, and on CUDA bf16 autocast
+    full = freeze_stages == 0  # the whole network trains (no cache); as training runs: channels_last, bf16 on CUDA
     cost = cost or ArchCost(Curve(), Curve(), Curve())
     for hw in sizes:
         row = _probe_at(model, hw, freeze_stages, (batch, reps), full)
@@ -232,8 +233,24 @@ def _probe_at(model, hw: tuple[int, int], freeze_stages: int, batch_reps: tuple[
         with torch.no_grad():
             run_prefix(model.eval(), freeze_stages, x)
         _sync(dev)
-    return {"train": _timed(step, reps) / batch, "infer": _timed(infer, reps) / batch,
+    train = _timed(step, reps) / batch
+    if full:  # the GPU scheme's images are augmented on the CPU by the loader's workers: the slower one sets the pace
+        train = max(train, loader_seconds(hw))
+    return {"train": train, "infer": _timed(infer, reps) / batch,
             "prefix": 0.0 if full else _timed(prefix, reps) / len(x), "shape": tuple(feats.shape)}
+
+
+def loader_seconds(hw: tuple[int, int], n: int = 8) -> float:
+    """Seconds per image the data loader needs for the `strong` augmentation at `hw`, its workers together."""
+    from defectkit.data.augment import build_transform
+    from defectkit.train.runtime import default_num_workers
+    aug = build_transform("strong", 8 if hw[0] == hw[1] else 4)
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (n, 3, *hw), dtype=np.uint8)
+    t0 = time.perf_counter()
+    for img in imgs:
+        aug(img, rng)
+    return (time.perf_counter() - t0) / n / max(1, default_num_workers("cuda"))
 
 
 def _sync(dev) -> None:
@@ -258,7 +275,7 @@ def estimate(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> dict:
     out = {"start and blend": START_S, "images": n_all * s.decode_s * (1 + px / (s.hw[0] * s.hw[1]))}
     for a in plan.archs:
         c = costs[a]
-        if not gpu:
+        if plan.cached:
             out[f"{a} features"] = n_all * max(plan.tta, 2) * c.prefix(px)
         per_epoch = n_tr * c.train(px) + n_val * c.infer(px) + epoch_s
         predict = (n_val + s.n_test) * plan.tta * c.infer(px)
@@ -268,7 +285,7 @@ def estimate(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> dict:
 
 def cache_gb(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> float:
     """Disk the feature caches take (float16 output of the frozen stages, per view)."""
-    if plan.device == "cuda":
+    if not plan.cached:
         return 0.0
     h, w = plan.hw
     n_all = s.n_train + s.n_test
@@ -295,7 +312,7 @@ def ladder(s: Survey, aspect: float | None = None) -> list[tuple[int, int]]:
 def search(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, fixed: dict) -> Plan:
     """The plan (module docstring); `fixed`: fields set explicitly (hw, archs, epochs, tta, pool)."""
     lo_e, hi_e = EPOCHS[device]
-    cands = [a for a in LITES if a in costs]
+    cands = [a for a in LITES if a in costs] or list(costs)
     archs0 = fixed.get("archs") or cands[:1]
     sizes = [fixed["hw"]] if "hw" in fixed else ladder(s)
     tta0 = fixed.get("tta", 4 if device == "cpu" else 8)
@@ -304,10 +321,12 @@ def search(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, 
         s.n_train, folds, fixed.get("batch", 64 if device == "cpu" else 32))
     epochs = fixed.get("epochs", min_epochs(s.n_train, folds, batch, lo_e, max(hi_e, 20)))
     for hw in sizes:
-        plan = Plan(device, budget_s, hw, list(archs0), epochs, tta0, fixed.get("pool", "avg"), folds, batch)
+        plan = Plan(device, budget_s, hw, list(archs0), epochs, tta0, fixed.get("pool", "avg"), folds, batch,
+                    fixed.get("cached", device == "cpu"))
         if fits(s, costs, plan):
             return grow(s, costs, plan, fixed, cands, max(hi_e, epochs))
-    least = Plan(device, budget_s, sizes[-1], list(archs0), epochs, tta0, folds=folds, batch=batch)
+    least = Plan(device, budget_s, sizes[-1], list(archs0), epochs, tta0, folds=folds, batch=batch,
+                 cached=fixed.get("cached", device == "cpu"))
     least.estimate = estimate(s, costs, least)
     raise InputError(f"time_budget {budget_s / 60:g} min: too small for even the smallest plan ({least.hw[1]} x "
                      f"{least.hw[0]} px, {len(least.archs)} backbone, {least.epochs} epochs), which needs about "
@@ -367,18 +386,21 @@ def plan_inputs(cfg: Config, s: Survey, device: str) -> dict:
 def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
     """Probe this machine, then search (the module docstring)."""
     inputs = plan_inputs(cfg, s, device)
-    fixed = {**fixed_fields(cfg), "folds": cfg.recipe.n_folds, "batch": cfg.recipe.batch_size,
-             "explicit": cfg.explicit}
+    rec = cfg.recipe
+    fixed = {**fixed_fields(cfg), "folds": rec.n_folds, "batch": rec.batch_size, "explicit": cfg.explicit,
+             "cached": rec.cache_frozen and rec.freeze_stages > 0}
+    freeze = rec.freeze_stages if fixed["cached"] else 0
     t0, budget = time.perf_counter(), inputs["budget_min"] * 60
     batch = batch_for(s.n_train, cfg.recipe.n_folds, cfg.recipe.batch_size)
-    costs = {a: probe_arch(a, device, batch=batch) for a in LITES}
+    costs = {a: probe_arch(a, device, freeze_stages=freeze, batch=batch)
+             for a in (rec.archs if "archs" in cfg.explicit else LITES)}
     plan = search(s, costs, device, budget - (time.perf_counter() - t0), fixed)
     for _ in range(2):  # timed again at the size planned (the plan's backbones), until the plan keeps its size
         px = plan.hw[0] * plan.hw[1]
         if any(abs(x / px - 1) < 0.25 for x, _ in costs[plan.archs[0]].train.points):
             break
         for a in plan.archs:
-            costs[a] = probe_arch(a, device, [plan.hw], costs[a], batch=plan.batch, reps=1)
+            costs[a] = probe_arch(a, device, [plan.hw], costs[a], freeze, plan.batch, reps=1)
         plan = search(s, costs, device, budget - (time.perf_counter() - t0), fixed)
     spent = time.perf_counter() - t0
     sizes = ", ".join(f"{x / 1e3:.0f}k" for x in sorted({x for x, _ in costs[plan.archs[0]].train.points}))
@@ -395,7 +417,7 @@ def notes(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> list[str]:
     out = []
     if plan.hw[0] * plan.hw[1] < 0.9 * s.hw[0] * s.hw[1] and "hw" not in plan.kept:
         full = Plan(plan.device, plan.budget_s, ladder(s)[0], plan.archs[:1], EPOCHS[plan.device][0], plan.tta,
-                    folds=plan.folds, batch=plan.batch)
+                    folds=plan.folds, batch=plan.batch, cached=plan.cached)
         need = sum(estimate(s, costs, full).values()) / FILL / 60
         out.append(f"trains at {plan.hw[1]} x {plan.hw[0]} px, {plan.hw[0] * plan.hw[1] / (s.hw[0] * s.hw[1]):.0%} "
                    f"of the images' {s.hw[1]} x {s.hw[0]}: a budget of about {math.ceil(need)} min (--time-budget) "
@@ -417,7 +439,7 @@ def load_saved(cfg: Config, base: Path, inputs: dict) -> Plan | None:
             return None
         p = saved["plan"]
         return Plan(p["device"], p["budget_s"], tuple(p["hw"]), p["archs"], p["epochs"], p["tta"], p["pool"],
-                    p["folds"], p["batch"], p["estimate"], p["kept"], p["notes"])
+                    p["folds"], p["batch"], p["cached"], p["estimate"], p["kept"], p["notes"])
     except (ValueError, KeyError, TypeError):
         return None  # another version's plan: planned again
 
