@@ -118,7 +118,7 @@ def test_an_outside_source_is_a_prepare_subcommand_and_run_prepares_it_from_the_
 class TorchScriptExporter(Exporter):
     suffix, runtime = ".ts", "torchscript"
 
-    def export(self, net, example, path):
+    def export(self, net, example, path, precision="fp32", calib=None):
         torch.jit.trace(net, example).save(str(path))
 
 

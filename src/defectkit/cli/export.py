@@ -23,8 +23,8 @@ from defectkit.core.checks import InputError, cli_main
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
-from defectkit.ship.export import export
-from defectkit.ship.exporters import EXPORTERS
+from defectkit.ship.export import ExportOptions, calib_images, export, student_ensemble
+from defectkit.ship.exporters import EXPORTERS, PRECISIONS
 
 
 @cli_main
@@ -32,14 +32,22 @@ def main(argv=None) -> int:
     p = config_parser(__doc__)
     p.add_argument("--out", help="the bundle's folder (default: submissions/bundle)")
     p.add_argument("--blend", help="a blend.json (default: submissions/blend.json)")
-    p.add_argument("--exporter", default="onnx", choices=sorted(EXPORTERS), help="the model format (default: onnx)")
+    p.add_argument("--student", action="store_true", help="the distilled student alone (src/distill.py) instead of "
+                                                          "the ensemble (default --out: submissions/student_bundle)")
+    p.add_argument("--target", default="onnx", help=f"the model format: {', '.join(EXPORTERS)} (default: onnx)")
+    p.add_argument("--precision", default="fp32", help="fp32 or int8 (static quantisation calibrated on 64 training "
+                                                       "images)")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     layout = Layout(args.workdir)
-    out = Path(args.out) if args.out else layout.bundle
+    out = Path(args.out) if args.out else (layout.submissions / "student_bundle" if args.student else layout.bundle)
     if out.exists() and not (out / "bundle.json").exists():
         raise InputError(f"{out}: exists and is not a bundle; give another --out")
-    spec = export(load_ensemble(layout, args.blend), out, cfg.competition.image_ext, exporter=args.exporter)
+    if args.precision not in PRECISIONS:
+        raise InputError(f"--precision {args.precision!r}: expected one of {', '.join(PRECISIONS)}")
+    ens = student_ensemble(layout) if args.student else load_ensemble(layout, args.blend)
+    opts = ExportOptions(args.target, args.precision, calib_images(layout, cfg.competition))
+    spec = export(ens, out, cfg.competition.image_ext, opts=opts)
     models = [f for e in spec.experiments for f in e.folds + [e.refit] if f]
-    print(f"wrote {out}: {len(models)} {args.exporter} models ({sum(f.mb for f in models):.1f} MB); "
+    print(f"wrote {out}: {len(models)} {args.target} {args.precision} models ({sum(f.mb for f in models):.1f} MB); "
           f"run python {out / 'predict_bundle.py'} IMAGES --out preds.csv")

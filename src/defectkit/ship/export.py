@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from defectkit.core.checks import InputError
 from defectkit.core.fileio import file_hash, write_json_atomic
-from defectkit.core.layout import REFIT
+from defectkit.core.layout import REFIT, Layout
 from defectkit.ensemble.members import Ensemble, Member
 from defectkit.ship.exporters import Exporter, get_exporter
 from defectkit.ship.predict import load_member
@@ -54,40 +57,74 @@ class ExportNet(nn.Module):
         return p.view(self.tta, -1).mean(0)
 
 
-def export_member(m: Member, path: Path, exporter: Exporter) -> tuple[dict, tuple]:
-    """One fold model exported at `path`; returns (its checkpoint, its preprocessing (hw, resize, crop))."""
+@dataclass
+class ExportOptions:
+    """The model format (`target`: a registered exporter), its precision, and for int8 the images
+    of the training set that calibrate it, at a model's input shape (`calib(shape_key) -> uint8 NHWC`)."""
+
+    target: str = "onnx"
+    precision: str = "fp32"
+    calib: Callable | None = None
+    n_check: int = 16  # of the calibration images, kept in the bundle to check a quantised model there
+
+
+def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions, refs: dict) -> tuple:
+    """One fold model exported at `path`; returns (its checkpoint, its preprocessing (hw, resize,
+    crop), the drift bound of a quantised model (0 for fp32)). For int8, the bundle keeps a few
+    calibration images and the fp32 model's scores on them (`refs`), and the bound the quantised
+    model kept from them at export, which the runner checks before it scores anything."""
     model, ck = load_member(m)
     hw, resize, crop = ck.shape_key
     net = ExportNet.of(model, ck).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    exporter.export(net, torch.zeros((2, *hw, 3), dtype=torch.uint8), path)
-    return ck, (hw, resize, crop)
+    calib = opts.calib(ck.shape_key) if opts.precision != "fp32" else None
+    exporter.export(net, torch.zeros((2, *hw, 3), dtype=torch.uint8), path, opts.precision, calib)
+    if calib is None:
+        return ck, (hw, resize, crop), 0.0
+    from defectkit.ship.runtime.runner import run_model, session
+    check = calib[:opts.n_check]
+    with torch.no_grad():
+        want = net(torch.from_numpy(check)).numpy().astype(np.float64)
+    got = run_model(session(path, 1, exporter.runtime), check, 1)
+    key = f"{m.exp}/fold{m.fold}"
+    refs[f"{key}/check_images"], refs[f"{key}/check_scores"] = check, want
+    return ck, (hw, resize, crop), float(np.abs(got - want).max()) * 2 + 0.002
 
 
-def export_experiment(ens: Ensemble, exp: str, tmp: Path, exporter: Exporter, refs: dict, sources: dict,
+def export_experiment(ens: Ensemble, exp: str, tmp: Path, exporter: Exporter, parts: tuple,
                       say=print) -> ExperimentEntry:
-    """Every scored model of one experiment into `tmp`/models (their OOF references into `refs`)."""
+    """Every scored model of one experiment into `tmp`/models; `parts` = (options, the references
+    it fills, the checkpoints' sha256 it fills)."""
+    opts, refs, sources = parts
     folds, refit, pre = [], None, None
     for m in ens.scored_members(exp):
         rel = f"models/{exp}_fold{m.fold}{exporter.suffix}"
-        ck, pre = export_member(m, tmp / rel, exporter)
+        ck, pre, bound = export_member(m, tmp / rel, exporter, opts, refs)
         refs[f"{exp}/fold{m.fold}"] = m.ref
         sources[str(m.checkpoint)] = file_hash(m.checkpoint, 64)
         entry = ModelEntry(rel, f"{exp}/fold{m.fold}", m.fold, ck.tta, ck.arch, ck.cache_frozen,
-                           round((tmp / rel).stat().st_size / 2**20, 2), ens.refit if m.fold == REFIT else "")
+                           round(model_mb(tmp / rel), 2), ens.refit if m.fold == REFIT else "", opts.precision,
+                           bound)
         if m.fold == REFIT:
             refit = entry
         else:
             folds.append(entry)
-        say(f"exported {exp} fold {m.fold} -> {rel} ({entry.mb} MB)")
+        say(f"exported {exp} fold {m.fold} -> {rel} ({entry.mb} MB, {opts.precision}"
+            + (f", drift bound {bound:.4f}" if bound else "") + ")")
     return ExperimentEntry(exp, ens.weights[exp], pre[0], pre[1], pre[2], folds, refit)
 
 
+def model_mb(path: Path) -> float:
+    """A model's size with its weights file beside it (OpenVINO's .bin)."""
+    return sum(p.stat().st_size for p in path.parent.glob(f"{path.stem}.*")) / 2**20
+
+
 def bundle_spec(ens: Ensemble, experiments: list[ExperimentEntry], files: dict, image_ext: str,
-                exporter: Exporter, sources: dict) -> BundleSpec:
+                exporter: Exporter, sources: dict, precision: str = "fp32") -> BundleSpec:
     import timm
     extra = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "exporter": exporter.name, "chosen_by": ens.operating_points["chosen"].get("by", "accuracy"),
+             "exporter": exporter.name, "precision": precision,
+             "chosen_by": ens.operating_points["chosen"].get("by", "accuracy"),
              "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB", "note": "normalisation and TTA are "
                        "inside each model; resize/crop as preprocess says (imaging.fit_image)"},
              "source": {"blend_json": str(ens.source), "blend_json_sha256": ens.source_hash,
@@ -100,13 +137,18 @@ def bundle_spec(ens: Ensemble, experiments: list[ExperimentEntry], files: dict, 
                       extra=extra)
 
 
-def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = "onnx") -> BundleSpec:
+def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = "onnx",
+           opts: ExportOptions | None = None) -> BundleSpec:
     """Write the bundle into `out` (replacing one there, only once it is complete)."""
-    exp_ = get_exporter(exporter)
+    opts = opts or ExportOptions(exporter)
+    exp_ = get_exporter(opts.target)
+    exp_.check_precision(opts.precision)
+    if opts.precision != "fp32" and opts.calib is None:
+        raise InputError(f"--precision {opts.precision}: needs calibration images (the training set)")
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     refs, sources = {}, {}
-    experiments = [export_experiment(ens, exp, tmp, exp_, refs, sources, say) for exp in ens.members]
+    experiments = [export_experiment(ens, exp, tmp, exp_, (opts, refs, sources), say) for exp in ens.members]
     np.savez(tmp / "refs.npz", **refs)
     (tmp / RUNTIME_PACKAGE).mkdir()
     for src in sorted(RUNTIME.glob("*.py")):
@@ -114,7 +156,7 @@ def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = 
             shutil.copyfile(src, tmp / RUNTIME_PACKAGE / src.name)
     shutil.copyfile(RUNTIME / "entry.py", tmp / "predict_bundle.py")
     files = {str(p.relative_to(tmp)): file_hash(p, 64) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    spec = bundle_spec(ens, experiments, files, image_ext, exp_, sources)
+    spec = bundle_spec(ens, experiments, files, image_ext, exp_, sources, opts.precision)
     write_json_atomic(tmp / "bundle.json", spec.to_json())
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
@@ -123,3 +165,34 @@ def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = 
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
     return spec
+
+
+def calib_images(layout: Layout, comp, n: int = 64, seed: int = 0) -> Callable:
+    """`n` training images (a seeded draw) as a model sees them: calib(shape_key) -> uint8 (n, h, w, 3)."""
+    from defectkit.core.checks import read_csv
+    from defectkit.ship.runtime.imaging import load_image
+    ids = read_csv(layout.train_csv(comp), "train table", (comp.id_col,))[comp.id_col].astype(str).to_numpy()
+    pick = ids[np.random.default_rng(seed).permutation(len(ids))[:n]]
+
+    def calib(key) -> np.ndarray:
+        hw, resize, crop = key
+        return np.stack([load_image(layout.train_dir(comp) / f"{i}{comp.image_ext}", hw, resize, crop) for i in pick])
+    return calib
+
+
+def student_ensemble(layout: Layout, report: Path | None = None) -> Ensemble:
+    """The distilled student (submissions/student.json) as an ensemble of one model: its full-data
+    model's probability, the blend's operating points on its scale."""
+    from defectkit.core.records import FoldRecord, read_json
+    from defectkit.ensemble.members import Member
+    path = Path(report) if report else layout.submissions / "student.json"
+    if not path.exists():
+        raise InputError(f"{path}: no student yet; run python src/distill.py first")
+    r = read_json(path, "student report")
+    exp = r.get("experiment")
+    paths = layout.fold(str(exp), REFIT)
+    if not paths.meta.exists() or not paths.best.exists():
+        raise InputError(f"{paths.meta}: the student {exp!r} is not complete; run python src/distill.py again")
+    member = Member(exp, REFIT, paths, FoldRecord.read(paths.meta).run_id, np.zeros(1))
+    return Ensemble(FoldRecord.read(paths.meta).competition, "student", {exp: 1.0}, {exp: []},
+                    r["operating_points"], path, file_hash(path), None, "prob", "identity", 0.0, "only", {exp: member})

@@ -2,23 +2,29 @@
 
 An exporter is a class registered with `@register_exporter("onnx")`: `suffix` (the model file's),
 `runtime` (the runner's session that loads it, ship/runtime/runner.py RUNTIMES) and
-`export(net, example, path)`, where `net` maps uint8 (B, H, W, 3) RGB images to (B,) defect
-probabilities (normalisation and TTA inside) and `example` is an input of the right shape.
-`python src/export.py --exporter NAME` picks one; bundle.json records its runtime.
+`export(net, example, path, precision, calib)`, where `net` maps uint8 (B, H, W, 3) RGB images to
+(B,) defect probabilities (normalisation and TTA inside), `example` is an input of the right shape,
+`precision` is fp32 or int8 and `calib` holds images of the training set at the model's size (int8:
+static quantisation calibrated on them). `python src/export.py --target NAME --precision P` picks
+one; bundle.json records its runtime and precision.
 """
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
+from defectkit.core.checks import InputError
 from defectkit.core.registry import Registry
 
-EXPORTERS = Registry("--exporter")
-register_exporter = EXPORTERS.register  # class decorator: an Exporter available as export.py --exporter NAME
+EXPORTERS = Registry("--target")
+register_exporter = EXPORTERS.register  # class decorator: an Exporter available as export.py --target NAME
+PRECISIONS = ("fp32", "int8")
 
 
 def get_exporter(name: str) -> Exporter:
@@ -29,30 +35,87 @@ class Exporter:
     name: ClassVar[str] = ""
     suffix: ClassVar[str] = ""
     runtime: ClassVar[str] = ""
+    precisions: ClassVar[tuple] = ("fp32",)
 
-    def export(self, net: nn.Module, example: torch.Tensor, path: Path) -> None:
+    def export(self, net: nn.Module, example: torch.Tensor, path: Path, precision: str = "fp32",
+               calib: np.ndarray | None = None) -> None:
         raise NotImplementedError
 
     def versions(self) -> dict:
         return {}
 
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            raise InputError(f"--precision {precision!r}: the {self.name} target writes "
+                             f"{' or '.join(self.precisions)}")
+
+
+def onnx_fp32(net: nn.Module, example: torch.Tensor, path: Path, opset: int = 17) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: no onnxscript needed
+        torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=["prob"],
+                          dynamic_axes={"images": {0: "batch"}, "prob": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+
+
+def quantize_int8(src: Path, dst: Path, calib: np.ndarray) -> None:
+    """onnxruntime static quantisation (QDQ, int8 weights per channel, activations per tensor) of the
+    convolutions and matrix products, calibrated on `calib` (uint8 NHWC images)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"images": calib[i:i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.batches, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+
 
 @register_exporter("onnx")
 class OnnxExporter(Exporter):
-    """ONNX (opset 17) through the TorchScript exporter, a dynamic batch axis; run by onnxruntime."""
+    """ONNX (opset 17) through the TorchScript exporter, a dynamic batch axis; run by onnxruntime.
+    int8: onnxruntime's static quantisation (QDQ)."""
 
     suffix = ".onnx"
     runtime = "onnxruntime"
+    precisions = PRECISIONS
     opset = 17
 
-    def export(self, net, example, path):
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: no onnxscript needed
-            torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=["prob"],
-                              dynamic_axes={"images": {0: "batch"}, "prob": {0: "batch"}}, opset_version=self.opset,
-                              dynamo=False)
+    def export(self, net, example, path, precision="fp32", calib=None):
+        if precision == "fp32":
+            return onnx_fp32(net, example, path, self.opset)
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_fp32(net, example, Path(tmp) / "fp32.onnx", self.opset)
+            quantize_int8(Path(tmp) / "fp32.onnx", path, calib)
 
     def versions(self):
         import onnx
         import onnxruntime
         return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": self.opset}
+
+
+@register_exporter("openvino")
+class OpenVinoExporter(OnnxExporter):
+    """OpenVINO IR (model.xml + model.bin), converted from the ONNX graph (int8: from its QDQ form, which
+    OpenVINO runs with int8 kernels); run by the openvino runtime."""
+
+    suffix = ".xml"
+    runtime = "openvino"
+
+    def export(self, net, example, path, precision="fp32", calib=None):
+        import openvino as ov
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            super().export(net, example, onnx_path, precision, calib)
+            ov.save_model(ov.convert_model(str(onnx_path)), str(path), compress_to_fp16=False)
+
+    def versions(self):
+        import openvino
+        return {**super().versions(), "openvino": openvino.__version__}

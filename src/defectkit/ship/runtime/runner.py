@@ -66,8 +66,25 @@ def onnx_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def openvino_session(path: Path, threads: int):
+    """An OpenVINO compiled model, answering like an onnxruntime session (get_inputs, run). Float
+    layers run in fp32: on a CPU with bf16 units OpenVINO would otherwise round them to bf16 and move
+    the scores off the thresholds chosen at export."""
+    import openvino as ov
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                          "INFERENCE_PRECISION_HINT": "f32"})
+
+    class Session:
+        def get_inputs(self):
+            return [type("Input", (), {"name": compiled.inputs[0].get_any_name()})()]
+
+        def run(self, _, feeds):
+            return [compiled(next(iter(feeds.values())))[0]]
+    return Session()
+
+
 # bundle.json's `runtime` -> how a model file becomes a session with .get_inputs() and .run()
-RUNTIMES = {"onnxruntime": onnx_session}
+RUNTIMES = {"onnxruntime": onnx_session, "openvino": openvino_session}
 
 
 def session(path: Path, threads: int, runtime: str = "onnxruntime"):
@@ -87,25 +104,52 @@ def run_model(sess, images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float64)
 
 
-def score(folder: Path, spec: BundleSpec, images: list[np.ndarray], threads: int = 0, batch_size: int = BATCH,
-          meta: dict | None = None) -> np.ndarray:
-    """The blend's score for decoded uint8 RGB images, exactly as blend.py combines its members;
-    `meta` (column -> values) for a stacker fitted with metadata."""
-    threads = threads or os.cpu_count() or 1
-    refs = np.load(folder / "refs.npz")
-    members, weights = [], []
+class Scorer:
+    """A bundle loaded once, as a line keeps it: its models' sessions open (a quantised one checked
+    against its drift bound first), then `scorer(images)` -> the blend's scores for decoded uint8
+    RGB images, exactly as blend.py combines its members; `meta` (column -> values) for a stacker
+    fitted with metadata. `threshold(point)` is an operating point's threshold."""
 
-    def run(m):
-        return run_model(session(folder / m.model, threads, spec.runtime), fitted, batch_size)
-    for exp in spec.experiments:
-        fitted = np.stack([fit_image(img, exp.hw, exp.resize, exp.border_crop) for img in images])
-        preds = [run(f) for f in exp.folds]
-        r = exp.refit  # a full-data refit: "only" (no fold models) or "both"
-        refit = (run(r), refs[r.ref], r.use) if r else None
-        members.append((preds, [refs[f.ref] for f in exp.folds], refit))
-        weights.append(exp.weight)
-    return blend_scores(spec.space, spec.link, weights, members,
-                        stack_intercept(spec.intercept, spec.stack_meta, meta))
+    def __init__(self, folder: Path, threads: int = 0, batch_size: int = BATCH, spec: BundleSpec | None = None):
+        self.folder, self.batch_size = Path(folder), batch_size
+        self.spec = spec or load_bundle(self.folder)
+        threads = threads or os.cpu_count() or 1
+        with np.load(self.folder / "refs.npz") as refs:
+            self.refs = {k: refs[k] for k in refs.files}
+
+        def open_(m):
+            return checked_session(self.folder, m, threads, self.spec.runtime, self.refs) if m else None
+        self.sessions = [([open_(f) for f in e.folds], open_(e.refit)) for e in self.spec.experiments]
+
+    def threshold(self, point: str = "chosen") -> float:
+        return float(self.spec.operating_points[point])
+
+    def __call__(self, images: list[np.ndarray], meta: dict | None = None) -> np.ndarray:
+        members, weights = [], []
+        for exp, (folds, refit) in zip(self.spec.experiments, self.sessions):
+            fitted = np.stack([fit_image(img, exp.hw, exp.resize, exp.border_crop) for img in images])
+            preds = [run_model(s, fitted, self.batch_size) for s in folds]
+            r = exp.refit  # a full-data refit: "only" (no fold models) or "both"
+            full = (run_model(refit, fitted, self.batch_size), self.refs[r.ref], r.use) if r else None
+            members.append((preds, [self.refs[f.ref] for f in exp.folds], full))
+            weights.append(exp.weight)
+        return blend_scores(self.spec.space, self.spec.link, weights, members,
+                            stack_intercept(self.spec.intercept, self.spec.stack_meta, meta))
+
+
+def checked_session(folder: Path, m, threads: int, runtime: str, refs):
+    """The model's session; a quantised one first scores the check images it was exported with, and
+    is refused when it drifts from the fp32 model's scores by more than the bound recorded then
+    (another CPU's int8 kernels can round otherwise)."""
+    sess = session(folder / m.model, threads, runtime)
+    if m.precision != "fp32" and m.bound > 0:
+        images, want = refs[f"{m.ref}/check_images"], refs[f"{m.ref}/check_scores"]
+        drift = float(np.abs(run_model(sess, images, 1) - want).max())
+        if drift > m.bound:
+            raise BundleError(f"{folder / m.model}: the {m.precision} model's scores drift by {drift:.4f} from the "
+                              f"fp32 model's on its {len(images)} check images, over the bound {m.bound:.4f} recorded "
+                              "at export; export it again on this machine, or use an fp32 bundle")
+    return sess
 
 
 def check_out(out: Path) -> None:
@@ -140,7 +184,7 @@ def predict(folder: Path, inputs: list[str], out: Path, opts: ScoreOptions | Non
                           "columns with --meta")
     ids, images = read_all(list_inputs(inputs, Path(o.image_dir or "."), spec.image_ext, o.id_col), o.skip_bad, say)
     meta = read_meta(Path(o.meta_csv), ids, cols, o.id_col) if cols else None
-    prob = score(folder, spec, images, o.threads, meta=meta)
+    prob = Scorer(folder, o.threads, spec=spec)(images, meta)
     write_csv(out, ids, prob, prob >= t)
     say(f"wrote {out}: {len(ids)} images, {int((prob >= t).sum())} defects at threshold {t:.4f}")
     return ids, prob

@@ -53,6 +53,8 @@ class ModelEntry:
     cache_frozen: bool = False
     mb: float = 0.0
     use: str = ""  # a refit's: only | both
+    precision: str = "fp32"
+    bound: float = 0.0  # int8: how far its scores on the check images may drift from the fp32 model's
 
 
 @dataclass
@@ -171,8 +173,12 @@ class _Reader:
         tta = m.get("tta", 1)
         if isinstance(tta, bool) or tta not in (1, 2, 4, 8):
             self.fail(f"{key}.tta", tta, "1, 2, 4 or 8")
+        precision = m.get("precision", "fp32")
+        if precision not in ("fp32", "int8"):
+            self.fail(f"{key}.precision", precision, "fp32 or int8")
+        bound = self.number(f"{key}.bound", m.get("bound", 0.0), 0)
         return ModelEntry(path, m["ref"], m.get("fold", ""), tta, str(m.get("arch", "")),
-                          bool(m.get("cache_frozen", False)), float(m.get("mb", 0.0)), use)
+                          bool(m.get("cache_frozen", False)), float(m.get("mb", 0.0)), use, precision, bound)
 
     def experiment(self, i: int, e) -> ExperimentEntry:
         key = f"experiments[{i}]"
