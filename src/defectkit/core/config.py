@@ -35,17 +35,17 @@ _UNSET = object()
 
 
 def opt(default=_UNSET, *, factory=None, choices=None, run: bool = False, grid: bool = False, neutral=_UNSET,
-        doc: str = "", **bounds):
+        doc: str = "", **bounds):  # bounds: ge, gt, le, lt; file=True: a table whose content enters the hash
     """A config field and its schema in one place: `choices` (a tuple, or a function returning the
     names of a registry), `bounds` (`ge`, `gt`, `le`, `lt` = a number), `run` (how or where a run
     executes, not what a model learns: left out of the recipe hash), `grid` (means something for the
     whole grid only; train.py does not list it), `neutral` (added after recipes were first hashed:
     left out of the hash at this value, so that older experiments stay complete), `doc` (the help)."""
-    unknown = set(bounds) - {"ge", "gt", "le", "lt"}
+    unknown = set(bounds) - {"ge", "gt", "le", "lt", "file"}
     if unknown:
-        raise TypeError(f"opt(): unknown bound(s) {sorted(unknown)}; expected ge, gt, le, lt")
+        raise TypeError(f"opt(): unknown bound(s) {sorted(unknown)}; expected ge, gt, le, lt, file")
     meta = {"choices": choices, "run": run, "grid": grid, "neutral": neutral, "doc": doc,
-            **{k: bounds.get(k) for k in ("ge", "gt", "le", "lt")}}
+            "file": bounds.pop("file", False), **{k: bounds.get(k) for k in ("ge", "gt", "le", "lt")}}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -128,11 +128,13 @@ class Recipe:
                                 doc="train.csv/test.csv columns the stacker also uses")
     refit: str = opt("none", choices=("none", "only", "both"), run=True, grid=True,
                      doc="none | only | both: full-data refits trained by run.py, and how the blend uses them")
-    pseudo: str = opt("", neutral="", doc="a pseudo-label table (src/pseudo.py): its test rows join every fold's "
-                                          "training rows")
+    pseudo: str = opt("", neutral="", file=True, doc="a pseudo-label table (src/pseudo.py): its test rows join every "
+                                                     "fold's training rows")
     # A train.csv column of defect probabilities in [0, 1] (annotators' agreement, a severity grade) that
     # training fits instead of the 0/1 target; validation, OOF files and the blend still score the target.
     soft_target: str = opt("", neutral="")
+    teacher: str = opt("", neutral="", file=True, doc="a table of soft targets (id, target) that training fits instead "
+                                                      "of the labels: a distilled student's (src/distill.py)")
     pool: str = opt("avg", choices=("avg", "max", "avgmax", "catavgmax"), neutral="avg",
                     doc="global pooling of the last feature map (max keeps a thin defect's response)")
     time_budget: float = opt(0.0, ge=0, run=True, doc="minutes for the whole run, which preset auto plans for "
@@ -447,8 +449,10 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
 def config_hash(cfg: Config) -> str:
     """Short hash of every recipe field that changes a model's predictions (`hashed_fields`)."""
     rec = json.loads(json.dumps(hashed_fields(cfg.recipe)))
-    if cfg.recipe.pseudo and Path(cfg.recipe.pseudo).exists():  # the table's content, not only its name
-        rec["pseudo"] = [cfg.recipe.pseudo, hashlib.sha256(Path(cfg.recipe.pseudo).read_bytes()).hexdigest()]
+    for f in fields(Recipe):  # a table's content, not only its name
+        value = getattr(cfg.recipe, f.name)
+        if f.metadata["file"] and value and Path(value).exists():
+            rec[f.name] = [value, hashlib.sha256(Path(value).read_bytes()).hexdigest()]
     return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:12]
 
 

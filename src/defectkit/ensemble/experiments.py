@@ -119,6 +119,8 @@ def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash:
     if not metas:
         return None, "no finished fold"
     meta = [FoldRecord.read(m) for m in metas]
+    if any(m.recipe.get("teacher") for m in meta):
+        return None, "a distilled student (its targets are the blend's): python src/export.py --student"
     n_folds = int(folds["fold"].max()) + 1
     why = _why_left_out(meta, comp, folds_hash, n_folds)
     if why:

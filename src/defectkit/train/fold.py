@@ -115,6 +115,9 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
                   images["train"], images["test"])
     if rec.soft_target:
         fd.y_soft = check_soft_target(train_df, rec.soft_target, comp.target_col, layout.train_csv(comp))
+    if rec.teacher:  # a distilled student: the teacher's scores instead of the labels (and test rows it scores)
+        from defectkit.ensemble.distill import read_teacher
+        fd.y_soft, fd.pseudo_idx, fd.pseudo_y = read_teacher(Path(rec.teacher), fd.ids, test_ids)
     if rec.pseudo:  # test rows join the training rows only: OOF rows stay the training rows
         from defectkit.ensemble.pseudo import read_pseudo
         fd.pseudo_idx, fd.pseudo_y = read_pseudo(Path(rec.pseudo), test_ids)
@@ -378,7 +381,8 @@ class FoldTrainer:
             improved = st.record({"epoch": epoch + 1, "train_loss": round(tr["loss"], 5), "val_loss": round(vloss, 5),
                                   "val_auc": round(auc, 5), "lr": self.optim.optimizer.param_groups[1]["lr"],
                                   "img_s": round(tr["img_s"], 1), "secs": round(tr["secs"], 1)})
-            if self.fold == REFIT and st.epochs_done == rec.epochs:  # nothing to choose by: the last epoch
+            if (self.fold == REFIT or rec.teacher) and st.epochs_done == rec.epochs:  # the last epoch: nothing to
+                # choose by (a refit), or what a student's k-fold siblings estimate is its final epoch
                 st.best_epoch, improved = epoch, True
             if improved:
                 self.save_best(epoch, auc)
