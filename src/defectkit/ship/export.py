@@ -78,7 +78,10 @@ def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions
     net = ExportNet.of(model, ck).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     calib = opts.calib(ck.shape_key) if opts.precision != "fp32" else None
-    exporter.export(net, torch.zeros((2, *hw, 3), dtype=torch.uint8), path, opts.precision, calib)
+    note = exporter.export(net, torch.zeros((2, *hw, 3), dtype=torch.uint8), path, opts.precision, calib)
+    if note:
+        print(f"{path.name}: int8 with the first {note['fp32_layers']} of {note['layers']} layers in fp32 "
+              f"(scores on the calibration images correlate with fp32's at {note['corr']})")
     if calib is None:
         return ck, (hw, resize, crop), 0.0
     from defectkit.ship.runtime.runner import run_model, session
