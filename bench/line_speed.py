@@ -1,0 +1,122 @@
+"""Line speed: the blended ensemble's bundle against its distilled student's (fp32 and int8, through
+onnxruntime and OpenVINO where installed), on one machine in one run.
+
+    make demo                                                   # the ensemble (submissions/blend.json)
+    python src/distill.py --config configs/elpv_cpu.yaml --cv    # its student (submissions/student.json)
+    python bench/line_speed.py --config configs/elpv_cpu.yaml
+
+Each bundle is exported afresh into a temporary folder by the library export.py calls, then loaded
+once as a line keeps it (runner.Scorer: sessions open, a quantised model checked against its bound)
+and fed decoded test images: one image per call (images/s, p50/p99 latency of a call, which
+includes fitting the image to the model's input) and batches of 8 (images/s). Held-out AUC and
+accuracy at the bundle's chosen threshold come from the batch-of-8 scores of every test image
+against solution.csv. Writes bench/results/line_speed_cpu.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from defectkit.core import metrics
+from defectkit.core.config import load_config
+from defectkit.core.layout import Layout
+from defectkit.ensemble.members import load_ensemble
+from defectkit.ensemble.report import read_solution
+from defectkit.ship.export import ExportOptions, calib_images, export, student_ensemble
+from defectkit.ship.runtime.imaging import read_image
+from defectkit.ship.runtime.runner import Scorer
+
+from benchlib import save_result  # first: puts src/ on the path
+
+VARIANTS = [("ensemble", "onnx", "fp32"), ("student", "onnx", "fp32"), ("student", "onnx", "int8"),
+            ("student", "openvino", "fp32"), ("student", "openvino", "int8")]
+
+
+def per_image(scorer: Scorer, images: list[np.ndarray]) -> dict:
+    for img in images[:3]:
+        scorer([img])  # warm-up
+    secs = []
+    for img in images:
+        t0 = time.perf_counter()
+        scorer([img])
+        secs.append(time.perf_counter() - t0)
+    return {"img_s_batch1": round(len(secs) / sum(secs), 1), "p50_ms": round(1000 * float(np.percentile(secs, 50)), 2),
+            "p99_ms": round(1000 * float(np.percentile(secs, 99)), 2)}
+
+
+def batched(scorer: Scorer, images: list[np.ndarray], batch: int = 8) -> tuple[dict, np.ndarray]:
+    scorer(images[:batch])  # warm-up
+    t0, out = time.perf_counter(), []
+    for s in range(0, len(images), batch):
+        out.append(scorer(images[s:s + batch]))
+    return {f"img_s_batch{batch}": round(len(images) / (time.perf_counter() - t0), 1)}, np.concatenate(out)
+
+
+def measure(folder: Path, images: list[np.ndarray], y: np.ndarray | None, n_timed: int, threads: int) -> dict:
+    scorer = Scorer(folder, threads)
+    spec = scorer.spec
+    models = [f for e in spec.experiments for f in e.folds + [e.refit] if f]
+    row = {"models": len(models), "tta": max(f.tta for f in models), "model_mb": round(sum(f.mb for f in models), 2)}
+    row.update(per_image(scorer, images[:n_timed]))
+    speed, prob = batched(scorer, images)
+    row.update(speed)
+    if y is not None:
+        t = scorer.threshold("chosen")
+        row.update({"held_out_auc": round(metrics.auc(y, prob), 5), "threshold": round(t, 6),
+                    "held_out_acc": metrics.confusion_metrics(y, prob, t)["accuracy"]})
+    return row
+
+
+def export_variant(layout: Layout, comp, which: str, target: str, precision: str, out: Path) -> bool:
+    if target == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return False
+    ens = student_ensemble(layout) if which == "student" else load_ensemble(layout)
+    export(ens, out, comp.image_ext, say=lambda *a: None,
+           opts=ExportOptions(target, precision, calib_images(layout, comp)))
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/elpv_cpu.yaml")
+    p.add_argument("--workdir", default=".")
+    p.add_argument("--n", type=int, default=128, help="images timed one per call")
+    p.add_argument("--threads", type=int, default=0, help="0 = every core")
+    p.add_argument("--out")
+    args = p.parse_args()
+    comp, layout = load_config(args.config).competition, Layout(args.workdir)
+    ids = sorted(p.stem for p in layout.test_dir(comp).glob(f"*{comp.image_ext}"))
+    sol = read_solution(comp, layout, ids)
+    y = None if sol is None else sol.loc[ids, comp.submission_columns[1]].astype(int).to_numpy()
+    images = [read_image(layout.test_dir(comp) / f"{i}{comp.image_ext}") for i in ids]
+    rows = {}
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        for which, target, precision in VARIANTS:
+            folder = Path(tmp) / f"{which}_{target}_{precision}"
+            if export_variant(layout, comp, which, target, precision, folder):
+                rows[f"{which} {target} {precision}"] = measure(folder, images, y, args.n, args.threads)
+                print(f"{which} {target} {precision}: {rows[f'{which} {target} {precision}']}", flush=True)
+            shutil.rmtree(folder, ignore_errors=True)
+    base = rows["ensemble onnx fp32"]
+    for r in rows.values():
+        r["speedup_batch1"] = round(r["img_s_batch1"] / base["img_s_batch1"], 1)
+    best = rows.get("student onnx int8", {})
+    save_result({"competition": comp.name, "test_images": len(images), "timed_batch1": min(args.n, len(images)),
+                 "threads": args.threads or os.cpu_count(), "variants": rows},
+                f"line speed: ensemble {base['img_s_batch1']} img/s, student int8 {best.get('img_s_batch1')} img/s "
+                f"(x{best.get('speedup_batch1')}), held-out AUC {base.get('held_out_auc')} -> "
+                f"{best.get('held_out_auc')}",
+                args.out, "line_speed_cpu")
+
+
+if __name__ == "__main__":
+    main()
