@@ -135,6 +135,13 @@ class Recipe:
     soft_target: str = opt("", neutral="")
     teacher: str = opt("", neutral="", file=True, doc="a table of soft targets (id, target) that training fits instead "
                                                       "of the labels: a distilled student's (src/distill.py)")
+    member: str = opt("classifier", choices=("classifier", "anomaly"), neutral="classifier",
+                      doc="classifier (trained on both classes) | anomaly (a memory bank of the good training "
+                          "images' patch features: train/anomaly.py)")
+    anomaly_layers: list[int] = opt(factory=lambda: [2, 3], ge=0, neutral=[2, 3],
+                                    doc="member anomaly: the backbone's feature levels whose patches fill the bank")
+    anomaly_bank: int = opt(4096, ge=16, le=65536, neutral=4096, doc="member anomaly: patches kept in the bank "
+                                                                      "(coreset)")
     pool: str = opt("avg", choices=("avg", "max", "avgmax", "catavgmax"), neutral="avg",
                     doc="global pooling of the last feature map (max keeps a thin defect's response)")
     time_budget: float = opt(0.0, ge=0, run=True, doc="minutes for the whole run, which preset auto plans for "

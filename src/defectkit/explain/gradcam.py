@@ -60,6 +60,21 @@ def gradcam_maps(model, images: np.ndarray, mean, std, cam: str = "gradcam", lay
             x[s:s + batch_size])) for s in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, *x.shape[2:]))
 
 
+def saliency_maps(model, images: np.ndarray, ck: Checkpoint, cam: str = "gradcam", layer: int = -1) -> np.ndarray:
+    """(N, H, W) maps in [0, 1] of where a fold model sees the defect: the anomaly member's patch
+    distances to its bank (train/anomaly.py, resized to the input, each image's range scaled to
+    [0, 1], as the CAMs are), or a classifier's CAM."""
+    if not hasattr(model, "patch_scores"):
+        return gradcam_maps(model, images, ck.mean, ck.std, cam, layer)
+    import cv2
+
+    from defectkit.train.anomaly import anomaly_map
+    maps = anomaly_map(model, images, ck.mean, ck.std) if len(images) else np.zeros((0, 1, 1))
+    out = [cv2.resize(m.astype(np.float32), images.shape[2:0:-1], interpolation=cv2.INTER_LINEAR) for m in maps]
+    return np.array([(m - m.min()) / max(float(m.max() - m.min()), 1e-12) for m in out]).reshape(
+        len(images), *images.shape[1:3])
+
+
 def plot_grid(images, maps, titles, path: Path, title: str, masks=None) -> None:
     n = max(len(images), 1)
     with figure(path, 2, n, figsize=(2.2 * n, 4.6), squeeze=False) as (fig, axes):
@@ -95,7 +110,7 @@ def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> l
     out = []
     for group, rows in pick_rows(oof, n).items():
         imgs = fold_images(ck, layout.train_dir(comp), rows.id, comp.image_ext)
-        maps = gradcam_maps(model, imgs, ck.mean, ck.std) if len(rows) else []
+        maps = saliency_maps(model, imgs, ck) if len(rows) else []
         titles = [f"{i}\np={p:.2f} y={t}" for i, p, t in zip(rows.id, rows.pred, rows.target)]
         path = paths.model_dir / "gradcam" / f"fold{fold}_{group}.png"
         plot_grid(imgs, maps, titles, path, f"{exp} fold {fold}: {group.replace('_', ' ')} ({len(rows)})")
@@ -127,7 +142,7 @@ def localisation(comp: Competition, base: Path, exp: str, truth: Path | None, ca
         ids, masks = localise.defect_masks(oof.id[oof.target == 1], layout.train_dir(comp), comp.image_ext,
                                            ck.shape_key, masks_dir, boxes)
         imgs = fold_images(ck, layout.train_dir(comp), ids, comp.image_ext)
-        cams = gradcam_maps(model, imgs, ck.mean, ck.std, cam, layer)
+        cams = saliency_maps(model, imgs, ck, cam, layer)
         sc = localise.scores(cams, np.array(masks).reshape(len(masks), *cams.shape[1:]))
         rows.append(pd.DataFrame({"id": ids, "fold": k, **sc}))
         worst += [(e, i, img, c, m) for e, i, img, c, m in zip(sc["energy_in"], ids, imgs, cams, masks)]

@@ -473,6 +473,10 @@ def train_fold(cfg: Config, arch: str, fold: int, base: Path, resume: bool = Fal
     paths = layout.fold(cfg.exp_name(arch), fold)
     with FileLock(paths.lock, f"fold {fold} of {paths.model_dir.name}"):
         check_experiment_consistent(cfg, arch, layout, fold, force)
+        if cfg.recipe.member == "anomaly":  # no epochs: a bank of the good images (train/anomaly.py)
+            from defectkit.train.anomaly import fit_anomaly_fold
+            prepare_outputs(paths)
+            return fit_anomaly_fold(cfg, arch, fold, layout, progress)
         trainer = FoldTrainer(cfg, arch, fold, layout, progress)
         prepare_outputs(paths)
         return trainer.fit(resume, on_epoch_end)

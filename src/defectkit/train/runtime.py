@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from pathlib import Path
 
 import torch
 
@@ -55,3 +56,14 @@ def default_num_workers(device_type: str) -> int:
     if device_type == "cuda":
         return min(8, cpus)
     return 0 if cpus <= 2 else min(4, cpus // 2)
+
+
+def free_memory_bytes() -> int:
+    """The memory available to a new allocation (Linux: MemAvailable), 0 where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

@@ -1,0 +1,223 @@
+"""The anomaly member (recipe `member: anomaly`): a PatchCore-style detector learnt from a fold's good
+training images alone, written like any experiment's fold so that blend.py, predict.py, export.py
+and the bundle treat it as one more member.
+
+A memory bank of mid-level patch features (the backbone's feature levels `anomaly_layers`, each
+averaged over its 3 x 3 neighbourhood, the coarser ones resized to the finest and concatenated)
+of the good training images, cut to `anomaly_bank` patches by greedy k-centre coreset selection
+(on a random projection, as PatchCore does); a new image's patch scores are the distances to their
+nearest bank patch, its score the largest. A tenth of the good training images (at least one) is
+kept out of the bank: the median of their scores is the `scale` that turns a distance d into the
+probability-like d / (d + scale), 0.5 for a typical good image, so that the member's predictions
+live on the classifiers' scale. The net's output is the logit log(d / scale), which every path
+(TTA, predict.py, ExportNet, ONNX) turns into that probability with its sigmoid. The distances are
+a matrix product (|a|^2 - 2ab + |b|^2) and a minimum: ONNX exports them (cdist does not).
+
+Built here on timm's `forward_intermediates` rather than anomalib's PatchCore: anomalib loads its
+backbones from the hub (no offline path for the lite weights), and its `cdist` does not export to
+ONNX; the neighbour search is a matrix product in torch, small enough at the default bank.
+"""
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from defectkit.core import metrics
+from defectkit.core.checks import InputError
+from defectkit.core.config import Config, config_hash
+from defectkit.core.fileio import file_hash, write_csv_atomic
+from defectkit.core.layout import Layout
+from defectkit.core.records import FoldRecord
+from defectkit.train import runtime
+from defectkit.train.checkpoint import Checkpoint
+
+PROJECTION_DIM = 128  # coreset selection's random projection (PatchCore)
+POOL_PER_BANK = 16  # patches drawn for the coreset: at most this many times the bank
+
+
+def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> nn.Module:
+    """The backbone up to its deepest tapped level (the rest pruned), in eval mode."""
+    from defectkit.train.models import create_model
+    model, info = create_model(arch, pretrained=pretrained)
+    n = len(getattr(model, "feature_info", []) or [])
+    if not hasattr(model, "forward_intermediates") or not n:
+        raise InputError(f"member anomaly: {arch} has no feature levels to tap (timm's forward_intermediates); "
+                         "choose a convolutional backbone such as tf_efficientnet_lite0 or resnet18")
+    bad = [i for i in layers if not isinstance(i, int) or not 0 <= i < n]
+    if bad or not layers:
+        raise InputError(f"anomaly_layers {layers!r}: {arch} has feature levels 0 to {n - 1}")
+    model.prune_intermediate_layers(sorted(layers), prune_head=True)
+    model.source = info.source
+    return model.eval()
+
+
+class PatchCoreNet(nn.Module):
+    """Normalised images (B, 3, H, W) -> (B, 1) logits log(d / scale), d the largest patch distance."""
+
+    def __init__(self, model: nn.Module, layers: list[int], bank: torch.Tensor, scale: float = 1.0):
+        super().__init__()
+        self.model, self.layers = model, sorted(layers)
+        self.register_buffer("bank", bank.float())
+        self.register_buffer("bank_sq", (bank.float() ** 2).sum(1))
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) patch features at the finest tapped level."""
+        feats = self.model.forward_intermediates(x, indices=self.layers, intermediates_only=True, stop_early=True)
+        hw = feats[0].shape[-2:]
+        out = [F.avg_pool2d(f.float(), 3, 1, 1) for f in feats]
+        return torch.cat([o if o.shape[-2:] == hw else F.interpolate(o, size=hw, mode="bilinear",
+                                                                     align_corners=False) for o in out], 1)
+
+    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, w): each patch's distance to its nearest bank patch (the anomaly map)."""
+        p = self.patches(x)
+        b, d, h, w = p.shape
+        flat = p.permute(0, 2, 3, 1).reshape(b * h * w, d)
+        d2 = (flat ** 2).sum(1, keepdim=True) - 2 * flat @ self.bank.t() + self.bank_sq[None]
+        return d2.min(1).values.clamp_min(0).sqrt().view(b, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            dist = self.patch_scores(x.float()).flatten(1).max(1).values
+        return torch.log(dist.clamp_min(1e-6) / self.scale)[:, None]
+
+
+def coreset(feats: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `k` rows chosen by greedy k-centre selection on a random projection."""
+    if k >= len(feats):
+        return torch.arange(len(feats))
+    g = torch.Generator().manual_seed(seed)
+    proj = feats @ torch.randn(feats.shape[1], PROJECTION_DIM, generator=g) / math.sqrt(PROJECTION_DIM)
+    chosen = [int(torch.randint(len(feats), (1,), generator=g))]
+    dist = ((proj - proj[chosen[0]]) ** 2).sum(1)
+    for _ in range(k - 1):
+        i = int(dist.argmax())
+        chosen.append(i)
+        dist = torch.minimum(dist, ((proj - proj[i]) ** 2).sum(1))
+    return torch.tensor(chosen)
+
+
+def check_bank_memory(k: int, dim: int, pool: int) -> None:
+    """The bank and the patches it is chosen from must fit in a quarter of the free memory."""
+    need = (pool + k) * dim * 4 + pool * PROJECTION_DIM * 4
+    free = runtime.free_memory_bytes()
+    if free and need > free / 4:
+        raise InputError(f"anomaly_bank {k}: choosing it takes {need / 2**30:.1f} GiB of the {free / 2**30:.1f} GiB "
+                         "free; lower anomaly_bank or the input size")
+
+
+def batches(images: np.ndarray, size: int) -> list:
+    """uint8 NHWC images as the (NCHW uint8, None) batches engine.predict and to_input take."""
+    return [(torch.from_numpy(np.ascontiguousarray(images[s:s + size].transpose(0, 3, 1, 2))), None)
+            for s in range(0, len(images), size)]
+
+
+@torch.inference_mode()
+def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16) -> torch.Tensor:
+    """`k` coreset patches of the good `images` (uint8 NHWC), drawn from at most POOL_PER_BANK x k."""
+    from defectkit.train.engine import to_input
+    g = torch.Generator().manual_seed(0)
+    x0 = net.patches(to_input(batches(images[:1], 1)[0][0], setup))
+    per_image = x0.shape[2] * x0.shape[3]
+    keep = max(1, min(per_image, POOL_PER_BANK * k // len(images)))
+    check_bank_memory(k, x0.shape[1], keep * len(images))
+    pool = []
+    for x, _ in batches(images, batch):
+        p = net.patches(to_input(x, setup))
+        flat = p.permute(0, 2, 3, 1).reshape(len(p), per_image, -1)
+        pool += [f[torch.randperm(per_image, generator=g)[:keep]] for f in flat]
+    pool = torch.cat(pool)
+    return pool[coreset(pool, min(k, len(pool)))]
+
+
+def score(net: nn.Module, images: np.ndarray, setup, tta: int, batch: int) -> np.ndarray:
+    """d / (d + scale) of uint8 NHWC images, averaged over the first `tta` symmetries, in the
+    batches predict.py uses (so that its scores agree to the last bits)."""
+    from defectkit.train.engine import predict
+    return predict(net, batches(images, batch), setup, tta).astype(np.float64)
+
+
+def split_good(y: np.ndarray, tr_idx: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The good training rows, split into the bank's and the scale's (a tenth, at least one)."""
+    good = tr_idx[y[tr_idx] == 0]
+    if len(good) < 2:
+        raise InputError(f"member anomaly: the fold has {len(good)} good training image(s); it needs at least 2")
+    good = good[np.random.default_rng(seed).permutation(len(good))]
+    n_scale = max(1, len(good) // 10)
+    return good[n_scale:], good[:n_scale]
+
+
+def fit_anomaly_fold(cfg: Config, arch: str, fold, layout: Layout, progress: bool = True) -> FoldRecord:
+    """One fold of the anomaly member: bank, scale, OOF and test predictions, checkpoint, record."""
+    from defectkit.train.engine import make_setup
+    from defectkit.train.fold import load_fold_data
+    t0, rec = time.time(), cfg.recipe
+    device = torch.device("cpu")  # the bank's neighbour search is a matrix product: the CPU does it well
+    runtime.configure(device, rec.threads)
+    d = load_fold_data(cfg, layout, fold, progress)
+    model = backbone(arch, list(rec.anomaly_layers), rec.pretrained)
+    norm = (tuple(model.pretrained_cfg.get("mean", (0.485, 0.456, 0.406))),
+            tuple(model.pretrained_cfg.get("std", (0.229, 0.224, 0.225))))
+    setup = make_setup(device, *norm, amp=False, channels_last=rec.channels_last)
+    bank_rows, scale_rows = split_good(d.y, d.tr_idx, rec.seed)
+    net = PatchCoreNet(model, list(rec.anomaly_layers), torch.zeros(1, 1)).to(memory_format=torch.channels_last)
+    bank = build_bank(net, d.train_images[np.sort(bank_rows)], rec.anomaly_bank, setup)
+    net = PatchCoreNet(model, list(rec.anomaly_layers), bank)
+    p = score(net, d.train_images[np.sort(scale_rows)], setup, 1, 2 * rec.batch_size)  # d / (d + 1)
+    scale = float(np.median(p / np.clip(1 - p, 1e-12, None)))
+    net.scale.fill_(max(scale, 1e-6))
+    return write_fold(cfg, arch, fold, layout, (d, net, (norm, setup), t0))
+
+
+def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> FoldRecord:
+    d, net, (norm, setup), t0 = parts
+    rec, paths, exp = cfg.recipe, layout.fold(cfg.exp_name(arch), fold), cfg.exp_name(arch)
+    p_val = score(net, d.train_images[d.val_idx], setup, rec.tta_views, 2 * rec.batch_size)
+    p_test = score(net, d.test_images, setup, rec.tta_views, 2 * rec.batch_size)
+    oof_auc = metrics.auc(d.y[d.val_idx], p_val) if len(d.val_idx) else None
+    run_id = uuid.uuid4().hex[:12]
+    Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
+               mean=norm[0], std=norm[1], tta=rec.tta_views, epoch=1, val_auc=oof_auc, run_id=run_id,
+               config_hash=config_hash(cfg), config=cfg.to_dict()).save(paths.best)
+    if len(d.val_idx):
+        write_csv_atomic(pd.DataFrame({"id": d.ids[d.val_idx], "target": d.y[d.val_idx], "fold": fold,
+                                       "pred": p_val}), paths.oof)
+    write_csv_atomic(pd.DataFrame({"id": d.test_ids, "pred": p_test}), paths.test)
+    meta = FoldRecord(
+        competition=cfg.competition.name, exp=exp, arch=arch, fold=fold, n_folds=d.n_folds,
+        folds_file=str(d.folds_file), folds_hash=file_hash(d.folds_file), config_hash=config_hash(cfg),
+        weights=getattr(net.model, "source", ""), run_id=run_id, best_epoch=1, epochs_run=1, val_auc=oof_auc,
+        tta=rec.tta_views, oof_auc=oof_auc, n_val=len(d.val_idx), n_test=len(d.test_ids), n_train=len(net.bank),
+        n_pseudo=0, device="cpu", secs=round(time.time() - t0, 1),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=cfg.to_dict())
+    meta.write(paths.meta)
+    print(f"[{exp} fold {fold}] anomaly bank {len(net.bank)} patches x {net.bank.shape[1]} of the good training "
+          f"images, scale {float(net.scale):.4f}" + (f", OOF AUC with TTA x{rec.tta_views} {oof_auc:.4f}"
+                                                      if oof_auc is not None else "") + f" -> {paths.oof.parent}")
+    return meta
+
+
+def load_anomaly_net(ck: Checkpoint) -> PatchCoreNet:
+    """The fold's PatchCoreNet from its checkpoint (the bank's shape from the state dict)."""
+    layers = list(ck.recipe.get("anomaly_layers", [2, 3]))
+    net = PatchCoreNet(backbone(ck.arch, layers, pretrained="none"), layers, torch.zeros(ck.model["bank"].shape))
+    net.load_state_dict(ck.model)
+    return net.eval()
+
+
+def anomaly_map(net: PatchCoreNet, images: np.ndarray, mean, std) -> np.ndarray:
+    """(N, h, w) patch distances of uint8 NHWC images: where each image is unlike the good ones."""
+    from defectkit.train.engine import make_setup, to_input
+    setup = make_setup(torch.device("cpu"), mean, std, amp=False, channels_last=False)
+    with torch.inference_mode():
+        return torch.cat([net.patch_scores(to_input(x, setup)) for x, _ in batches(images, 16)]).numpy()
+

@@ -1,0 +1,92 @@
+"""The anomaly member (recipe member: anomaly): learnt from good images alone, it finds drawn spots in
+held-out images and points at them, and it is one more experiment for the blend, predict.py and
+the bundle (whose runner, without torch, reproduces predict.py); bad requests are one line each."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from defectkit.cli.export import main as export_main
+from defectkit.cli.predict import main as predict_main
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.core.layout import Layout
+from defectkit.testing import make_toy_competition, no_torch_env, run_bundle, write_toy_config
+from defectkit.train.grid import run_grid
+
+RECIPE = {"archs": ["tf_efficientnet_lite0"], "member": "anomaly", "img_size": 96, "tta": 1, "pretrained": "auto",
+          "anomaly_bank": 512}
+
+
+@pytest.fixture(scope="module")
+def spots(tmp_path_factory):
+    """Grey noise, half of the images with a bright disk (masks kept); the member on the good ones."""
+    base = tmp_path_factory.mktemp("anomaly")
+    make_toy_competition(base, n_train=96, n_test=48, kind="blob", size=96)
+    cfg = load_config(write_toy_config(base, **RECIPE), {"name": "{arch}_anomaly"})
+    run_grid(cfg, base, progress=False, say=lambda *a: None)
+    return base, cfg
+
+
+@pytest.mark.slow  # trains the member
+def test_good_images_alone_find_the_spots_in_held_out_images(spots):
+    base, cfg = spots
+    sub = pd.read_csv(base / "submissions/submission.csv").set_index("id")
+    sol = pd.read_csv(base / "input/toy/solution.csv").set_index("id")
+    from defectkit.core.metrics import auc
+    assert auc(sol.loc[sub.index, "target"].to_numpy(), sub["target"].to_numpy()) > 0.9
+    from defectkit.core.records import FoldRecord
+    for k in (0, 1):
+        rec = FoldRecord.read(Layout(base).fold("tf_efficientnet_lite0_anomaly", k).meta)
+        assert rec.oof_auc > 0.9 and rec.n_train == 512  # the bank: 512 patches
+
+
+@pytest.mark.slow  # trains the member
+def test_explain_shows_the_anomaly_map_and_it_points_at_the_spots(spots):
+    from defectkit.explain.gradcam import localisation
+    base, cfg = spots
+    s = localisation(cfg.competition, base, "tf_efficientnet_lite0_anomaly", base / "input/toy/masks",
+                     say=lambda *a: None)
+    assert s["all"]["n"] >= 40 and s["all"]["pointing_game"] > 0.8  # its maximum inside the spot
+    assert s["all"]["energy_in"] > 3 * s["all"]["area"]  # the map is brighter on the spot than elsewhere
+
+
+@pytest.mark.slow  # trains the member
+def test_predict_and_the_bundle_without_torch_score_the_member_alike(spots, tmp_path):
+    base, _ = spots
+    argv = ["--config", str(base / "configs/toy.yaml"), "--workdir", str(base)]
+    assert predict_main([*argv, str(base / "input/toy/test"), "--out", str(tmp_path / "p.csv")]) == 0
+    assert export_main([*argv, "--out", str(tmp_path / "bundle")]) == 0
+    r = run_bundle(tmp_path / "bundle", [str(base / "input/toy/test"), "--out", str(tmp_path / "b.csv")],
+                   no_torch_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    sub = pd.read_csv(base / "submissions/submission.csv").set_index("id")["target"]
+    p = pd.read_csv(tmp_path / "p.csv").set_index("id")["prob"]
+    b = pd.read_csv(tmp_path / "b.csv").set_index("id")["prob"]
+    np.testing.assert_allclose(p.loc[sub.index], sub, atol=1e-6)
+    np.testing.assert_allclose(b.loc[sub.index], sub, atol=1e-4)
+
+
+def test_the_net_scores_the_distance_to_the_nearest_bank_patch():
+    from defectkit.train.anomaly import PatchCoreNet, backbone, coreset
+    net = PatchCoreNet(backbone("resnet10t", [1, 2], "none"), [1, 2], torch.zeros(1, 1))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        p = net.patches(x)  # (2, D, 16, 16)
+        flat = p.permute(0, 2, 3, 1).reshape(-1, p.shape[1])
+        bank = flat[coreset(flat, 50)]
+        net = PatchCoreNet(net.model, [1, 2], bank, scale=2.0)
+        want = torch.cdist(flat, bank).min(1).values.view(2, -1).max(1).values
+        np.testing.assert_allclose(torch.exp(net(x)[:, 0]) * 2.0, want, rtol=1e-3)
+    assert len(set(coreset(flat, 50).tolist())) == 50  # k distinct centres
+
+
+def test_bad_requests_are_one_line(tmp_path, monkeypatch):
+    from defectkit.train import anomaly
+    with pytest.raises(InputError, match=r"anomaly_layers \[7\]: tf_efficientnet_lite0 has feature levels 0 to 4"):
+        anomaly.backbone("tf_efficientnet_lite0", [7], "none")
+    with pytest.raises(InputError, match="the fold has 1 good training image"):
+        anomaly.split_good(np.array([0, 1, 1]), np.arange(3), 0)
+    monkeypatch.setattr(anomaly.runtime, "free_memory_bytes", lambda: 2**20)
+    with pytest.raises(InputError, match=r"anomaly_bank 4096: choosing it takes .* GiB of the 0.0 GiB free; lower"):
+        anomaly.check_bank_memory(4096, 152, 65536)
