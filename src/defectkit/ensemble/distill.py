@@ -144,7 +144,8 @@ def distill(cfg: Config, base: Path, arch: str | None = None, with_test: bool = 
         raise InputError(f"{path}: no blend yet; run python src/blend.py (or src/run.py) first")
     blend = BlendReport.read(path)
     t = teacher_scores(cfg, base, blend)
-    teacher = write_teacher(t, layout.data_dir(cfg.competition) / f"teacher_{file_hash(path)}.csv", with_test)
+    name = f"teacher_{file_hash(path)}{'_test' if with_test else ''}.csv"  # one table per blend and kind
+    teacher = write_teacher(t, layout.data_dir(cfg.competition) / name, with_test)
     scfg = student_config(cfg, layout, blend, teacher, arch, over or {})
     scfg = dataclasses.replace(scfg, recipe=dataclasses.replace(scfg.recipe, patience=0))  # its last epoch
     a = scfg.recipe.archs[0]
