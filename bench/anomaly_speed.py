@@ -27,13 +27,12 @@ from benchlib import save_result  # first: puts src/ on the path
 
 
 def one(arch: str, layers: list[int], bank: int, hw: tuple[int, int], n: int, threads: int) -> dict:
-    model = backbone(arch, layers, "none")
+    model, info = backbone(arch, layers, "none")
     probe = PatchCoreNet(model, layers, torch.zeros(1, 1))
     with torch.no_grad():
         dim = probe.patches(torch.zeros(1, 3, *hw)).shape[1]
     net = PatchCoreNet(model, layers, torch.randn(bank, dim), scale=1.0)
-    cfg = model.pretrained_cfg
-    wrapped = ExportNet(net, 1, cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
+    wrapped = ExportNet(net, 1, info.mean, info.std)
     images = np.random.default_rng(0).integers(0, 255, (n, *hw, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"

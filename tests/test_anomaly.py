@@ -69,7 +69,7 @@ def test_predict_and_the_bundle_without_torch_score_the_member_alike(spots, tmp_
 
 def test_the_net_scores_the_distance_to_the_nearest_bank_patch():
     from defectkit.train.anomaly import PatchCoreNet, backbone, coreset
-    net = PatchCoreNet(backbone("resnet10t", [1, 2], "none"), [1, 2], torch.zeros(1, 1))
+    net = PatchCoreNet(backbone("resnet10t", [1, 2], "none")[0], [1, 2], torch.zeros(1, 1))
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         p = net.patches(x)  # (2, D, 16, 16)

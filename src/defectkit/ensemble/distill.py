@@ -151,20 +151,21 @@ def distill(cfg: Config, base: Path, arch: str | None = None, with_test: bool = 
     a = scfg.recipe.archs[0]
     record = train_fold(scfg, a, REFIT, base, force=True)
     folds = [train_fold(scfg, a, k, base, force=True) for k in range(scfg.recipe.n_folds)] if cv else []
-    return write_report(scfg, base, blend, t, record, folds)
+    return write_report(scfg, base, (blend, t, with_test), record, folds)
 
 
-def write_report(scfg: Config, base: Path, blend: BlendReport, t: dict, record, folds: list) -> dict:
+def write_report(scfg: Config, base: Path, teacher: tuple, record, folds: list) -> dict:
     """submissions/student.json: the student against the ensemble it came from (the teacher's own
     scores, the local leaderboard when the answers are known, the k-fold students' OOF AUC), and
-    the operating points on its scale."""
+    the operating points on its scale; `teacher` = (the blend, its scores, whether the test rows were fitted)."""
     from defectkit.ensemble.report import read_solution
+    blend, t, with_test = teacher
     layout = Layout(base)
     exp = scfg.exp_name(scfg.recipe.archs[0])
     test = pd.read_csv(layout.fold(exp, REFIT).test, dtype={"id": str}).set_index("id")["pred"]
     student = test.loc[list(map(str, t["test_ids"]))].to_numpy(float)
     out = {"experiment": exp, "arch": scfg.recipe.archs[0], "img_size": scfg.recipe.img_size,
-           "teacher": scfg.recipe.teacher, "with_test": bool(scfg.recipe.teacher and _has_test(scfg, t)),
+           "teacher": scfg.recipe.teacher, "with_test": with_test,
            "ensemble": {"method": blend.method, "experiments": list(blend.weights), "oof_auc": blend.blend_oof_auc},
            "rank_corr_with_teacher_test": round(float(pd.Series(student).corr(pd.Series(t["test"]), "spearman")), 4),
            "operating_points": student_points(blend, t["oof"]), "student_secs": record.secs}
@@ -182,7 +183,3 @@ def write_report(scfg: Config, base: Path, blend: BlendReport, t: dict, record, 
     write_json_atomic(layout.submissions / "student.json", out)
     return out
 
-
-def _has_test(scfg: Config, t: dict) -> bool:
-    df = pd.read_csv(scfg.recipe.teacher, dtype={"id": str})
-    return bool(df["id"].isin(set(map(str, t["test_ids"]))).any())

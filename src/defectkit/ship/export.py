@@ -68,7 +68,7 @@ class ExportOptions:
     n_check: int = 16  # of the calibration images, kept in the bundle to check a quantised model there
 
 
-def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions, refs: dict) -> tuple:
+def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions, refs: dict, say=print) -> tuple:
     """One fold model exported at `path`; returns (its checkpoint, its preprocessing (hw, resize,
     crop), the drift bound of a quantised model (0 for fp32)). For int8, the bundle keeps a few
     calibration images and the fp32 model's scores on them (`refs`), and the bound the quantised
@@ -80,7 +80,7 @@ def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions
     calib = opts.calib(ck.shape_key) if opts.precision != "fp32" else None
     note = exporter.export(net, torch.zeros((2, *hw, 3), dtype=torch.uint8), path, opts.precision, calib)
     if note:
-        print(f"{path.name}: int8 with the first {note['fp32_layers']} of {note['layers']} layers in fp32 "
+        say(f"{path.name}: int8 with the first {note['fp32_layers']} of {note['layers']} layers in fp32 "
               f"(scores on the calibration images correlate with fp32's at {note['corr']})")
     if calib is None:
         return ck, (hw, resize, crop), 0.0
@@ -102,7 +102,7 @@ def export_experiment(ens: Ensemble, exp: str, tmp: Path, exporter: Exporter, pa
     folds, refit, pre = [], None, None
     for m in ens.scored_members(exp):
         rel = f"models/{exp}_fold{m.fold}{exporter.suffix}"
-        ck, pre, bound = export_member(m, tmp / rel, exporter, opts, refs)
+        ck, pre, bound = export_member(m, tmp / rel, exporter, opts, refs, say)
         refs[f"{exp}/fold{m.fold}"] = m.ref
         sources[str(m.checkpoint)] = file_hash(m.checkpoint, 64)
         entry = ModelEntry(rel, f"{exp}/fold{m.fold}", m.fold, ck.tta, ck.arch, ck.cache_frozen,

@@ -45,9 +45,7 @@ def fold_probs(model: torch.nn.Module, ck: Checkpoint, images: np.ndarray, devic
                            for s in range(0, len(images), step)])
         batches = [(feats[s:s + batch_size], None) for s in range(0, len(feats), batch_size)]
         return engine.predict(CachedPrefixNet(model, fs), batches, setup, tta)
-    batches = [(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size].transpose(0, 3, 1, 2))), None)
-               for s in range(0, len(images), batch_size)]
-    return engine.predict(model, batches, setup, tta)
+    return engine.predict(model, engine.image_batches(images, batch_size), setup, tta)
 
 
 def load_member(m: Member) -> tuple[torch.nn.Module, Checkpoint]:

@@ -38,13 +38,15 @@ from defectkit.core.layout import Layout
 from defectkit.core.records import FoldRecord
 from defectkit.train import runtime
 from defectkit.train.checkpoint import Checkpoint
+from defectkit.train.models import ModelInfo
 
 PROJECTION_DIM = 128  # coreset selection's random projection (PatchCore)
 POOL_PER_BANK = 16  # patches drawn for the coreset: at most this many times the bank
 
 
-def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> nn.Module:
-    """The backbone up to its deepest tapped level (the rest pruned), in eval mode."""
+def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> tuple[nn.Module, ModelInfo]:
+    """The backbone up to its deepest tapped level (the rest pruned), in eval mode, and where its
+    weights came from with the normalisation they expect (create_model's)."""
     from defectkit.train.models import create_model
     model, info = create_model(arch, pretrained=pretrained)
     n = len(getattr(model, "feature_info", []) or [])
@@ -55,8 +57,7 @@ def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> nn.Modul
     if bad or not layers:
         raise InputError(f"anomaly_layers {layers!r}: {arch} has feature levels 0 to {n - 1}")
     model.prune_intermediate_layers(sorted(layers), prune_head=True)
-    model.source = info.source
-    return model.eval()
+    return model.eval(), info
 
 
 class PatchCoreNet(nn.Module):
@@ -115,23 +116,17 @@ def check_bank_memory(k: int, dim: int, pool: int) -> None:
                          "free; lower anomaly_bank or the input size")
 
 
-def batches(images: np.ndarray, size: int) -> list:
-    """uint8 NHWC images as the (NCHW uint8, None) batches engine.predict and to_input take."""
-    return [(torch.from_numpy(np.ascontiguousarray(images[s:s + size].transpose(0, 3, 1, 2))), None)
-            for s in range(0, len(images), size)]
-
-
 @torch.inference_mode()
 def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16) -> torch.Tensor:
     """`k` coreset patches of the good `images` (uint8 NHWC), drawn from at most POOL_PER_BANK x k."""
-    from defectkit.train.engine import to_input
+    from defectkit.train.engine import image_batches, to_input
     g = torch.Generator().manual_seed(0)
-    x0 = net.patches(to_input(batches(images[:1], 1)[0][0], setup))
+    x0 = net.patches(to_input(image_batches(images[:1], 1)[0][0], setup))
     per_image = x0.shape[2] * x0.shape[3]
     keep = max(1, min(per_image, POOL_PER_BANK * k // len(images)))
     check_bank_memory(k, x0.shape[1], keep * len(images))
     pool = []
-    for x, _ in batches(images, batch):
+    for x, _ in image_batches(images, batch):
         p = net.patches(to_input(x, setup))
         flat = p.permute(0, 2, 3, 1).reshape(len(p), per_image, -1)
         pool += [f[torch.randperm(per_image, generator=g)[:keep]] for f in flat]
@@ -142,8 +137,8 @@ def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int 
 def score(net: nn.Module, images: np.ndarray, setup, tta: int, batch: int) -> np.ndarray:
     """d / (d + scale) of uint8 NHWC images, averaged over the first `tta` symmetries, in the
     batches predict.py uses (so that its scores agree to the last bits)."""
-    from defectkit.train.engine import predict
-    return predict(net, batches(images, batch), setup, tta).astype(np.float64)
+    from defectkit.train.engine import image_batches, predict
+    return predict(net, image_batches(images, batch), setup, tta).astype(np.float64)
 
 
 def split_good(y: np.ndarray, tr_idx: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,10 +159,8 @@ def fit_anomaly_fold(cfg: Config, arch: str, fold, layout: Layout, progress: boo
     device = torch.device("cpu")  # the bank's neighbour search is a matrix product: the CPU does it well
     runtime.configure(device, rec.threads)
     d = load_fold_data(cfg, layout, fold, progress)
-    model = backbone(arch, list(rec.anomaly_layers), rec.pretrained)
-    norm = (tuple(model.pretrained_cfg.get("mean", (0.485, 0.456, 0.406))),
-            tuple(model.pretrained_cfg.get("std", (0.229, 0.224, 0.225))))
-    setup = make_setup(device, *norm, amp=False, channels_last=rec.channels_last)
+    model, info = backbone(arch, list(rec.anomaly_layers), rec.pretrained)
+    setup = make_setup(device, info.mean, info.std, amp=False, channels_last=rec.channels_last)
     bank_rows, scale_rows = split_good(d.y, d.tr_idx, rec.seed)
     net = PatchCoreNet(model, list(rec.anomaly_layers), torch.zeros(1, 1)).to(memory_format=torch.channels_last)
     bank = build_bank(net, d.train_images[np.sort(bank_rows)], rec.anomaly_bank, setup)
@@ -175,18 +168,18 @@ def fit_anomaly_fold(cfg: Config, arch: str, fold, layout: Layout, progress: boo
     p = score(net, d.train_images[np.sort(scale_rows)], setup, 1, 2 * rec.batch_size)  # d / (d + 1)
     scale = float(np.median(p / np.clip(1 - p, 1e-12, None)))
     net.scale.fill_(max(scale, 1e-6))
-    return write_fold(cfg, arch, fold, layout, (d, net, (norm, setup), t0))
+    return write_fold(cfg, arch, fold, layout, (d, net, (info, setup), t0))
 
 
 def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> FoldRecord:
-    d, net, (norm, setup), t0 = parts
+    d, net, (info, setup), t0 = parts
     rec, paths, exp = cfg.recipe, layout.fold(cfg.exp_name(arch), fold), cfg.exp_name(arch)
     p_val = score(net, d.train_images[d.val_idx], setup, rec.tta_views, 2 * rec.batch_size)
     p_test = score(net, d.test_images, setup, rec.tta_views, 2 * rec.batch_size)
     oof_auc = metrics.auc(d.y[d.val_idx], p_val) if len(d.val_idx) else None
     run_id = uuid.uuid4().hex[:12]
     Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
-               mean=norm[0], std=norm[1], tta=rec.tta_views, epoch=1, val_auc=oof_auc, run_id=run_id,
+               mean=info.mean, std=info.std, tta=rec.tta_views, epoch=1, val_auc=oof_auc, run_id=run_id,
                config_hash=config_hash(cfg), config=cfg.to_dict()).save(paths.best)
     if len(d.val_idx):
         write_csv_atomic(pd.DataFrame({"id": d.ids[d.val_idx], "target": d.y[d.val_idx], "fold": fold,
@@ -195,7 +188,7 @@ def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> Fo
     meta = FoldRecord(
         competition=cfg.competition.name, exp=exp, arch=arch, fold=fold, n_folds=d.n_folds,
         folds_file=str(d.folds_file), folds_hash=file_hash(d.folds_file), config_hash=config_hash(cfg),
-        weights=getattr(net.model, "source", ""), run_id=run_id, best_epoch=1, epochs_run=1, val_auc=oof_auc,
+        weights=info.source, run_id=run_id, best_epoch=1, epochs_run=1, val_auc=oof_auc,
         tta=rec.tta_views, oof_auc=oof_auc, n_val=len(d.val_idx), n_test=len(d.test_ids), n_train=len(net.bank),
         n_pseudo=0, device="cpu", secs=round(time.time() - t0, 1),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=cfg.to_dict())
@@ -209,15 +202,15 @@ def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> Fo
 def load_anomaly_net(ck: Checkpoint) -> PatchCoreNet:
     """The fold's PatchCoreNet from its checkpoint (the bank's shape from the state dict)."""
     layers = list(ck.recipe.get("anomaly_layers", [2, 3]))
-    net = PatchCoreNet(backbone(ck.arch, layers, pretrained="none"), layers, torch.zeros(ck.model["bank"].shape))
+    net = PatchCoreNet(backbone(ck.arch, layers, pretrained="none")[0], layers, torch.zeros(ck.model["bank"].shape))
     net.load_state_dict(ck.model)
     return net.eval()
 
 
 def anomaly_map(net: PatchCoreNet, images: np.ndarray, mean, std) -> np.ndarray:
     """(N, h, w) patch distances of uint8 NHWC images: where each image is unlike the good ones."""
-    from defectkit.train.engine import make_setup, to_input
+    from defectkit.train.engine import image_batches, make_setup, to_input
     setup = make_setup(torch.device("cpu"), mean, std, amp=False, channels_last=False)
     with torch.inference_mode():
-        return torch.cat([net.patch_scores(to_input(x, setup)) for x, _ in batches(images, 16)]).numpy()
+        return torch.cat([net.patch_scores(to_input(x, setup)) for x, _ in image_batches(images, 16)]).numpy()
 

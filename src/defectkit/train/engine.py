@@ -62,6 +62,12 @@ def make_setup(device: torch.device, mean, std, amp: bool = True, channels_last:
     return DeviceSetup(device, m, s, amp_dtype, channels_last)
 
 
+def image_batches(images: np.ndarray, size: int) -> list:
+    """uint8 NHWC images as (NCHW uint8, None) batches of `size`: what `predict` and `to_input` take."""
+    return [(torch.from_numpy(np.ascontiguousarray(images[s:s + size].transpose(0, 3, 1, 2))), None)
+            for s in range(0, len(images), size)]
+
+
 def to_input(x: torch.Tensor, setup: DeviceSetup) -> torch.Tensor:
     """uint8 images -> normalised float on the device; cached features (float) are only moved."""
     if x.dtype == torch.uint8:
