@@ -24,7 +24,7 @@ def _edit_train(work, fn):
     (lambda d: d.assign(target=[2] + list(d.target[1:])), r"row 2: 'target' = 2"),
     (lambda d: d.assign(target=[np.nan] + list(d.target[1:])), r"row 2: 'target' = empty"),
     (lambda d: d.assign(target=["yes"] + list(d.target[1:])), r"row 2: 'target' = 'yes'"),
-    (lambda d: d.assign(target=0), r"no defect \(1\) rows"),
+    (lambda d: d.assign(target=1), r"no good \(0\) rows"),
 ])
 def test_bad_train_table(work, edit, match):
     comp = _edit_train(work, edit)

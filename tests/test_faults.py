@@ -231,6 +231,11 @@ def _class_tree(root, n_good=12, n_bad=12, nested=False):
     return root
 
 
+def _empty_good(root):
+    (_class_tree(root, 0, 30) / "ok").mkdir()
+    return root
+
+
 def _binary(work):
     (work / "configs/bin.yaml").write_bytes(bytes(range(256)) * 4)
     return ["--config", str(work / "configs/bin.yaml")]
@@ -297,9 +302,11 @@ CASES = {
     "test inside a class": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src", nested=True)), "--good",
                                                      "ok", "--defect", "ng", "--test", "ng/lot_a", "--name", "t4"],
                             "--defect .* and --test .* overlap"),
-    "two defects": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src", 38, 2)), "--good", "ok",
-                                             "--defect", "ng", "--name", "t5"],
-                    "too few images: 2 defect; .* need at least 7 of each class"),
+    "six good images": (prepare_main, lambda w: ["folder", str(_class_tree(w / "src", 6, 30)), "--good", "ok",
+                                                 "--defect", "ng", "--name", "t5"],
+                        "too few images: 6 good; .* need at least 7 good images"),
+    "empty good folder": (prepare_main, lambda w: ["folder", str(_empty_good(w / "src")), "--good", "ok",
+                                                   "--name", "t6"], "ok: no images .* in this good folder"),
 }
 
 

@@ -29,9 +29,18 @@ def test_grouped_folds_never_split_a_group():
         assert abs(y[fold == k].mean() - y.mean()) <= 0.05
 
 
-def test_too_few_rows_is_a_clear_error():
-    with pytest.raises(InputError, match="smaller class"):
-        assign_folds(np.array([0] * 10 + [1] * 3), 5, 0)
+def test_too_few_good_rows_is_a_clear_error():
+    with pytest.raises(InputError, match="only 3 good rows; 5 folds need at least 5"):
+        assign_folds(np.array([0] * 3 + [1] * 10), 5, 0)
+
+
+@pytest.mark.parametrize("n_defect", [0, 1, 3])
+def test_fewer_defects_than_folds_fill_some_folds_and_goods_fill_all(n_defect):
+    y = np.array([0] * 40 + [1] * n_defect)
+    fold = assign_folds(y, 5, 0)
+    assert sorted(np.bincount(fold[y == 0], minlength=5)) == [8] * 5  # goods stratified over every fold
+    assert (np.bincount(fold[y == 1], minlength=5) <= 1).all() and (y[fold >= 0] == y).all()
+    assert int(y.sum()) == sum(y[fold == k].sum() for k in range(5))
 
 
 def test_make_folds_cli_writes_file_and_prints_counts(toy_base, tmp_path, capsys):

@@ -79,7 +79,9 @@ def check_unique_ids(df: pd.DataFrame, id_col: str, path) -> None:
                          f"{dup.nunique()} repeated id(s) in all); ids must be unique")
 
 
-def check_binary_target(df: pd.DataFrame, target_col: str, path) -> None:
+def check_binary_target(df: pd.DataFrame, target_col: str, path, need_defect: bool = True) -> None:
+    """0/1 targets with good rows; defect rows too unless `need_defect` is off (a training table of
+    good images alone is valid: the anomaly member learns from it)."""
     t = pd.to_numeric(df[target_col], errors="coerce")
     bad = t.isna() | ~t.isin([0, 1])
     if bad.any():
@@ -87,9 +89,21 @@ def check_binary_target(df: pd.DataFrame, target_col: str, path) -> None:
         raise InputError(f"{path}: row {row + 2}: {target_col!r} = {shown(df[target_col].iloc[row])}; "
                          f"expected 0 (good) or 1 (defect) ({int(bad.sum())} bad row(s))")
     counts = t.value_counts()
-    for cls, label in ((0, "good (0)"), (1, "defect (1)")):
-        if counts.get(cls, 0) == 0:
-            raise InputError(f"{path}: no {label} rows in {target_col!r}; both classes are needed")
+    if counts.get(0, 0) == 0:
+        raise InputError(f"{path}: no good (0) rows in {target_col!r}; good images are needed (every model "
+                         "learns what good looks like)")
+    if need_defect and counts.get(1, 0) == 0:
+        raise InputError(f"{path}: no defect (1) rows in {target_col!r}; both classes are needed")
+
+
+def check_classifier_defects(n_defect: int, n_folds: int, path) -> None:
+    """A classifier's k folds each need a defect to validate on (and more to learn from): the
+    supervised path's message, which points at the member that needs none."""
+    if n_defect < n_folds:
+        raise InputError(f"{path}: {n_defect} defect image(s); a classifier's {n_folds} stratified folds need at "
+                         f"least {n_folds} (one to validate on in each fold). With few or no defects use the "
+                         "anomaly member, learnt from the good images alone (member: anomaly, or preset: auto, "
+                         "which chooses it), or add defect images")
 
 
 def check_soft_target(df: pd.DataFrame, col: str, target_col: str, path) -> np.ndarray:
@@ -112,10 +126,11 @@ def check_soft_target(df: pd.DataFrame, col: str, target_col: str, path) -> np.n
 
 
 def check_train_table(df: pd.DataFrame, id_col: str, target_col: str, path) -> pd.DataFrame:
-    """Columns present, ids unique, targets binary with both classes. Returns df with int targets."""
+    """Columns present, ids unique, targets 0/1 with good rows (defect rows may be few or none:
+    the members that need them check their number). Returns df with int targets."""
     check_columns(df, [id_col, target_col], path)
     check_unique_ids(df, id_col, path)
-    check_binary_target(df, target_col, path)
+    check_binary_target(df, target_col, path, need_defect=False)
     df = df.copy()
     df[id_col] = df[id_col].astype(str)
     df[target_col] = pd.to_numeric(df[target_col]).astype(int)

@@ -142,6 +142,10 @@ class Recipe:
                                     doc="member anomaly: the backbone's feature levels whose patches fill the bank")
     anomaly_bank: int = opt(4096, ge=16, le=65536, neutral=4096, doc="member anomaly: patches kept in the bank "
                                                                       "(coreset)")
+    with_anomaly: bool = opt(False, run=True, grid=True,
+                             doc="run.py also trains the anomaly member (member: anomaly) on the first backbone, at "
+                                 "most 512 px a side, and blends it with the classifiers (hill keeps it only if "
+                                 "it helps); preset auto sets it when the budget allows")
     pool: str = opt("avg", choices=("avg", "max", "avgmax", "catavgmax"), neutral="avg",
                     doc="global pooling of the last feature map (max keeps a thin defect's response)")
     time_budget: float = opt(0.0, ge=0, run=True, doc="minutes for the whole run, which preset auto plans for "

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -40,8 +41,20 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def strict_json(obj):
+    """`obj` with every NaN or infinite float as None: files stay strict JSON (an AUC of one class
+    is undefined, written null rather than NaN, which other readers refuse)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: str | Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    write_text_atomic(path, json.dumps(strict_json(obj), indent=2, sort_keys=False, default=str) + "\n")
 
 
 def write_csv_atomic(df, path: str | Path, **kw) -> None:

@@ -66,20 +66,45 @@ def best_threshold(y: np.ndarray, s: np.ndarray, by: str = "accuracy") -> float:
     return float(cands[int(np.argmax(score))])
 
 
+def threshold_for_false_alarms(y: np.ndarray, s: np.ndarray, rate: float) -> float:
+    """The lowest threshold at which at most `rate` of the good rows score >= t: just above the
+    (k+1)-th highest good score, k = floor(rate x goods); above every good score when k = 0."""
+    good = np.sort(np.asarray(s, float)[np.asarray(y) == 0])[::-1]
+    k = int(np.floor(rate * len(good) + 1e-9))
+    return float(np.nextafter(good[k], np.inf)) if k < len(good) else float(good[-1])
+
+
 def confusion_metrics(y: np.ndarray, s: np.ndarray, t: float) -> dict:
+    """Counts and rates at threshold t; recall (and F1) None when there is no defect to recall."""
     pred = s >= t
     tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
     fn, tn = int((~pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
     prec = tp / max(tp + fp, 1)
-    rec = tp / max(tp + fn, 1)
-    return {"threshold": round(t, 6), "precision": round(prec, 4), "recall": round(rec, 4),
-            "f1": round(2 * prec * rec / max(prec + rec, 1e-12), 4), "accuracy": round((tp + tn) / len(y), 4),
-            "fpr": round(fp / max(fp + tn, 1), 4), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    rec = tp / (tp + fn) if tp + fn else None
+    return {"threshold": round(t, 6), "precision": round(prec, 4), "recall": None if rec is None else round(rec, 4),
+            "f1": None if rec is None else round(2 * prec * rec / max(prec + rec, 1e-12), 4),
+            "accuracy": round((tp + tn) / len(y), 4), "fpr": round(fp / max(fp + tn, 1), 4),
+            "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+FALSE_ALARMS = {"false_alarm_1pct": 0.01, "false_alarm_0.1pct": 0.001}
+MIN_DEFECTS_TO_CHOOSE = 5  # fewer OOF defects than this: the chosen point is the 1 % false-alarm one
 
 
 def operating_points(y: np.ndarray, s: np.ndarray, by: str = "accuracy") -> dict:
-    """Operating points chosen on these (OOF) scores: 95 % and 99 % defect recall, and the
-    threshold that maximises `by`."""
-    out = {f"recall_{int(r * 100)}": confusion_metrics(y, s, threshold_for_recall(y, s, r)) for r in (0.95, 0.99)}
-    out["chosen"] = {"by": by, **confusion_metrics(y, s, best_threshold(y, s, by))}
+    """Operating points chosen on these (OOF) scores: 95 % and 99 % defect recall (when there are
+    defects), at most 1 % and 0.1 % false alarms among the good rows (`resolved`: the good rows are
+    enough to measure that rate), and `chosen`: the threshold that maximises `by`, or, with fewer
+    than MIN_DEFECTS_TO_CHOOSE defects, the 1 % false-alarm threshold."""
+    y, s = np.asarray(y), np.asarray(s, float)
+    n_good, n_def = int((y == 0).sum()), int((y == 1).sum())
+    out = {f"recall_{int(r * 100)}": confusion_metrics(y, s, threshold_for_recall(y, s, r))
+           for r in ((0.95, 0.99) if n_def else ())}
+    for name, rate in FALSE_ALARMS.items():
+        out[name] = {**confusion_metrics(y, s, threshold_for_false_alarms(y, s, rate)), "rate": rate,
+                     "resolved": bool(rate * n_good >= 1)}
+    if n_def >= MIN_DEFECTS_TO_CHOOSE:
+        out["chosen"] = {"by": by, **confusion_metrics(y, s, best_threshold(y, s, by))}
+    else:
+        out["chosen"] = {**out["false_alarm_1pct"], "by": "false_alarm_1pct"}
     return out

@@ -191,7 +191,8 @@ def refit_matches_folds(refit: FoldRecord, folds: list[FoldRecord]) -> bool:
 KNOWN_METHODS = {"mean": ("prob", "identity"), "rank": ("rank", "identity"), "hill": ("rank", "identity"),
                  "stack": ("rank", "logistic")}
 SPACES, LINKS, REFIT_USES = ("prob", "rank"), ("identity", "logistic"), ("none", "only", "both")
-OPERATING_POINTS = ("chosen", "recall_95", "recall_99")
+OPERATING_POINTS = ("chosen", "recall_95", "recall_99", "false_alarm_1pct", "false_alarm_0.1pct")  # known names
+REQUIRED_POINTS = ("chosen",)  # the recall points need defects among the OOF rows; older blends lack the others
 
 
 @dataclass
@@ -237,9 +238,7 @@ class BlendReport:
         return {"encoding": st["encoding"], "coef": [float(st["coef"][n]) for n in st["meta"]]}
 
     def threshold(self, point: str) -> float:
-        if point not in OPERATING_POINTS:
-            raise InputError(f"--operating-point {point!r}: expected one of {', '.join(OPERATING_POINTS)}")
-        return float(self.operating_points[point]["threshold"])
+        return float(self.operating_points[check_point(point, self.operating_points)]["threshold"])
 
     @classmethod
     def read(cls, path: Path) -> BlendReport:
@@ -277,11 +276,19 @@ def _weights(c: Checker) -> dict[str, float]:
     return {str(k): float(v) for k, v in w.items()}
 
 
+def check_point(point: str, have) -> str:
+    """`point` if this blend (or bundle) has it; else a line naming the ones it has."""
+    if point not in have:
+        why = " (the recall points need defects among the OOF rows)" if point in OPERATING_POINTS else ""
+        raise InputError(f"--operating-point {point!r}: this blend has {', '.join(have)}{why}")
+    return point
+
+
 def _operating_points(c: Checker) -> dict:
     ops = c.data.get("operating_points")
     if not isinstance(ops, dict):
-        c.fail("operating_points", f"a mapping with {', '.join(OPERATING_POINTS)}")
-    for point in OPERATING_POINTS:
+        c.fail("operating_points", f"a mapping with {', '.join(REQUIRED_POINTS)}")
+    for point in [*REQUIRED_POINTS, *(p for p in OPERATING_POINTS if p in ops and p not in REQUIRED_POINTS)]:
         t = (ops.get(point) or {}).get("threshold") if isinstance(ops.get(point), dict) else None
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
             raise InputError(f"{c.where}: operating_points.{point}.threshold = {t!r}; expected a finite number")

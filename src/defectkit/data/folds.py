@@ -15,12 +15,15 @@ from defectkit.data.tables import load_train_table
 
 
 def assign_folds(target: np.ndarray, n_folds: int, seed: int, groups=None) -> np.ndarray:
-    """Fold number per row; stratified by target, and never splitting a group when given."""
+    """Fold number per row; stratified by target, and never splitting a group when given. Good rows
+    must fill every fold; defects may be fewer than the folds, or none (a fold without defects serves
+    the anomaly member, which learns from good images; classifiers refuse such folds)."""
+    import warnings
     target = np.asarray(target)
-    n_min = int(np.bincount(target, minlength=2).min())
-    if n_min < n_folds:
-        raise InputError(f"only {n_min} rows in the smaller class; {n_folds} stratified folds need at least "
-                         f"{n_folds} of each class (use fewer folds: --n-folds)")
+    n_good = int((target == 0).sum())
+    if n_good < n_folds:
+        raise InputError(f"only {n_good} good rows; {n_folds} folds need at least {n_folds} good rows "
+                         "(use fewer folds: --n-folds)")
     fold = np.full(len(target), -1, dtype=int)
     if groups is None:
         splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
@@ -31,8 +34,10 @@ def assign_folds(target: np.ndarray, n_folds: int, seed: int, groups=None) -> np
             raise InputError(f"only {len(np.unique(groups))} groups; cannot make {n_folds} grouped folds")
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(len(target)), target, groups)
-    for k, (_, val) in enumerate(splits):
-        fold[val] = k
+    with warnings.catch_warnings():  # scikit-learn warns of a class smaller than the folds: allowed here
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, val) in enumerate(splits):
+            fold[val] = k
     return fold
 
 

@@ -59,20 +59,27 @@ def check_user_edits(out: Path, force: bool) -> None:
                              "or prepare with the arguments it was made with")
 
 
+def classifier_need(test_size: float) -> int:
+    """Defect images a held-out split of `test_size` and MIN_FOLDS stratified folds need."""
+    return MIN_FOLDS + max(1, int(np.ceil(MIN_FOLDS * test_size / (1 - test_size))))
+
+
 def held_out_split(target: np.ndarray, test_size: float, strata: np.ndarray | None = None,
                    seed: int = SPLIT_SEED) -> np.ndarray:
     """Boolean mask of test rows: a stratified, seeded split that leaves at least one of each
-    class in the test split and MIN_FOLDS of each in the training rows, or a clear error."""
+    class in the test split and MIN_FOLDS of each in the training rows. With fewer defects than
+    that (or none), each class is split alone (`few_defect_split`): the anomaly member's case.
+    Too few good images is a clear error."""
     from sklearn.model_selection import train_test_split
     if not 0 < test_size < 1:
         raise InputError(f"--test-size {test_size}: expected a fraction between 0 and 1 (e.g. 0.25)")
-    counts = {c: int((target == c).sum()) for c in (0, 1)}
-    need = MIN_FOLDS + max(1, int(np.ceil(MIN_FOLDS * test_size / (1 - test_size))))
-    short = {("good", "defect")[c]: n for c, n in counts.items() if n < need}
-    if short:
-        raise InputError(f"too few images: {', '.join(f'{n} {k}' for k, n in short.items())}; a held-out test "
-                         f"split of {test_size:g} and {MIN_FOLDS} stratified folds need at least {need} of each class "
-                         "(add images, or give an unlabelled --test folder)")
+    need = classifier_need(test_size)
+    n_good, n_defect = int((target == 0).sum()), int((target == 1).sum())
+    if n_good < need:
+        raise InputError(f"too few images: {n_good} good; a held-out test split of {test_size:g} and {MIN_FOLDS} "
+                         f"folds need at least {need} good images (add images, or give an unlabelled --test folder)")
+    if n_defect < need:
+        return few_defect_split(target, test_size, seed)
     idx = np.arange(len(target))
     strata = target if strata is None else strata
     try:
@@ -82,6 +89,28 @@ def held_out_split(target: np.ndarray, test_size: float, strata: np.ndarray | No
     mask = np.zeros(len(target), dtype=bool)
     mask[test_idx] = True
     return mask
+
+
+def few_defect_split(target: np.ndarray, test_size: float, seed: int = SPLIT_SEED) -> np.ndarray:
+    """Each class held out alone by the same share, seeded: one defect at least in the test split
+    when there are two or more (so that the held-out AUC exists), none when there is one."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(target), dtype=bool)
+    for c in (0, 1):
+        idx = np.flatnonzero(target == c)
+        n = len(idx)
+        k = 0 if n < 2 else min(n - 1, max(1, int(round(test_size * n))))
+        mask[rng.permutation(idx)[:k]] = True
+    return mask
+
+
+def few_defects_note(n_defect: int, test_size: float) -> str:
+    """What prepare says when the defects are too few for classifiers; empty when they are not."""
+    need = classifier_need(test_size)
+    if n_defect >= need:
+        return ""
+    return (f"; {n_defect} defect image(s): fewer than the {need} that classifiers need ({MIN_FOLDS} folds and a "
+            "held-out share), so preset: auto trains the anomaly member, learnt from the good images alone")
 
 
 def write_competition(out: Path, train: pd.DataFrame, test_ids: list[str], sub_cols: list[str],
@@ -295,10 +324,11 @@ def copy_masks(masks: Path, rows: pd.DataFrame, out: Path) -> str:
     return f"; {n} of {int((rows.target == 1).sum())} defect masks kept in {out / 'masks'}"
 
 
-def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | float = 0.25,
+def prepare_folder(src: Path, out: Path, good: str, defect: str | None, test: str | float = 0.25,
                    sub_cols=("id", "target"), force: bool = False, masks: Path | None = None) -> str:
-    """A folder per class into a competition; `test`: a sub-folder of unlabelled test images, or the
-    fraction of the labelled images held out as the test split (answers in solution.csv)."""
+    """A folder per class into a competition (`defect` None: good images alone); `test`: a sub-folder
+    of unlabelled test images, or the fraction of the labelled images held out as the test split
+    (answers in solution.csv)."""
     src = Path(src)
     test, test_size = (test, 0.25) if isinstance(test, str) else (None, float(test))
     args = {"source": "folder", "path": str(src.resolve()), "good": good, "defect": defect,
@@ -306,7 +336,7 @@ def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | flo
             **({"masks": str(Path(masks).resolve())} if masks else {})}
     if is_prepared(out, args) and not force:
         return f"{out} is already prepared; nothing to do"
-    folders = {"--good": (src / good).resolve(), "--defect": (src / defect).resolve()}
+    folders = {"--good": (src / good).resolve(), **({"--defect": (src / defect).resolve()} if defect else {})}
     if test:
         folders["--test"] = (src / test).resolve()
     names = list(folders)
@@ -314,10 +344,10 @@ def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | flo
         for b in names[i + 1:]:
             if folders[a] == folders[b] or folders[a] in folders[b].parents or folders[b] in folders[a].parents:
                 raise InputError(f"{a} {folders[a]} and {b} {folders[b]} overlap; each must be its own folder")
-    classes = {0: list_images(src / good), 1: list_images(src / defect)}
+    classes = {0: list_images(src / good, "good folder"), 1: list_images(src / defect) if defect else []}
     files = classes[0] + classes[1]
-    roots = [src / good] * len(classes[0]) + [src / defect] * len(classes[1])
-    prefixes = [Path(good).name] * len(classes[0]) + [Path(defect).name] * len(classes[1])
+    roots = [src / good] * len(classes[0]) + [src / str(defect)] * len(classes[1])
+    prefixes = [Path(good).name] * len(classes[0]) + [Path(str(defect)).name] * len(classes[1])
     rows = pd.DataFrame({"id": image_ids(files, roots, prefixes),
                          "target": [0] * len(classes[0]) + [1] * len(classes[1]),
                          "source": [str(p.relative_to(src)) for p in files], "path": files})
@@ -328,7 +358,8 @@ def prepare_folder(src: Path, out: Path, good: str, defect: str, test: str | flo
     train, test_ids, sizes, held = build_labelled(out, rows, test_files, test_size, sub_cols, args, force)
     return (f"wrote {out}: {len(train)} train ({int(train.target.sum())} defect), {len(test_ids)} test"
             + (" (held out from the labelled images; answers in solution.csv)" if held else "")
-            + (f"; {nested} image(s) from sub-folders included" if nested else "") + kept)
+            + (f"; {nested} image(s) from sub-folders included" if nested else "") + kept
+            + few_defects_note(len(classes[1]), test_size))
 
 
 def read_yolo_boxes(label: Path, classes: set[int] | None) -> list[tuple[float, float, float, float]]:

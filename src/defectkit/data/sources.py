@@ -112,19 +112,21 @@ class FolderSource(_Labelled):
     def add_arguments(self, p):
         p.add_argument("path")
         p.add_argument("--good", required=True, help="sub-folder of good images")
-        p.add_argument("--defect", required=True, help="sub-folder of defect images")
+        p.add_argument("--defect", help="sub-folder of defect images (none: good images alone, for the anomaly "
+                                        "member)")
         p.add_argument("--test", help="sub-folder of unlabelled test images (default: hold out --test-size)")
         p.add_argument("--masks", help="a folder of defect masks named like the images (kept for explain.py --masks)")
         super().add_arguments(p)
 
     def from_args(self, args):
-        return {"type": "folder", **self.common(args), "good": args.good, "defect": args.defect,
+        return {"type": "folder", **self.common(args), "good": args.good,
+                **({"defect": args.defect} if args.defect else {}),
                 **({"test": args.test} if args.test else {}),
                 **({"masks": str(Path(args.masks).resolve())} if args.masks else {})}
 
     def prepare(self, out, source, sub_cols, force, base):
         masks = _path({"path": source["masks"]}, base) if source.get("masks") else None
-        return prepare_folder(_path(source, base), out, source["good"], source["defect"],
+        return prepare_folder(_path(source, base), out, source["good"], source.get("defect"),
                               source.get("test") or source.get("test_size", 0.25), sub_cols, force, masks)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from defectkit.core.checks import InputError, check_columns, check_predictions, read_csv
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import REFIT, FoldPaths, Layout
-from defectkit.core.records import OPERATING_POINTS, BlendReport, FoldRecord, refit_matches_folds
+from defectkit.core.records import BlendReport, FoldRecord, check_point, refit_matches_folds
 from defectkit.ship.runtime.combine import blend_scores, meta_columns, stack_intercept
 
 
@@ -73,9 +73,7 @@ class Ensemble:
                             stack_intercept(self.intercept, self.stack_meta, meta))
 
     def threshold(self, point: str) -> float:
-        if point not in OPERATING_POINTS:
-            raise InputError(f"--operating-point {point!r}: expected one of {', '.join(OPERATING_POINTS)}")
-        return float(self.operating_points[point]["threshold"])
+        return float(self.operating_points[check_point(point, self.operating_points)]["threshold"])
 
 
 def _member(layout: Layout, blend_path: Path, exp: str, k: int | str, folds_hash: str, scores: bool = True,

@@ -173,11 +173,40 @@ def fit_blend(cls: type[BlendMethod], inp: BlendInputs, O, T, threshold_by: str,
             "auc": metrics.auc(y, oof), "cv": cv, "ops": metrics.operating_points(y, oof, threshold_by)}
 
 
+def too_few_defects(inp: BlendInputs) -> str:
+    """Why weights cannot be found and cross-checked on these OOF rows (a fold without defects, or
+    none at all: the anomaly member's case), or ""."""
+    y, fold = inp.y, inp.fold
+    bare = [int(k) for k in np.unique(fold) if not (y[fold == k] == 1).any()]
+    if not bare:
+        return ""
+    return (f"{int(y.sum())} defect(s) among the OOF rows and none in fold(s) {bare}: no weights can be found and "
+            "cross-checked fold-wise, so the members' probabilities are averaged (mean)"
+            + ("" if y.sum() else "; AUC undefined without defects; operating points from the good images' scores"))
+
+
+def mean_blend(inp: BlendInputs, threshold_by: str, note: str, refit: str = "none") -> dict:
+    """The plain mean of the members' probabilities, with operating points (few or no defects)."""
+    O, T = blend_space("prob", inp.exps, refit)
+    model = MeanBlend().fit(O, inp.y)
+    oof, test = model.apply(O), model.apply(T)
+    check_predictions(test, "blend of test predictions")
+    auc = metrics.auc(inp.y, oof)
+    cv = {"blend_auc_mean": auc, "blend_auc_std": float("nan"), "best_single_auc_mean": float("nan"),
+          "per_fold": [], "note": note}
+    return {"method": "mean", "model": model, "weights": model.weights_, "oof": oof, "test": test, "auc": auc,
+            "cv": cv, "ops": metrics.operating_points(inp.y, oof, threshold_by)}
+
+
 def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple | None = None,
                   refit: str = "none") -> dict:
     """The blend by `method` (its fallback kept when the method's cross-check does not beat it;
-    the comparison is kept under "stack"). `meta`: (train matrix, test matrix, names, encoding)."""
+    the comparison is kept under "stack"). `meta`: (train matrix, test matrix, names, encoding).
+    With a fold without defects: the mean of the members' probabilities (`too_few_defects`)."""
     cls = get_method(method)
+    note = too_few_defects(inp)
+    if note:
+        return mean_blend(inp, threshold_by, note, refit)
     M, MT, names, encoding = meta if meta else (None, None, [], [])
     if M is not None and not cls.uses_meta:
         raise InputError(f"--stack-meta {' '.join(e['col'] for e in encoding)}: blend method {method!r} uses no "

@@ -40,15 +40,16 @@ def score_table(exps: list[Experiment], y: np.ndarray) -> pd.DataFrame:
     rows = []
     for j, e in enumerate(exps):
         others = np.delete(corr[j], j)
+        fold_auc = [a for a in e.fold_auc if np.isfinite(a)]  # a fold without defects has none
         rows.append({"experiment": e.name, "oof_auc": round(metrics.auc(y, e.oof), 5),
-                     "fold_auc_mean": round(float(np.mean(e.fold_auc)), 5),
-                     "fold_auc_std": round(float(np.std(e.fold_auc)), 5),
+                     "fold_auc_mean": round(float(np.mean(fold_auc)), 5) if fold_auc else float("nan"),
+                     "fold_auc_std": round(float(np.std(fold_auc)), 5) if fold_auc else float("nan"),
                      "max_corr_others": round(float(others.max()), 4) if len(others) else float("nan")})
     return pd.DataFrame(rows).sort_values("oof_auc", ascending=False).reset_index(drop=True)
 
 
 def read_solution(comp: Competition, layout: Layout, test_ids: list[str]) -> pd.DataFrame | None:
-    """solution.csv checked like train.csv (unique ids, 0/1 answers, both classes), in the
+    """solution.csv checked like train.csv (unique ids, 0/1 answers, good rows), in the
     submission's id order; None when the competition has none."""
     path = layout.solution(comp)
     if not path.exists():
@@ -57,7 +58,7 @@ def read_solution(comp: Competition, layout: Layout, test_ids: list[str]) -> pd.
     sol = read_csv(path, "solution", (id_col,))
     check_columns(sol, [id_col, col], path)
     check_unique_ids(sol, id_col, path)
-    check_binary_target(sol, col, path)
+    check_binary_target(sol, col, path, need_defect=False)
     sol = sol.set_index(sol[id_col].astype(str))
     missing = set(test_ids) - set(sol.index)
     if missing:
@@ -70,7 +71,7 @@ def local_leaderboard(sol: pd.DataFrame | None, col: str, scores: dict, threshol
     if sol is None:
         return None
     y = pd.to_numeric(sol[col]).to_numpy(int)
-    out = {name: round(metrics.auc(y, s), 5) for name, s in scores.items()}
+    out = {name: round(metrics.auc(y, s), 5) for name, s in scores.items()}  # NaN (null) without defects
     blend = scores["blend"]
     if "Usage" in sol:
         for usage in ("Public", "Private"):
@@ -101,6 +102,11 @@ def load_meta(comp: Competition, layout: Layout, inp: BlendInputs, cols: list[st
 
 def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str) -> None:
     best, cv = table.iloc[0], b["cv"]
+    if cv.get("note"):
+        say(f"blend ({b['method']}) of {', '.join(e.name for e in inp.exps)}: {cv['note']}")
+        for key, op in b["ops"].items():
+            say(f"  OOF operating point {key:>18}: {describe_point(op)}")
+        return
     if "stack" in b:
         st = b["stack"]
         say(f"stack: logistic regression on {len(inp.exps)} experiments' OOF ranks"
@@ -114,17 +120,30 @@ def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str
         f"fold-wise cross-check: blend {cv['blend_auc_mean']:.5f} +- {cv['blend_auc_std']:.5f} vs best single "
         f"{cv['best_single_auc_mean']:.5f} (weights found on k-1 folds, scored on the held-out fold)")
     for key, op in b["ops"].items():
-        say(f"  OOF operating point {key:>9}: threshold {op['threshold']:.4f} recall {op['recall']:.3f} "
-            f"FPR {op['fpr']:.3f} precision {op['precision']:.3f} F1 {op['f1']:.3f} accuracy {op['accuracy']:.3f}")
+        say(f"  OOF operating point {key:>18}: {describe_point(op)}")
+
+
+def describe_point(op: dict) -> str:
+    """One operating point in a line: threshold, false alarms, and the defect figures where defined."""
+    out = f"threshold {op['threshold']:.4f} FPR {op['fpr']:.4f} ({op['fp']} of {op['fp'] + op['tn']} good)"
+    if op.get("recall") is not None:
+        out += f" recall {op['recall']:.3f} precision {op['precision']:.3f} F1 {op['f1']:.3f}"
+    if op.get("resolved") is False:
+        out += f" (too few good images to resolve {op['rate']:.1%}: above every good OOF score)"
+    return out + (f" [= {op['by']}]" if op.get("by") in metrics.FALSE_ALARMS else "")
 
 
 def print_leaderboard(say, lb: dict | None, comp: Competition) -> None:
     if lb:
         c = lb["at_oof_threshold"]
+        if c["recall"] is None:
+            say(f"local leaderboard ({comp.solution}): no defects among the answers (AUC undefined); at the OOF "
+                f"threshold {c['fp']} of {c['fp'] + c['tn']} held-out good images flagged (FPR {c['fpr']:.4f})")
+            return
         say(f"local leaderboard ({comp.solution}): blend test AUC {lb['blend']:.5f}"
             + "".join(f", {k.split('_')[1]} {v:.5f}" for k, v in lb.items() if k.startswith("blend_"))
             + f"; at the OOF threshold: accuracy {c['accuracy']:.4f}, recall {c['recall']:.3f}, "
-              f"precision {c['precision']:.3f}")
+              f"precision {c['precision']:.3f}, FPR {c['fpr']:.4f}")
 
 
 @dataclass

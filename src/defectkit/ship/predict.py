@@ -13,7 +13,6 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import Competition
 from defectkit.core.fileio import write_csv_atomic
 from defectkit.core.layout import Layout
-from defectkit.core.records import OPERATING_POINTS
 from defectkit.ensemble.members import Ensemble, Member, load_ensemble
 from defectkit.ship.runtime.image_inputs import InputsError, list_inputs, read_all, read_meta
 from defectkit.ship.runtime.imaging import fit_image
@@ -84,7 +83,7 @@ def predict(comp: Competition, base: Path, inputs: list[str], out: Path, opts: S
     layout = Layout(base)
     ens = load_ensemble(layout, blend)
     try:
-        o.check(OPERATING_POINTS)
+        o.check(list(ens.operating_points))
     except BundleError as e:
         raise InputError(str(e)) from None
     t = ens.threshold(o.point) if o.threshold is None else float(o.threshold)

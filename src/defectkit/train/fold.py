@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from defectkit.core import metrics
-from defectkit.core.checks import InputError, check_soft_target
+from defectkit.core.checks import InputError, check_classifier_defects, check_soft_target
 from defectkit.core.config import Config, config_hash, save_config
 from defectkit.core.fileio import (
     FileLock,
@@ -78,14 +78,15 @@ class FoldData:
         return self.y[self.val_idx]
 
 
-def fold_rows(folds: np.ndarray, y: np.ndarray, fold, n_folds: int, folds_file: Path) -> tuple:
-    """(validation rows, training rows) of fold `fold`; both must hold both classes."""
+def fold_rows(folds: np.ndarray, y: np.ndarray, fold, n_folds: int, folds_file: Path, both: bool = True) -> tuple:
+    """(validation rows, training rows) of fold `fold`; both must hold both classes when `both` (a
+    classifier's fold; the anomaly member's needs good training rows alone)."""
     if not isinstance(fold, int) or not 0 <= fold < n_folds:
         raise InputError(f"--fold {fold}: {folds_file} has folds 0..{n_folds - 1} (or all: the full-data refit)")
     val_idx, tr_idx = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
     if len(val_idx) == 0:
         raise InputError(f"{folds_file}: fold {fold} has no validation rows; re-run python src/make_folds.py")
-    if len(np.unique(y[val_idx])) < 2 or len(np.unique(y[tr_idx])) < 2:
+    if both and (len(np.unique(y[val_idx])) < 2 or len(np.unique(y[tr_idx])) < 2):
         raise InputError(f"{folds_file}: fold {fold} needs both classes in its validation and training rows "
                          f"(validation has {int(y[val_idx].sum())} defect(s) of {len(val_idx)}); "
                          "re-run python src/make_folds.py, with fewer folds for so small a set")
@@ -103,7 +104,9 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
     if fold == REFIT:  # every training row; no validation rows
         val_idx, tr_idx = np.zeros(0, int), np.arange(len(y))
     else:
-        val_idx, tr_idx = fold_rows(folds, y, fold, n_folds, folds_file)
+        if rec.member != "anomaly":
+            check_classifier_defects(int(y.sum()), n_folds, layout.train_csv(comp))
+        val_idx, tr_idx = fold_rows(folds, y, fold, n_folds, folds_file, both=rec.member != "anomaly")
     test_ids = load_test_ids(comp, layout)
     cache = layout.cache_dir(comp)
     ext = comp.image_ext

@@ -2,6 +2,7 @@
 blend -> submission, skipping complete folds and resuming an interrupted one."""
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import statistics
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from defectkit.core.checks import InputError
+from defectkit.core.checks import InputError, check_classifier_defects
 from defectkit.core.config import Config, config_hash
 from defectkit.core.fileio import file_hash, write_json_atomic
 from defectkit.core.layout import REFIT, Layout
@@ -133,6 +134,28 @@ def train_ray(cfg: Config, todo: list, base: Path, fhash: str, force: bool, prog
                         "no blend was made. Fix the cause and run the same command again: only what is missing runs")
 
 
+def anomaly_companion(cfg: Config) -> Config:
+    """The anomaly member beside a classifier grid (recipe with_anomaly): the first backbone, its
+    input cut to at most 512 px a side, TTA x1, named {arch}_anomaly{img_size}."""
+    from defectkit.train.planner import anomaly_hw
+    h, w = anomaly_hw(cfg.recipe.hw)
+    rec = dataclasses.replace(cfg.recipe, member="anomaly", archs=cfg.recipe.archs[:1], tta=1, with_anomaly=False,
+                              img_size=h if h == w else [h, w], aspect_ratio=1.0, name="{arch}_anomaly{img_size}",
+                              refit="none")
+    return dataclasses.replace(cfg, recipe=rec)
+
+
+def member_configs(cfg: Config, base: Path) -> list[Config]:
+    """The grid's recipes: the config's own, and the anomaly member's when with_anomaly; a
+    classifier grid needs a defect in every fold (one line otherwise)."""
+    if cfg.recipe.member != "anomaly":
+        layout = Layout(base)
+        folds = pd.read_csv(layout.folds_file(cfg.competition), usecols=["target"])
+        check_classifier_defects(int(folds["target"].sum()), cfg.recipe.n_folds, layout.train_csv(cfg.competition))
+    extra = [anomaly_companion(cfg)] if cfg.recipe.with_anomaly and cfg.recipe.member != "anomaly" else []
+    return [cfg, *extra]
+
+
 def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True, say=print,
              executor: str = "local", ray_opts: RayOptions | None = None) -> dict | None:
     """The whole competition; `executor` "local" (every job in turn, here) or "ray" (tasks)."""
@@ -143,28 +166,34 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
     ensure_data(cfg, base, say)
     fpath = ensure_folds(cfg, base, say)
     cfg = resolve_auto(cfg, base, say)
-    jobs, states = plan_jobs(cfg, base, file_hash(fpath), force)
-    todo = [j for j in jobs if states[j] != "done"]
-    n_folds = len(cfg.recipe.folds or range(cfg.recipe.n_folds))
-    refits = " + a full-data refit each" if any(k == REFIT for _, k in jobs) else ""
-    say(f"{len(jobs)} jobs ({len(cfg.recipe.archs)} archs x {n_folds} folds{refits}): {len(jobs) - len(todo)} "
-        f"complete, {len(todo)} to run")
+    grids = [(c, *plan_jobs(c, base, file_hash(fpath), force)) for c in member_configs(cfg, base)]
+    for c, jobs, states in grids:
+        todo = [j for j in jobs if states[j] != "done"]
+        n_folds = len(c.recipe.folds or range(c.recipe.n_folds))
+        refits = " + a full-data refit each" if any(k == REFIT for _, k in jobs) else ""
+        kind = " (the anomaly member)" if c.recipe.member == "anomaly" else ""
+        say(f"{len(jobs)} jobs{kind} ({len(c.recipe.archs)} archs x {n_folds} folds{refits}): "
+            f"{len(jobs) - len(todo)} complete, {len(todo)} to run")
     partial = bool(cfg.recipe.folds) and sorted(set(cfg.recipe.folds)) != list(range(cfg.recipe.n_folds))
     if partial:
         say(f"folds {sorted(set(cfg.recipe.folds))} of {cfg.recipe.n_folds} asked for: they will be trained, but a "
             "blend needs every fold, so none is made; train the others, then python src/blend.py")
-    if executor == "ray" and todo:
-        train_ray(cfg, todo, base, file_hash(fpath), force, progress, say, ray_opts or RayOptions())
-    else:
-        train_local(cfg, todo, base, force, progress, say)
+    for c, jobs, states in grids:
+        todo = [j for j in jobs if states[j] != "done"]
+        if executor == "ray" and todo:
+            train_ray(c, todo, base, file_hash(fpath), force, progress, say, ray_opts or RayOptions())
+        else:
+            train_local(c, todo, base, force, progress, say)
     if partial:
         return None
-    return finish(cfg, base, t_start, say)
+    return finish([c for c, _, _ in grids], base, t_start, say)
 
 
-def finish(cfg: Config, base: Path, t_start: float, say=print) -> dict:
-    """The blend, the submission and the final table, once every job is complete."""
-    exps = list(dict.fromkeys(cfg.exp_name(a) for a in cfg.recipe.archs))
+def finish(cfgs: list[Config], base: Path, t_start: float, say=print) -> dict:
+    """The blend, the submission and the final table, once every job of the grids' recipes
+    (`cfgs`: the config's own first) is complete."""
+    cfg = cfgs[0]
+    exps = list(dict.fromkeys(c.exp_name(a) for c in cfgs for a in c.recipe.archs))
     made = {}  # the summary and its table, made inside the blend's result set before it is committed
 
     def add_summary(rs, report):
@@ -198,7 +227,8 @@ def final_table(cfg: Config, base: Path, exps: list[str], report: BlendReport) -
                      "train_min": round(sum(m.secs for m in metas) / 60, 1)})
     chosen = report.operating_points["chosen"]
     rows.append({"experiment": f"BLEND ({report.method})", "oof_auc": report.blend_oof_auc,
-                 "fold_auc": f"{report.cross_check['blend_auc_mean']:.4f} +- "
+                 "fold_auc": "not cross-checked (a fold without defects)" if report.cross_check.get("note") else
+                             f"{report.cross_check['blend_auc_mean']:.4f} +- "
                              f"{report.cross_check['blend_auc_std']:.4f} (cross-checked)",
                  "test_auc": lb.get("blend", float("nan")), "train_min": float("nan")})
     table = pd.DataFrame(rows)

@@ -32,7 +32,7 @@ from defectkit.core.fileio import write_json_atomic
 from defectkit.core.layout import Layout
 from defectkit.core.presets import LITES
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 DEFAULT_BUDGET = {"cpu": 10.0, "cuda": 30.0}  # minutes, when time_budget is 0
 FILL = 0.9  # share of the budget a plan may fill (the rest: the estimate's error)
 FOLDS = 5
@@ -41,7 +41,11 @@ MIN_SIDE, MAX_CACHE_GB = 64, 8.0
 # Fixed costs on a 2-core CPU (seconds; calibrated against runs, README "How auto spends the budget"):
 START_S, FOLD_S, EPOCH_S = 20.0, 3.0, 0.6
 GPU_FOLD_S, GPU_EPOCH_S = 30.0, 1.5  # cudnn autotuning and loader start; validation, checkpoint, plot (H200)
-PLANNED = ("img_size", "aspect_ratio", "archs", "epochs", "tta", "name", "pool", "batch_size")
+PLANNED = ("img_size", "aspect_ratio", "archs", "epochs", "tta", "name", "pool", "batch_size", "member",
+           "with_anomaly")
+ANOMALY_MAX_SIDE = 512  # the anomaly member's input: its patches (and the bank's choice) grow with the pixels
+ANOMALY_STRIDE = 8  # of its finest tapped level (level 2 of the lites and most timm CNNs)
+CORESET_S = 8.4e-8  # seconds per (pool patch x bank patch) of the greedy k-centre loop (2-core EPYC, memory bound)
 MIN_STEPS = 60  # optimizer steps a fold takes at least: a small set gets smaller batches and more epochs
 
 
@@ -68,6 +72,11 @@ class Survey:
     aspect_lo: float  # 5 % and 95 % quantiles of width / height
     aspect_hi: float
     decode_s: float  # seconds to decode and resize one image
+    n_defect: int = -1  # defect rows of train.csv (-1: not counted, as many as a classifier needs)
+
+    @property
+    def n_good(self) -> int:
+        return self.n_train - max(self.n_defect, 0)
 
     @property
     def square(self) -> bool:
@@ -122,6 +131,8 @@ class Plan:
     kept: dict = field(default_factory=dict)  # fields set explicitly, which the plan did not change
     notes: list[str] = field(default_factory=list)
     costs: dict = field(default_factory=dict, repr=False)  # the probe's points, kept with the plan
+    member: str = "classifier"  # anomaly: the anomaly member alone (too few defects for classifiers)
+    anomaly: bool = False  # the anomaly member beside the classifiers (recipe with_anomaly)
 
     @property
     def total_s(self) -> float:
@@ -130,17 +141,24 @@ class Plan:
     def fields(self) -> dict:
         h, w = self.hw
         tag = f"{h}" if h == w else f"{h}x{w}"
-        return {"img_size": [h, w] if h != w else h, "archs": list(self.archs), "epochs": self.epochs,
-                "tta": self.tta, "pool": self.pool, "batch_size": self.batch,
-                "name": f"{{arch}}_auto{tag}e{self.epochs}b{self.batch}"}
+        size = {"img_size": [h, w] if h != w else h, "archs": list(self.archs), "tta": self.tta}
+        if self.member == "anomaly":
+            return {**size, "member": "anomaly", "name": f"{{arch}}_anomaly{tag}"}
+        return {**size, "epochs": self.epochs, "pool": self.pool, "batch_size": self.batch,
+                "with_anomaly": self.anomaly, "name": f"{{arch}}_auto{tag}e{self.epochs}b{self.batch}"}
 
     def line(self, native: tuple[int, int]) -> str:
         h, w = self.hw
         share = f"{h * w / (native[0] * native[1]):.0%} of the images' pixels" if (h, w) != tuple(native) \
             else "the images' own size"
         names = " + ".join(a.replace("tf_efficientnet_", "") for a in self.archs)
+        budget = f"about {self.total_s / 60:.1f} min of {self.budget_s / 60:.0f}"
+        if self.member == "anomaly":
+            return (f"plan: the anomaly member alone (too few defects for classifiers), {w} x {h} px ({share}), "
+                    f"{names}, {self.folds} folds: {budget}")
+        extra = f" + the anomaly member ({' x '.join(map(str, anomaly_hw(self.hw)[::-1]))} px)" if self.anomaly else ""
         return (f"plan: {w} x {h} px ({share}), {names}, {self.folds} folds x {self.epochs} epochs, TTA x{self.tta}, "
-                f"{self.pool} pooling: about {self.total_s / 60:.1f} min of {self.budget_s / 60:.0f}")
+                f"{self.pool} pooling{extra}: {budget}")
 
 
 # --- survey -------------------------------------------------------------------------------------------
@@ -163,7 +181,7 @@ def survey(cfg: Config, base: Path, n_sample: int = 48) -> Survey:
     aspect = hw[:, 1] / hw[:, 0]
     lo, hi = np.quantile(aspect, [0.05, 0.95])
     return Survey(len(ids), len(load_test_ids(comp, layout)), (int(np.median(hw[:, 0])), int(np.median(hw[:, 1]))),
-                  float(lo), float(hi), float(decode))
+                  float(lo), float(hi), float(decode), int(train[comp.target_col].sum()))
 
 
 # --- probe --------------------------------------------------------------------------------------------
@@ -280,7 +298,44 @@ def estimate(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> dict:
         per_epoch = n_tr * c.train(px) + n_val * c.infer(px) + epoch_s
         predict = (n_val + s.n_test) * plan.tta * c.infer(px)
         out[f"{a} folds"] = plan.folds * (plan.epochs * per_epoch + predict + fold_s)
+    if plan.anomaly:
+        out["anomaly member"] = anomaly_s(s, costs[plan.archs[0]], anomaly_hw(plan.hw), plan.folds)
     return out
+
+
+def anomaly_hw(hw: tuple[int, int]) -> tuple[int, int]:
+    """The anomaly member's input beside classifiers at `hw`: the same, its longer side cut to
+    ANOMALY_MAX_SIDE (aspect kept, multiples of 32)."""
+    f = min(1.0, ANOMALY_MAX_SIDE / max(hw))
+    return tuple(max(MIN_SIDE, int(x * f) // 32 * 32) for x in hw)
+
+
+def anomaly_s(s: Survey, c: ArchCost, hw: tuple[int, int], folds: int, bank: int = 4096) -> float:
+    """Seconds of the anomaly member's folds (on the CPU): every image's forward once (bank, scale,
+    validation and test images), the coreset's greedy loop, a fold's fixed cost."""
+    px = hw[0] * hw[1]
+    forward = (s.n_train + s.n_test) * (c.prefix(px) + c.infer(px))
+    per_image = math.ceil(hw[0] / ANOMALY_STRIDE) * math.ceil(hw[1] / ANOMALY_STRIDE)
+    pool = min(per_image * s.n_good * (folds - 1) / folds * 0.9, 16 * bank)
+    return folds * (forward + pool * min(bank, pool) * CORESET_S + FOLD_S)
+
+
+def search_anomaly(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, fixed: dict) -> Plan:
+    """The anomaly member alone: the largest input up to the images' size (its longer side at most
+    ANOMALY_MAX_SIDE) whose run fits the budget."""
+    arch = (fixed.get("archs") or [a for a in LITES if a in costs] or list(costs))[0]
+    folds = fixed.get("folds", FOLDS)
+    sizes = [fixed["hw"]] if "hw" in fixed else [hw for hw in ladder(s) if max(hw) <= ANOMALY_MAX_SIDE] or [
+        ladder(s)[-1]]
+    for hw in sizes:
+        plan = Plan(device, budget_s, hw, [arch], 1, 1, folds=folds, cached=False, member="anomaly")
+        plan.estimate = {"start and blend": START_S, "images": (s.n_train + s.n_test) * s.decode_s,
+                         f"{arch} anomaly folds": anomaly_s(s, costs[arch], hw, folds)}
+        if plan.total_s <= FILL * budget_s:
+            return plan
+    raise InputError(f"time_budget {budget_s / 60:g} min: too small for the anomaly member at {sizes[-1][1]} x "
+                     f"{sizes[-1][0]} px, which needs about {plan.total_s / 60 / FILL:.1f} min; give --time-budget "
+                     f"{math.ceil(plan.total_s / 60 / FILL)} or more")
 
 
 def cache_gb(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> float:
@@ -344,6 +399,8 @@ def grow(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict, cands: 
     steps = []
     if "archs" not in fixed:
         steps += [("archs", a) for a in cands[1:2]]
+    if fixed.get("anomaly_beside"):
+        steps.append(("anomaly", True))
     if "epochs" not in fixed:
         steps += [("epochs", e) for e in range(plan.epochs + 1, hi_e + 1)]
     if "archs" not in fixed:
@@ -369,7 +426,7 @@ def device_kind(cfg: Config) -> str:
 def fixed_fields(cfg: Config) -> dict:
     """The planned fields the user set (YAML or flags): the plan keeps them."""
     rec, ex = cfg.recipe, cfg.explicit
-    out = {k: getattr(rec, k) for k in ("archs", "epochs", "tta", "pool") if k in ex}
+    out = {k: getattr(rec, k) for k in ("archs", "epochs", "tta", "pool", "member", "with_anomaly") if k in ex}
     if "img_size" in ex or "aspect_ratio" in ex:
         out["hw"] = rec.hw
     return out
@@ -379,7 +436,7 @@ def plan_inputs(cfg: Config, s: Survey, device: str) -> dict:
     budget = cfg.recipe.time_budget or DEFAULT_BUDGET[device]
     return {"budget_min": budget, "device": device, "n_train": s.n_train, "n_test": s.n_test, "hw": list(s.hw),
             "aspect": [round(s.aspect_lo, 2), round(s.aspect_hi, 2)],
-            "folds": cfg.recipe.n_folds,
+            "folds": cfg.recipe.n_folds, "n_defect": s.n_defect,
             "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in fixed_fields(cfg).items()}}
 
 
@@ -389,6 +446,11 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
     rec = cfg.recipe
     fixed = {**fixed_fields(cfg), "folds": rec.n_folds, "batch": rec.batch_size, "explicit": cfg.explicit,
              "cached": rec.cache_frozen and rec.freeze_stages > 0}
+    member = fixed.get("member") or ("anomaly" if 0 <= s.n_defect < rec.n_folds else "classifier")
+    if member == "anomaly":
+        return plan_anomaly(s, inputs, fixed, say)
+    # beside the classifiers when the budget allows (CPU plans: the member's cost is probed there)
+    fixed["anomaly_beside"] = device == "cpu" and "with_anomaly" not in fixed
     freeze = rec.freeze_stages if fixed["cached"] else 0
     t0, budget = time.perf_counter(), inputs["budget_min"] * 60
     batch = batch_for(s.n_train, cfg.recipe.n_folds, cfg.recipe.batch_size)
@@ -409,6 +471,26 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
     plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
     plan.kept = {k: v for k, v in inputs["fixed"].items()}
     plan.notes = notes(s, costs, plan)
+    if fixed.get("with_anomaly"):  # asked for: kept, and estimated
+        plan.anomaly = True
+        plan.estimate = {"plan (probe)": spent, **estimate(s, costs, plan)}
+    return plan
+
+
+def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
+    """The anomaly member alone: its backbone probed on the CPU (where the member runs), then the
+    largest input that fits (`search_anomaly`)."""
+    t0, budget = time.perf_counter(), inputs["budget_min"] * 60
+    arch = (fixed.get("archs") or LITES)[0]
+    hw0 = fixed.get("hw") or min(ladder(s)[0], (ANOMALY_MAX_SIDE, ANOMALY_MAX_SIDE))
+    costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], freeze_stages=0, batch=8, reps=1)}
+    plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
+    spent = time.perf_counter() - t0
+    say(f"probe: {arch} timed for the anomaly member on the cpu in {spent:.0f} s ({s.n_defect} defect image(s): "
+        f"fewer than the {plan.folds} a classifier's folds need)")
+    plan.budget_s, plan.estimate = budget, {"plan (probe)": spent, **plan.estimate}
+    plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
+    plan.kept = dict(inputs["fixed"])
     return plan
 
 
@@ -439,7 +521,8 @@ def load_saved(cfg: Config, base: Path, inputs: dict) -> Plan | None:
             return None
         p = saved["plan"]
         return Plan(p["device"], p["budget_s"], tuple(p["hw"]), p["archs"], p["epochs"], p["tta"], p["pool"],
-                    p["folds"], p["batch"], p["cached"], p["estimate"], p["kept"], p["notes"])
+                    p["folds"], p["batch"], p["cached"], p["estimate"], p["kept"], p["notes"], member=p["member"],
+                    anomaly=p["anomaly"])
     except (ValueError, KeyError, TypeError):
         return None  # another version's plan: planned again
 

@@ -3,7 +3,8 @@ timm, no repository). export.py copies this package (defectkit/ship/runtime/) in
 defect_runtime/, with entry.py as predict_bundle.py, beside bundle.json, refs.npz and models/*.onnx.
 
     python bundle/predict_bundle.py IMAGES_OR_FOLDERS_OR_CSV... --out preds.csv
-           [--operating-point chosen|recall_95|recall_99 | --threshold T] [--skip-bad] [--threads N]
+           [--operating-point chosen|recall_95|recall_99|false_alarm_1pct|false_alarm_0.1pct | --threshold T]
+           [--skip-bad] [--threads N]
            [--meta CSV]   (id + metadata columns, for a stacker fitted with them)
 
 Every file the bundle lists is checked against its sha256 first: an edited bundle is refused.
@@ -51,7 +52,8 @@ class ScoreOptions:
 
     def check(self, points) -> None:
         if self.threshold is None and self.point not in points:
-            raise BundleError(f"--operating-point {self.point!r}: expected one of {', '.join(points)}")
+            raise BundleError(f"--operating-point {self.point!r}: expected one of {', '.join(points)} (the points "
+                              "this blend has: the recall points need defects among its OOF rows)")
         if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(
                 self.threshold, (int, float)) or not math.isfinite(self.threshold)):
             raise BundleError(f"--threshold {self.threshold!r}: expected a finite number")
@@ -195,7 +197,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="folders, image files, or a CSV with an id column")
     p.add_argument("--out", default="predictions.csv")
-    p.add_argument("--operating-point", default="chosen", help="chosen, recall_95 or recall_99")
+    p.add_argument("--operating-point", default="chosen",
+                   help="chosen, recall_95, recall_99, false_alarm_1pct or false_alarm_0.1pct (in bundle.json)")
     p.add_argument("--threshold", type=float)
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--image-dir", default=".", help="where a CSV's ids are")
