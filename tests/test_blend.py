@@ -160,7 +160,7 @@ def test_test_file_not_covering_submission_ids(complementary):
 def test_submission_columns_come_from_the_competition(tmp_path):
     w = make_blend_workdir(tmp_path, name="nex", sub_cols=("id", "label"))
     write_experiment(tmp_path, "m", w, sigmoid(w["y"] * 2.0 + w["rng"].normal(0, 1, len(w["y"]))),
-                     competition="nex", name="nex")
+                     name="nex")
     (tmp_path / "input/nex/solution.csv").unlink()  # a real contest keeps its answers
     rep = run_blend(_comp(tmp_path, "nex"), tmp_path, "hill", verbose=False)
     sub = pd.read_csv(tmp_path / "submissions/submission.csv")

@@ -147,3 +147,38 @@ def test_another_pooling_is_a_recipe_field_that_trains_and_predicts_the_thin_scr
     model, ck = load_fold_model(Layout(tmp_path).fold(cfg.exp_name("tf_efficientnet_lite0"), 0).best, 0)
     assert model.global_pool.pool_type == pool and ck.recipe["pool"] == pool
     assert np.isfinite(model(__import__("torch").zeros(1, 3, 96, 240)).detach().numpy()).all()
+
+
+def _with_defects(s, n_defect):
+    import dataclasses
+    return dataclasses.replace(s, n_defect=n_defect)
+
+
+@pytest.mark.parametrize("name", ["tiny", "hairline strips", "100 images"])
+def test_too_few_defects_plan_the_anomaly_member_alone_at_most_512_px_a_side(name):
+    s = _with_defects(SURVEYS[name], 3)
+    plan = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
+    assert plan.member == "anomaly" and plan.archs == ["tf_efficientnet_lite0"] and plan.tta == 1
+    assert max(plan.hw) <= planner.ANOMALY_MAX_SIDE and plan.total_s <= FILL * 600
+    assert plan.hw == [hw for hw in ladder(s) if max(hw) <= planner.ANOMALY_MAX_SIDE][0]  # the largest that fits
+    f = plan.fields()
+    assert f["member"] == "anomaly" and f["name"].startswith("{arch}_anomaly") and "epochs" not in f
+    assert "anomaly member alone" in plan.line(s.hw)
+
+
+def test_the_anomaly_member_joins_the_classifiers_when_the_budget_allows_and_only_then():
+    s = _with_defects(SURVEYS["tiny"], 50)
+    plan = search(s, CPU, "cpu", 30 * 60, {"anomaly_beside": True})
+    assert plan.anomaly and "anomaly member" in plan.estimate and plan.fields()["with_anomaly"] is True
+    assert plan.total_s <= FILL * 1800 and "+ the anomaly member" in plan.line(s.hw)
+    assert not search(s, CPU, "cpu", 30 * 60, {}).anomaly  # a GPU plan, or with_anomaly set: not planned
+    big = _with_defects(SURVEYS["10,000 images"], 2000)
+    tight = search(big, CPU, "cpu", 40 * 60, {"anomaly_beside": True})
+    assert tight.total_s <= FILL * 2400 and (not tight.anomaly or "anomaly member" in tight.estimate)
+    assert planner.anomaly_hw((824, 2532)) == (160, 512) and planner.anomaly_hw((288, 288)) == (288, 288)
+
+
+def test_a_budget_too_small_for_the_anomaly_member_says_what_it_needs():
+    with pytest.raises(InputError, match=r"too small for the anomaly member at .* needs about [\d.]+ min; give "
+                                         r"--time-budget \d+ or more"):
+        planner.search_anomaly(_with_defects(SURVEYS["10,000 images"], 0), CPU, "cpu", 0.2 * 60, {})

@@ -143,7 +143,7 @@ def test_4_a_refit_of_another_recipe_is_refused_by_train_and_never_blended(blend
 @pytest.mark.slow
 @pytest.mark.parametrize("edit,want", [
     (lambda r: r["weights"].update({k: float("nan") for k in r["weights"]}), r"weights\.\S+ = nan; expected a finite"),
-    (lambda r: r["operating_points"].pop("recall_99"), r"operating_points\.recall_99\.threshold = None"),
+    (lambda r: r["operating_points"].pop("chosen"), r"operating_points\.chosen\.threshold = None"),
     (lambda r: r["operating_points"]["chosen"].update(threshold="high"), r"chosen\.threshold = 'high'"),
 ])
 def test_7_a_hand_edited_blend_json_is_refused_by_predict(blended, tmp_path, capsys, edit, want):

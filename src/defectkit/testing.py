@@ -71,6 +71,17 @@ def make_toy_competition(out: Path, n_train: int = 96, n_test: int = 32, seed: i
     return root
 
 
+def make_class_folder(root: Path, n_good: int, n_defect: int = 0, size: int = 96, seed: int = 0,
+                      good: str = "ok", defect: str = "ng") -> Path:
+    """root/<good>/ (and root/<defect>/ when n_defect) of toy_blob images, for prepare.py folder."""
+    rng = np.random.default_rng(seed)
+    for cls, n in ((good, n_good), (defect, n_defect)):
+        for i in range(n):
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / cls / f"{cls}{seed}_{i:03d}.png"), toy_blob(rng, cls == defect, size)[0])
+    return root
+
+
 def write_toy_config(base: Path, name: str = "toy", **recipe) -> Path:
     path = base / "configs" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,10 +137,10 @@ def make_blend_workdir(base: Path, n: int = 400, n_test: int = 100, n_folds: int
     return {"y": y, "ids": ids, "n": n, "fold": fold, "rng": rng}
 
 
-def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, competition: str = "syn",
-                     folds_hash: str | None = None, skip_folds=(), name: str = "syn") -> None:
+def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, folds_hash: str | None = None,
+                     skip_folds=(), name: str = "syn", member: str = "") -> None:
     """oof/<exp>/fold<k>.csv, test_fold<k>.csv and fold<k>.json from predictions over all rows
-    (train rows first, then test rows)."""
+    (train rows first, then test rows); `member`: the recipe's member kind, when given."""
     n, fold, y, ids = w["n"], w["fold"], w["y"], w["ids"]
     d = Layout(base).fold(exp, 0).oof_dir
     d.mkdir(parents=True, exist_ok=True)
@@ -143,10 +154,11 @@ def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, competitio
         noise = np.random.default_rng(k).normal(0, 0.01, len(ids) - n)
         pd.DataFrame({"id": ids[n:], "pred": np.clip(pred[n:] + noise, 0, 1)}).to_csv(d / f"test_fold{k}.csv",
                                                                                     index=False)
-        FoldRecord(competition=competition, exp=exp, arch=exp, fold=int(k), n_folds=len(set(fold)), folds_file="",
+        FoldRecord(competition=name, exp=exp, arch=exp, fold=int(k), n_folds=len(set(fold)), folds_file="",
                    folds_hash=fh, config_hash="synthetic", weights="", run_id=f"{exp}{k}", best_epoch=1, epochs_run=1,
                    val_auc=None, tta=1, oof_auc=None, n_val=len(m), n_test=len(ids) - n, n_train=n - len(m),
-                   n_pseudo=0, device="cpu", secs=0.0, created="", config={}).write(d / f"fold{k}.json")
+                   n_pseudo=0, device="cpu", secs=0.0, created="",
+                   config={"recipe": {"member": member}} if member else {}).write(d / f"fold{k}.json")
 
 
 def sigmoid(x):

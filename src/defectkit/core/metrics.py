@@ -81,7 +81,7 @@ def confusion_metrics(y: np.ndarray, s: np.ndarray, t: float) -> dict:
     fn, tn = int((~pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
     prec = tp / max(tp + fp, 1)
     rec = tp / (tp + fn) if tp + fn else None
-    return {"threshold": round(t, 6), "precision": round(prec, 4), "recall": None if rec is None else round(rec, 4),
+    return {"threshold": float(t), "precision": round(prec, 4), "recall": None if rec is None else round(rec, 4),
             "f1": None if rec is None else round(2 * prec * rec / max(prec + rec, 1e-12), 4),
             "accuracy": round((tp + tn) / len(y), 4), "fpr": round(fp / max(fp + tn, 1), 4),
             "tp": tp, "fp": fp, "fn": fn, "tn": tn}

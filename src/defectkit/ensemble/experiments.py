@@ -30,6 +30,11 @@ class Experiment:
     refit: np.ndarray | None = None  # the full-data refit's test probabilities, when there is one
     refit_why: str = ""  # why there is none
 
+    @property
+    def member(self) -> str:
+        """classifier | anomaly: the kind of model its folds are (recipe field member)."""
+        return self.meta[0].recipe.get("member", "classifier") if self.meta else "classifier"
+
     def test_scores(self, space: str, refit: str = "none") -> np.ndarray:
         """Test predictions in a blend space (prob | rank) from the fold models (refit none), the
         full-data refit (only: ranked against all OOF predictions in rank space), or both (their mean)."""

@@ -17,6 +17,7 @@ loop (`cross_check`): fitted on k-1 folds, scored on the held-out fold.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import numpy as np
@@ -203,10 +204,29 @@ def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple 
     """The blend by `method` (its fallback kept when the method's cross-check does not beat it;
     the comparison is kept under "stack"). `meta`: (train matrix, test matrix, names, encoding).
     With a fold without defects: the mean of the members' probabilities (`too_few_defects`)."""
-    cls = get_method(method)
     note = too_few_defects(inp)
     if note:
         return mean_blend(inp, threshold_by, note, refit)
+    b = _compute_blend(inp, method, threshold_by, meta, refit)
+    for j, e in enumerate(inp.exps):  # an anomaly member stays only if the fold-wise cross-check says it helps
+        if e.member == "anomaly" and len(inp.exps) > 1 and not b["weights"][j] > 0:
+            b["cv"].setdefault("anomaly_member", {})[e.name] = f"left out: {b['method']} gave it no weight"
+        elif e.member == "anomaly" and len(inp.exps) > 1:
+            rest = dataclasses.replace(inp, exps=[x for x in inp.exps if x is not e])
+            alt = _compute_blend(rest, method, threshold_by, meta, refit)
+            with_, without = b["cv"]["blend_auc_mean"], alt["cv"]["blend_auc_mean"]
+            if without >= with_:
+                why = f"left out: the cross-checked AUC is {without:.5f} without it, {with_:.5f} with it"
+                return {**alt, "weights": np.insert(np.asarray(alt["weights"], float), j, 0.0),
+                        "cv": {**alt["cv"], "anomaly_member": {e.name: why}}}
+            b["cv"].setdefault("anomaly_member", {})[e.name] = (f"kept: the cross-checked AUC is {with_:.5f} with it, "
+                                                                f"{without:.5f} without it")
+    return b
+
+
+def _compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple | None = None,
+                   refit: str = "none") -> dict:
+    cls = get_method(method)
     M, MT, names, encoding = meta if meta else (None, None, [], [])
     if M is not None and not cls.uses_meta:
         raise InputError(f"--stack-meta {' '.join(e['col'] for e in encoding)}: blend method {method!r} uses no "

@@ -25,13 +25,16 @@ def plot_roc(y, curves: dict, path: Path, title: str) -> None:
     from sklearn.metrics import roc_curve
     with figure(path, figsize=(5.5, 5), dpi=100) as (fig, ax):
         grid = np.linspace(0, 1, 1001)  # a fixed FPR grid: 40,000-point lines are slow to draw, no sharper
-        for name, s in curves.items():
+        for name, s in (curves.items() if len(np.unique(y)) == 2 else ()):  # no curve without both classes
             fpr, tpr, _ = roc_curve(y, s)
             ax.plot(grid, np.interp(grid, fpr, tpr), lw=2.5 if name.startswith("blend") else 1.2,
                     label=f"{name} (AUC {metrics.auc(y, s):.4f})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set_xlabel("false positive rate"), ax.set_ylabel("defect recall (TPR)"), ax.set_title(title)
-        ax.legend(fontsize=7, loc="lower right")
+        if len(np.unique(y)) == 2:
+            ax.legend(fontsize=7, loc="lower right")
+        else:
+            ax.text(0.5, 0.5, "one class among the OOF rows: no ROC curve", ha="center")
 
 
 def score_table(exps: list[Experiment], y: np.ndarray) -> pd.DataFrame:
@@ -119,13 +122,16 @@ def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str
     say(f"blend OOF AUC {b['auc']:.5f} (best single {best.experiment} {best.oof_auc:.5f}); "
         f"fold-wise cross-check: blend {cv['blend_auc_mean']:.5f} +- {cv['blend_auc_std']:.5f} vs best single "
         f"{cv['best_single_auc_mean']:.5f} (weights found on k-1 folds, scored on the held-out fold)")
+    for name, why in cv.get("anomaly_member", {}).items():
+        say(f"anomaly member {name}: {why}")
     for key, op in b["ops"].items():
         say(f"  OOF operating point {key:>18}: {describe_point(op)}")
 
 
 def describe_point(op: dict) -> str:
     """One operating point in a line: threshold, false alarms, and the defect figures where defined."""
-    out = f"threshold {op['threshold']:.4f} FPR {op['fpr']:.4f} ({op['fp']} of {op['fp'] + op['tn']} good)"
+    out = (f"threshold {op['threshold']:.4f} accuracy {op['accuracy']:.3f} FPR {op['fpr']:.4f} "
+           f"({op['fp']} of {op['fp'] + op['tn']} good)")
     if op.get("recall") is not None:
         out += f" recall {op['recall']:.3f} precision {op['precision']:.3f} F1 {op['f1']:.3f}"
     if op.get("resolved") is False:

@@ -167,6 +167,8 @@ def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = 
         out.rename(old)
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+    say(f"{out / 'bundle.json'} keeps the operating points (--operating-point NAME of predict_bundle.py): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in spec.operating_points.items()))
     return spec
 
 

@@ -306,8 +306,10 @@ def estimate(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> dict:
 def anomaly_hw(hw: tuple[int, int]) -> tuple[int, int]:
     """The anomaly member's input beside classifiers at `hw`: the same, its longer side cut to
     ANOMALY_MAX_SIDE (aspect kept, multiples of 32)."""
-    f = min(1.0, ANOMALY_MAX_SIDE / max(hw))
-    return tuple(max(MIN_SIDE, int(x * f) // 32 * 32) for x in hw)
+    if max(hw) <= ANOMALY_MAX_SIDE:
+        return tuple(hw)
+    f = ANOMALY_MAX_SIDE / max(hw)
+    return tuple(max(32, int(x * f) // 32 * 32) for x in hw)
 
 
 def anomaly_s(s: Survey, c: ArchCost, hw: tuple[int, int], folds: int, bank: int = 4096) -> float:

@@ -1,0 +1,107 @@
+"""The thesis case: about 100 images and a handful of defects (default 5 in 100), as a new user brings
+them: prepare.py folder; the supervised path (preset cpu-fast: its one-line message); the printed
+command (preset auto: the anomaly member alone); then predict.py on a fresh set drawn the same way
+(`--fresh` good and `--fresh` defect images): the held-out AUC (the split keeps 1 of the 5 defects),
+the fresh AUC, and the flags at the chosen operating point (at most 1 % false alarms among the good
+OOF scores). Writes bench/results/few_defects_<data>[_<img>].json.
+
+    python bench/few_defects.py [--data scratch|blob] [--n 100] [--defects 5] [--fresh 100] [--img-size H W]
+
+--data scratch: 1,200 x 480 px hairline scratches on a textured surface (testing.scratch_image);
+blob: 96 px grey noise with bright disks (testing.toy_blob). --img-size overrides the plan's input.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from defectkit.cli.predict import main as predict_main
+from defectkit.cli.prepare import main as prepare_main
+from defectkit.core.checks import InputError
+from defectkit.core.config import load_config
+from defectkit.core.metrics import auc
+from defectkit.core.records import FoldRecord
+from defectkit.testing import scratch_image, toy_blob
+from defectkit.train.grid import run_grid
+
+from benchlib import save_result  # first: puts src/ on the path
+
+
+def draw(root: Path, data: str, n_good: int, n_defect: int, seed: int) -> Path:
+    """root/good, root/defect of made-up images (JPEG 95 for scratches, PNG for blobs)."""
+    rng = np.random.default_rng(seed)
+    for cls, count in (("good", n_good), ("defect", n_defect)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            if data == "scratch":
+                cv2.imwrite(str(root / cls / f"{cls}{seed}_{i:04d}.jpg"), scratch_image(rng, cls == "defect"),
+                            [cv2.IMWRITE_JPEG_QUALITY, 95])
+            else:
+                cv2.imwrite(str(root / cls / f"{cls}{seed}_{i:04d}.png"), toy_blob(rng, cls == "defect")[0])
+    return root
+
+
+def supervised_message(cfg_path: Path, work: Path) -> str:
+    try:
+        run_grid(load_config(cfg_path, {"preset": "cpu-fast"}), work, progress=False, say=lambda *a: None)
+    except InputError as e:
+        return str(e)
+    return "(the supervised path ran)"
+
+
+def fresh_scores(cfg_path: Path, work: Path, fresh: Path) -> dict:
+    out = work / "fresh.csv"
+    assert predict_main(["--config", str(cfg_path), "--workdir", str(work), str(fresh / "good"), str(fresh / "defect"),
+                         "--out", str(out), "--quiet"]) == 0
+    p = pd.read_csv(out)
+    y = p["id"].str.startswith("defect").to_numpy(int)
+    return {"fresh_auc": round(auc(y, p["prob"].to_numpy()), 4), "fresh_good": int((y == 0).sum()),
+            "fresh_defect": int(y.sum()), "fresh_false_alarms": round(float(p["defect"][y == 0].mean()), 4),
+            "fresh_recall": round(float(p["defect"][y == 1].mean()), 4)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", choices=("scratch", "blob"), default="scratch")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--defects", type=int, default=5)
+    p.add_argument("--fresh", type=int, default=100, help="fresh images of each class scored by predict.py")
+    p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), help="the member's input instead of the plan's")
+    p.add_argument("--workdir", help="default: /tmp/few_<data>")
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+    work = Path(args.workdir or f"/tmp/few_{args.data}")
+    shutil.rmtree(work, ignore_errors=True)
+    draw(work / "src", args.data, args.n - args.defects, args.defects, seed=0)
+    fresh = draw(work / "fresh", args.data, args.fresh, args.fresh, seed=1)
+    assert prepare_main(["folder", str(work / "src"), "--good", "good", "--defect", "defect", "--name", "thesis",
+                         "--workdir", str(work)]) == 0
+    cfg_path = work / "configs/thesis.yaml"
+    message = supervised_message(cfg_path, work)
+    over = {"img_size": list(args.img_size)} if args.img_size else {}
+    t0 = time.time()
+    summary = run_grid(load_config(cfg_path, over), work, progress=False)
+    wall = time.time() - t0
+    exp = summary["table"][0]["experiment"]
+    recs = [FoldRecord.read(q) for q in sorted((work / "oof" / exp).glob("fold[0-9].json"))]
+    result = {"data": args.data, "images": args.n, "defects": args.defects, "supervised_message": message,
+              "experiment": exp, "plan": {k: (summary.get("plan") or {}).get(k) for k in ("hw", "archs", "member")},
+              "wall_min": round(wall / 60, 2), "fold_secs": [r.secs for r in recs], "bank_patches": recs[0].n_train,
+              "oof_auc": summary["table"][0]["oof_auc"], "held_out_auc": summary["table"][-1]["test_auc"],
+              "operating_points": summary["blend"]["operating_points"], **fresh_scores(cfg_path, work, fresh)}
+    tag = f"_{args.img_size[0]}x{args.img_size[1]}" if args.img_size else ""
+    save_result(result, f"{args.data} {args.defects} defects in {args.n}: {exp}, held-out AUC {result['held_out_auc']}, "
+                f"fresh AUC {result['fresh_auc']} (false alarms {result['fresh_false_alarms']}, recall "
+                f"{result['fresh_recall']}), {result['wall_min']} min", args.out, f"few_defects_{args.data}{tag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
