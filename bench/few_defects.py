@@ -97,9 +97,10 @@ def main(argv=None) -> int:
               "oof_auc": summary["table"][0]["oof_auc"], "held_out_auc": summary["table"][-1]["test_auc"],
               "operating_points": summary["blend"]["operating_points"], **fresh_scores(cfg_path, work, fresh)}
     tag = f"_{args.img_size[0]}x{args.img_size[1]}" if args.img_size else ""
-    save_result(result, f"{args.data} {args.defects} defects in {args.n}: {exp}, held-out AUC {result['held_out_auc']}, "
-                f"fresh AUC {result['fresh_auc']} (false alarms {result['fresh_false_alarms']}, recall "
-                f"{result['fresh_recall']}), {result['wall_min']} min", args.out, f"few_defects_{args.data}{tag}")
+    save_result(result, f"{args.data} {args.defects} defects in {args.n}: {exp}, held-out AUC "
+                f"{result['held_out_auc']}, fresh AUC {result['fresh_auc']} (false alarms "
+                f"{result['fresh_false_alarms']}, recall {result['fresh_recall']}), {result['wall_min']} min",
+                args.out, f"few_defects_{args.data}{tag}")
     return 0
 
 
