@@ -51,6 +51,11 @@ def opt(default=_UNSET, *, factory=None, choices=None, run: bool = False, grid: 
     return field(default=default, metadata=meta)
 
 
+def _member_kinds() -> tuple:
+    from defectkit.core.members import MEMBERS
+    return tuple(MEMBERS)
+
+
 def _blend_methods() -> tuple:
     from defectkit.ensemble.methods import METHODS
     return tuple(METHODS)
@@ -135,7 +140,7 @@ class Recipe:
     soft_target: str = opt("", neutral="")
     teacher: str = opt("", neutral="", file=True, doc="a table of soft targets (id, target) that training fits instead "
                                                       "of the labels: a distilled student's (src/distill.py)")
-    member: str = opt("classifier", choices=("classifier", "anomaly"), neutral="classifier",
+    member: str = opt("classifier", choices=_member_kinds, neutral="classifier",
                       doc="classifier (trained on both classes) | anomaly (a memory bank of the good training "
                           "images' patch features: train/anomaly.py)")
     anomaly_layers: list[int] = opt(factory=lambda: [2, 3], ge=0, neutral=[2, 3],

@@ -24,6 +24,7 @@ import numpy as np
 
 from defectkit.core import metrics
 from defectkit.core.checks import InputError, check_predictions
+from defectkit.core.members import get_member
 from defectkit.core.registry import Registry
 from defectkit.ensemble.experiments import BlendInputs, Experiment
 from defectkit.ship.runtime.combine import rank_pct
@@ -208,10 +209,12 @@ def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple 
     if note:
         return mean_blend(inp, threshold_by, note, refit)
     b = _compute_blend(inp, method, threshold_by, meta, refit)
-    for j, e in enumerate(inp.exps):  # an anomaly member stays only if the fold-wise cross-check says it helps
-        if e.member == "anomaly" and len(inp.exps) > 1 and not b["weights"][j] > 0:
+    for j, e in enumerate(inp.exps):  # a member on trial (anomaly) stays only if the cross-check says it helps
+        if not get_member(e.member).on_trial or len(inp.exps) == 1:
+            continue
+        if not b["weights"][j] > 0:
             b["cv"].setdefault("anomaly_member", {})[e.name] = f"left out: {b['method']} gave it no weight"
-        elif e.member == "anomaly" and len(inp.exps) > 1:
+        else:
             rest = dataclasses.replace(inp, exps=[x for x in inp.exps if x is not e])
             alt = _compute_blend(rest, method, threshold_by, meta, refit)
             with_, without = b["cv"]["blend_auc_mean"], alt["cv"]["blend_auc_mean"]

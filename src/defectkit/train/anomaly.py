@@ -22,10 +22,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from datetime import datetime, timezone
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +31,6 @@ from torch import nn
 from defectkit.core import metrics
 from defectkit.core.checks import InputError
 from defectkit.core.config import Config, config_hash
-from defectkit.core.fileio import file_hash, write_csv_atomic
 from defectkit.core.layout import Layout
 from defectkit.core.records import FoldRecord
 from defectkit.train import runtime
@@ -175,31 +172,25 @@ def fit_anomaly_fold(cfg: Config, arch: str, fold, layout: Layout, progress: boo
 
 
 def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> FoldRecord:
+    """The fold's checkpoint (bank and scale inside), then its predictions and record through the
+    writer every member kind shares (train.fold.write_fold_outputs)."""
+    from defectkit.train.fold import FoldFacts, write_fold_outputs
     d, net, (info, setup), t0 = parts
-    rec, paths, exp = cfg.recipe, layout.fold(cfg.exp_name(arch), fold), cfg.exp_name(arch)
+    rec, paths = cfg.recipe, layout.fold(cfg.exp_name(arch), fold)
     p_val = score(net, d.train_images[d.val_idx], setup, rec.tta_views, 2 * rec.batch_size)
     p_test = score(net, d.test_images, setup, rec.tta_views, 2 * rec.batch_size)
-    oof_auc = metrics.auc(d.y[d.val_idx], p_val) if len(d.val_idx) else None
-    oof_auc = oof_auc if oof_auc is not None and math.isfinite(oof_auc) else None  # a fold without defects
+    val_auc = metrics.auc(d.y[d.val_idx], p_val) if len(d.val_idx) else float("nan")
+    val_auc = val_auc if math.isfinite(val_auc) else None  # a fold without defects has none
     run_id = uuid.uuid4().hex[:12]
     Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
-               mean=info.mean, std=info.std, tta=rec.tta_views, epoch=1, val_auc=oof_auc, run_id=run_id,
+               mean=info.mean, std=info.std, tta=rec.tta_views, epoch=1, val_auc=val_auc, run_id=run_id,
                config_hash=config_hash(cfg), config=cfg.to_dict()).save(paths.best)
-    if len(d.val_idx):
-        write_csv_atomic(pd.DataFrame({"id": d.ids[d.val_idx], "target": d.y[d.val_idx], "fold": fold,
-                                       "pred": p_val}), paths.oof)
-    write_csv_atomic(pd.DataFrame({"id": d.test_ids, "pred": p_test}), paths.test)
-    meta = FoldRecord(
-        competition=cfg.competition.name, exp=exp, arch=arch, fold=fold, n_folds=d.n_folds,
-        folds_file=str(d.folds_file), folds_hash=file_hash(d.folds_file), config_hash=config_hash(cfg),
-        weights=info.source, run_id=run_id, best_epoch=1, epochs_run=1, val_auc=oof_auc,
-        tta=rec.tta_views, oof_auc=oof_auc, n_val=len(d.val_idx), n_test=len(d.test_ids), n_train=len(net.bank),
-        n_pseudo=0, device="cpu", secs=round(time.time() - t0, 1),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=cfg.to_dict())
-    meta.write(paths.meta)
-    print(f"[{exp} fold {fold}] anomaly bank {len(net.bank)} patches x {net.bank.shape[1]} of the good training "
-          f"images, scale {float(net.scale):.4f}" + (f", OOF AUC with TTA x{rec.tta_views} {oof_auc:.4f}"
-                                                      if oof_auc is not None else "") + f" -> {paths.oof.parent}")
+    meta = write_fold_outputs(cfg, arch, d, paths, (p_val, p_test), FoldFacts(
+        weights=info.source, run_id=run_id, best_epoch=1, epochs_run=1, val_auc=val_auc, n_train=len(net.bank),
+        device="cpu", secs=round(time.time() - t0, 1)))
+    print(f"[{meta.exp} fold {fold}] anomaly bank {len(net.bank)} patches x {net.bank.shape[1]} of the good training "
+          f"images, scale {float(net.scale):.4f}" + (f", OOF AUC with TTA x{rec.tta_views} {meta.oof_auc:.4f}"
+                                                      if meta.oof_auc is not None else "") + f" -> {paths.oof.parent}")
     return meta
 
 

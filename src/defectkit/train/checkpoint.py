@@ -121,10 +121,5 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The model with these weights, in eval mode on the CPU."""
-        if self.recipe.get("member") == "anomaly":
-            from defectkit.train.anomaly import load_anomaly_net
-            return load_anomaly_net(self)
-        from defectkit.train.models import create_model
-        model, _ = create_model(self.arch, pretrained="none", num_classes=1, pool=self.recipe.get("pool", "avg"))
-        model.load_state_dict(self.model)
-        return model.eval()
+        from defectkit.core.members import get_member
+        return get_member(self.recipe.get("member", "classifier")).build(self)

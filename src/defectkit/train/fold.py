@@ -24,6 +24,7 @@ from defectkit.core.fileio import (
     write_csv_atomic,
 )
 from defectkit.core.layout import REFIT, FoldPaths, Layout
+from defectkit.core.members import get_member
 from defectkit.core.plots import figure
 from defectkit.core.records import FoldRecord, fold_differences, refit_key
 from defectkit.data.augment import build_transform
@@ -104,9 +105,10 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
     if fold == REFIT:  # every training row; no validation rows
         val_idx, tr_idx = np.zeros(0, int), np.arange(len(y))
     else:
-        if rec.member != "anomaly":
+        both = get_member(rec.member).needs_defects
+        if both:
             check_classifier_defects(int(y.sum()), n_folds, layout.train_csv(comp))
-        val_idx, tr_idx = fold_rows(folds, y, fold, n_folds, folds_file, both=rec.member != "anomaly")
+        val_idx, tr_idx = fold_rows(folds, y, fold, n_folds, folds_file, both=both)
     test_ids = load_test_ids(comp, layout)
     cache = layout.cache_dir(comp)
     ext = comp.image_ext
@@ -428,30 +430,55 @@ class FoldTrainer:
                   disable=not self.progress) as bar:
             p_val = engine.predict(model, self.parts.val_loader, setup, rec.tta_views, bar)
             p_test = engine.predict(model, self.parts.test_loader, setup, rec.tta_views, bar)
-        oof = pd.DataFrame({"id": d.ids[d.val_idx], "target": d.y_val, "fold": self.fold, "pred": p_val})
-        test = pd.DataFrame({"id": d.test_ids, "pred": p_test})
-        oof_auc = metrics.auc(d.y_val, p_val) if len(oof) else None
-        if len(oof):  # a refit has no OOF rows: only its test predictions are written
-            write_csv_atomic(oof, self.paths.oof)
-        write_csv_atomic(test, self.paths.test)
-        comp = self.cfg.competition
-        meta = FoldRecord(
-            competition=comp.name, exp=self.exp, arch=self.arch, fold=self.fold, n_folds=d.n_folds,
-            folds_file=str(d.folds_file), folds_hash=file_hash(d.folds_file), config_hash=config_hash(self.cfg),
-            weights=self.parts.info.source, run_id=st.run_id, best_epoch=st.best_epoch + 1,
-            epochs_run=st.epochs_done, val_auc=st.best_auc if oof_auc is not None else None, tta=rec.tta_views,
-            oof_auc=oof_auc, n_val=len(oof), n_test=len(test), n_train=len(d.tr_idx), n_pseudo=len(d.pseudo_idx),
-            device=str(self.device), secs=round(time.time() - self.t0, 1),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=self.cfg.to_dict(),
+        meta = write_fold_outputs(self.cfg, self.arch, d, self.paths, (p_val, p_test), FoldFacts(
+            weights=self.parts.info.source, run_id=st.run_id, best_epoch=st.best_epoch + 1, epochs_run=st.epochs_done,
+            val_auc=st.best_auc, n_train=len(d.tr_idx), device=str(self.device), secs=round(time.time() - self.t0, 1),
             peak_gpu_mem_gib=round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
-            if self.device.type == "cuda" else None)
-        meta.write(self.paths.meta)  # last: the fold is complete
+            if self.device.type == "cuda" else None))
+        oof_auc = meta.oof_auc
         if oof_auc is None:
             self.say(f"refit on all {len(d.tr_idx)} training rows, {st.epochs_done} epochs -> {self.paths.test}")
         else:
             self.say(f"best epoch {st.best_epoch + 1}: val AUC {st.best_auc:.4f}, OOF AUC with TTA x{rec.tta_views} "
                      f"{oof_auc:.4f} -> {self.paths.oof}, {self.paths.test}")
         return meta
+
+
+@dataclass
+class FoldFacts:
+    """What a member kind knows of its fold for the record: where its weights came from, its run id,
+    epochs, best validation AUC, training rows (an anomaly member: its bank's patches), device, time."""
+
+    weights: str
+    run_id: str
+    best_epoch: int
+    epochs_run: int
+    val_auc: float | None
+    n_train: int
+    device: str
+    secs: float
+    peak_gpu_mem_gib: float | None = None
+
+
+def write_fold_outputs(cfg: Config, arch: str, d: FoldData, paths, preds: tuple, facts: FoldFacts) -> FoldRecord:
+    """The one writer of a fold's files, for every member kind: its OOF rows (none for a refit), its
+    test predictions, then its FoldRecord, last (the fold is complete). `preds`: (OOF, test) scores."""
+    p_val, p_test = preds
+    oof_auc = metrics.auc(d.y_val, p_val) if len(d.val_idx) else None
+    oof_auc = oof_auc if oof_auc is not None and np.isfinite(oof_auc) else None  # a fold without defects: none
+    if len(d.val_idx):
+        write_csv_atomic(pd.DataFrame({"id": d.ids[d.val_idx], "target": d.y_val, "fold": d.fold, "pred": p_val}),
+                         paths.oof)
+    write_csv_atomic(pd.DataFrame({"id": d.test_ids, "pred": p_test}), paths.test)
+    facts = dataclasses.replace(facts, val_auc=facts.val_auc if oof_auc is not None else None)
+    meta = FoldRecord(
+        competition=cfg.competition.name, exp=cfg.exp_name(arch), arch=arch, fold=d.fold, n_folds=d.n_folds,
+        folds_file=str(d.folds_file), folds_hash=file_hash(d.folds_file), config_hash=config_hash(cfg),
+        tta=cfg.recipe.tta_views, oof_auc=oof_auc, n_val=len(d.val_idx), n_test=len(d.test_ids),
+        n_pseudo=len(d.pseudo_idx), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=cfg.to_dict(), **dataclasses.asdict(facts))
+    meta.write(paths.meta)
+    return meta
 
 
 def refit_epochs(layout: Layout, exp: str) -> int:
@@ -476,13 +503,7 @@ def train_fold(cfg: Config, arch: str, fold: int, base: Path, resume: bool = Fal
     paths = layout.fold(cfg.exp_name(arch), fold)
     with FileLock(paths.lock, f"fold {fold} of {paths.model_dir.name}"):
         check_experiment_consistent(cfg, arch, layout, fold, force)
-        if cfg.recipe.member == "anomaly":  # no epochs: a bank of the good images (train/anomaly.py)
-            from defectkit.train.anomaly import fit_anomaly_fold
-            prepare_outputs(paths)
-            return fit_anomaly_fold(cfg, arch, fold, layout, progress)
-        trainer = FoldTrainer(cfg, arch, fold, layout, progress)
-        prepare_outputs(paths)
-        return trainer.fit(resume, on_epoch_end)
+        return get_member(cfg.recipe.member).fit(cfg, arch, fold, layout, progress, resume, on_epoch_end)
 
 
 def train_job(cfg: Config, arch: str, fold: int | str, base: Path, **kw) -> dict:

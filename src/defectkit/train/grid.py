@@ -15,6 +15,7 @@ from defectkit.core.checks import InputError, check_classifier_defects
 from defectkit.core.config import Config, config_hash
 from defectkit.core.fileio import file_hash, write_json_atomic
 from defectkit.core.layout import REFIT, Layout
+from defectkit.core.members import get_member
 from defectkit.core.records import BlendReport, FoldRecord, fold_differences
 from defectkit.data.folds import fold_summary, make_folds
 from defectkit.data.sources import SOURCES, prepare_from_config
@@ -148,11 +149,12 @@ def anomaly_companion(cfg: Config) -> Config:
 def member_configs(cfg: Config, base: Path) -> list[Config]:
     """The grid's recipes: the config's own, and the anomaly member's when with_anomaly; a
     classifier grid needs a defect in every fold (one line otherwise)."""
-    if cfg.recipe.member != "anomaly":
+    kind = get_member(cfg.recipe.member)
+    if kind.needs_defects:
         layout = Layout(base)
         folds = pd.read_csv(layout.folds_file(cfg.competition), usecols=["target"])
         check_classifier_defects(int(folds["target"].sum()), cfg.recipe.n_folds, layout.train_csv(cfg.competition))
-    extra = [anomaly_companion(cfg)] if cfg.recipe.with_anomaly and cfg.recipe.member != "anomaly" else []
+    extra = [anomaly_companion(cfg)] if cfg.recipe.with_anomaly and kind.needs_defects else []
     return [cfg, *extra]
 
 
