@@ -1,4 +1,4 @@
-"""Where users extend the package: a blend method, a data source and an exporter registered from
+"""Where users extend the package: a blend method, a data source, an exporter and a member kind registered from
 outside it (as README "Extending it" shows), each run end to end; stage tables; the typed
 records' versions."""
 import json
@@ -211,3 +211,76 @@ def test_the_stage_table_freezes_what_timms_coarse_groups_freeze(arch):
     assert table_for(model) is not None and len(stage_groups(model)) >= len(timm_groups)
     for k in range(1, len(table_for(model).stages(model)) + 1):  # the stem + up to every stage but the last
         assert frozen_parameter_names(model, k) == {n for g in timm_groups[:k] for n in g} - head
+
+
+# --- a member kind ------------------------------------------------------------------------------------
+
+class BrightnessNet(torch.nn.Module):
+    """Normalised images -> logit of how far the image's mean lies above the good images' mean."""
+
+    def __init__(self, mu: float = 0.0, sd: float = 1.0):
+        super().__init__()
+        self.register_buffer("mu", torch.tensor(float(mu)))
+        self.register_buffer("sd", torch.tensor(float(sd)))
+
+    def forward(self, x):
+        return ((x.float().mean((1, 2, 3)) - self.mu) / self.sd - 2.0)[:, None]
+
+
+def fit_brightness_fold(cfg, arch, fold, layout):
+    """Learns the good training images' mean brightness: a member kind in 20 lines."""
+    import time
+
+    from defectkit.train.checkpoint import Checkpoint
+    from defectkit.train.engine import image_batches, make_setup, predict, to_input
+    from defectkit.train.fold import FoldFacts, load_fold_data, write_fold_outputs
+    t0, rec, d = time.time(), cfg.recipe, load_fold_data(cfg, layout, fold, progress=False)
+    setup = make_setup(torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, amp=False, channels_last=False)
+    good = d.tr_idx[d.y[d.tr_idx] == 0]
+    m = torch.cat([to_input(x, setup).mean((1, 2, 3)) for x, _ in image_batches(d.train_images[good], 16)])
+    net, paths = BrightnessNet(m.mean(), m.std()), layout.fold(cfg.exp_name(arch), fold)
+    Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
+               mean=(0.5,) * 3, std=(0.25,) * 3, tta=1, run_id=f"b{fold}", config=cfg.to_dict()).save(paths.best)
+    preds = [predict(net, image_batches(x, 16), setup, 1) for x in (d.train_images[d.val_idx], d.test_images)]
+    return write_fold_outputs(cfg, arch, d, paths, tuple(preds), FoldFacts(
+        weights="none", run_id=f"b{fold}", best_epoch=1, epochs_run=1, val_auc=None, n_train=len(good), device="cpu",
+        secs=round(time.time() - t0, 1)))
+
+
+@pytest.fixture
+def brightness_member():
+    from defectkit.core.members import MEMBERS, MemberKind, register_member
+
+    @register_member("brightness")
+    class Brightness(MemberKind):
+        needs_defects, on_trial = False, True
+
+        def fit(self, cfg, arch, fold, layout, progress=True, resume=False, on_epoch_end=None):
+            return fit_brightness_fold(cfg, arch, fold, layout)
+
+        def build(self, ck):
+            net = BrightnessNet()
+            net.load_state_dict(ck.model)
+            return net.eval()
+    yield
+    MEMBERS.pop("brightness")
+
+
+def test_an_outside_member_kind_trains_by_the_grid_blends_and_predicts(tmp_path, brightness_member):
+    from defectkit.cli.predict import main as predict_main
+    from defectkit.core.metrics import auc
+    from defectkit.testing import make_toy_competition, write_toy_config
+    from defectkit.train.grid import run_grid
+    make_toy_competition(tmp_path, n_train=64, n_test=32, kind="blob", size=48)
+    cfg = load_config(write_toy_config(tmp_path, member="brightness", tta=1), {"name": "{arch}_bright"})
+    run_grid(cfg, tmp_path, progress=False, say=lambda *a: None)
+    rec = FoldRecord.read(tmp_path / "oof/test_efficientnet_bright/fold0.json")
+    assert rec.recipe["member"] == "brightness" and rec.n_train == int((pd.read_csv(
+        tmp_path / "folds/toy.csv").query("fold == 1").target == 0).sum())
+    sub = pd.read_csv(tmp_path / "submissions/submission.csv").set_index("id")["target"]
+    sol = pd.read_csv(tmp_path / "input/toy/solution.csv").set_index("id").loc[sub.index, "target"]
+    assert auc(sol.to_numpy(), sub.to_numpy()) > 0.8  # a bright disk raises the mean
+    assert predict_main(["--config", str(tmp_path / "configs/toy.yaml"), "--workdir", str(tmp_path),
+                         str(tmp_path / "input/toy/test"), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    p = pd.read_csv(tmp_path / "p.csv").set_index("id")["prob"].loc[sub.index]
+    np.testing.assert_allclose(p, sub, atol=1e-6)  # the checkpoint rebuilds the member through its kind's build
