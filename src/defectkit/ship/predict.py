@@ -31,6 +31,8 @@ def fold_probs(model: torch.nn.Module, ck: Checkpoint, images: np.ndarray, devic
     in batches of the same sizes (the cache's, then the test loader's), so that even the last
     bits agree (a percentile in rank space moves with the smallest difference)."""
     batch_size = batch_size or 2 * ck.batch_size  # train.py's test loader
+    if hasattr(model, "batch_for"):  # a member whose batch is bounded by memory (the anomaly member's distances)
+        batch_size = model.batch_for(images.shape[1:3], batch_size)
     setup = engine.make_setup(device, ck.mean, ck.std, ck.amp, ck.channels_last)
     model.to(device)
     if setup.channels_last:

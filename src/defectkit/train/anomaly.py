@@ -39,6 +39,7 @@ from defectkit.train.models import ModelInfo
 
 PROJECTION_DIM = 128  # coreset selection's random projection (PatchCore)
 POOL_PER_BANK = 16  # patches drawn for the coreset: at most this many times the bank
+MAX_DISTANCES = 2**25  # entries of one batch's patch-to-bank distance matrix (128 MiB of float32)
 
 
 def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> tuple[nn.Module, ModelInfo]:
@@ -82,6 +83,15 @@ class PatchCoreNet(nn.Module):
         flat = p.permute(0, 2, 3, 1).reshape(b * h * w, d)
         d2 = (flat ** 2).sum(1, keepdim=True) - 2 * flat @ self.bank.t() + self.bank_sq[None]
         return d2.min(1).values.clamp_min(0).sqrt().view(b, h, w)
+
+    def batch_for(self, hw: tuple[int, int], batch: int) -> int:
+        """The batch that keeps one batch's patch-to-bank distances within MAX_DISTANCES (at 288 px and
+        the default bank, 6 images: 128 images took 2.7 GB and ran memory-bound). Every path that
+        scores with this net (training's OOF and test scores, predict.py, explain.py) batches by it."""
+        info = getattr(self.model, "feature_info", None)
+        stride = int(info[self.layers[0]]["reduction"]) if info else 8
+        patches = math.ceil(hw[0] / stride) * math.ceil(hw[1] / stride)
+        return max(1, min(batch, MAX_DISTANCES // max(1, patches * len(self.bank))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
@@ -138,7 +148,7 @@ def score(net: nn.Module, images: np.ndarray, setup, tta: int, batch: int) -> np
     """d / (d + scale) of uint8 NHWC images, averaged over the first `tta` symmetries, in the
     batches predict.py uses (so that its scores agree to the last bits)."""
     from defectkit.train.engine import image_batches, predict
-    return predict(net, image_batches(images, batch), setup, tta).astype(np.float64)
+    return predict(net, image_batches(images, net.batch_for(images.shape[1:3], batch)), setup, tta).astype(np.float64)
 
 
 def split_good(y: np.ndarray, tr_idx: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,5 +217,6 @@ def anomaly_map(net: PatchCoreNet, images: np.ndarray, mean, std) -> np.ndarray:
     from defectkit.train.engine import image_batches, make_setup, to_input
     setup = make_setup(torch.device("cpu"), mean, std, amp=False, channels_last=False)
     with torch.inference_mode():
-        return torch.cat([net.patch_scores(to_input(x, setup)) for x, _ in image_batches(images, 16)]).numpy()
+        batches = image_batches(images, net.batch_for(images.shape[1:3], 16))
+        return torch.cat([net.patch_scores(to_input(x, setup)) for x, _ in batches]).numpy()
 
