@@ -38,7 +38,7 @@ def teacher_scores(cfg: Config, base: Path, blend: BlendReport) -> dict:
                          "alone cannot learn; blend without --stack-meta, then distill")
     inp = load_inputs(cfg.competition, Layout(base), blend.experiments or list(blend.weights), strict=True)
     b = compute_blend(inp, blend.requested_method or blend.method, "accuracy", None, blend.refit)
-    if not np.allclose(b["auc"], blend.blend_oof_auc or b["auc"], atol=1e-5):
+    if not np.allclose(b["auc"], blend.blend_oof_auc or b["auc"], atol=1e-5, equal_nan=True):
         raise InputError(f"blend.json says OOF AUC {blend.blend_oof_auc} but its experiments now blend to "
                          f"{b['auc']:.5f}; blend again, then distill")
     return {"ids": inp.folds["id"].to_numpy(), "y": inp.y, "oof": np.asarray(b["oof"], float),
