@@ -142,7 +142,7 @@ def anomaly_companion(cfg: Config) -> Config:
     h, w = anomaly_hw(cfg.recipe.hw)
     rec = dataclasses.replace(cfg.recipe, member="anomaly", archs=cfg.recipe.archs[:1], tta=1, with_anomaly=False,
                               img_size=h if h == w else [h, w], aspect_ratio=1.0, name="{arch}_anomaly{img_size}",
-                              refit="none")
+                              refit=cfg.recipe.refit)
     return dataclasses.replace(cfg, recipe=rec)
 
 
