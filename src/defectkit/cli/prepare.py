@@ -3,6 +3,7 @@
     python src/prepare.py elpv                                   # the embedded default competition
     python src/prepare.py elpv --from DIR                        # the same from a copy (labels.csv, images/)
     python src/prepare.py folder PATH --good NAME --defect NAME [--test NAME] --name COMP
+    python src/prepare.py folder PATH --good NAME --name COMP      # good images alone: the anomaly member
     python src/prepare.py yolo PATH --name COMP                  # images/ + labels/ (YOLO boxes)
     python src/prepare.py kaggle --slug SLUG [--name COMP]
     python src/prepare.py --config configs/nexperia.yaml          # the source named in a YAML
