@@ -28,6 +28,15 @@ def auc(y: np.ndarray, s: np.ndarray) -> float:
     return float((ranks[ys == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def defined_auc(y: np.ndarray, s: np.ndarray) -> float | None:
+    """`auc`, or None where it is undefined (no rows, or one class only: a fold without defects),
+    as the records keep it."""
+    if len(y) == 0:
+        return None
+    a = auc(y, s)
+    return a if np.isfinite(a) else None
+
+
 def bce(prob: np.ndarray, target: np.ndarray) -> float:
     """Mean binary cross-entropy of probabilities (clipped away from 0 and 1)."""
     p = np.clip(np.asarray(prob, dtype=np.float64), 1e-7, 1 - 1e-7)

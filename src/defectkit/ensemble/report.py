@@ -104,12 +104,20 @@ def load_meta(comp: Competition, layout: Layout, inp: BlendInputs, cols: list[st
 
 
 def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str) -> None:
-    best, cv = table.iloc[0], b["cv"]
-    if cv.get("note"):
+    cv = b["cv"]
+    if cv.get("note"):  # few or no defects: no weights, no cross-check
         say(f"blend ({b['method']}) of {', '.join(e.name for e in inp.exps)}: {cv['note']}")
-        for key, op in b["ops"].items():
-            say(f"  OOF operating point {key:>18}: {describe_point(op)}")
-        return
+    else:
+        print_weights(say, inp, table, b)
+    for name, why in cv.get("anomaly_member", {}).items():
+        say(f"anomaly member {name}: {why}")
+    for key, op in b["ops"].items():
+        say(f"  OOF operating point {key:>18}: {describe_point(op)}")
+
+
+def print_weights(say, inp: BlendInputs, table: pd.DataFrame, b: dict) -> None:
+    """The stacker's verdict, the weights, and the blend's OOF and cross-checked AUC against the best single."""
+    best, cv = table.iloc[0], b["cv"]
     if "stack" in b:
         st = b["stack"]
         say(f"stack: logistic regression on {len(inp.exps)} experiments' OOF ranks"
@@ -122,10 +130,6 @@ def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str
     say(f"blend OOF AUC {b['auc']:.5f} (best single {best.experiment} {best.oof_auc:.5f}); "
         f"fold-wise cross-check: blend {cv['blend_auc_mean']:.5f} +- {cv['blend_auc_std']:.5f} vs best single "
         f"{cv['best_single_auc_mean']:.5f} (weights found on k-1 folds, scored on the held-out fold)")
-    for name, why in cv.get("anomaly_member", {}).items():
-        say(f"anomaly member {name}: {why}")
-    for key, op in b["ops"].items():
-        say(f"  OOF operating point {key:>18}: {describe_point(op)}")
 
 
 def describe_point(op: dict) -> str:

@@ -189,8 +189,7 @@ def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> Fo
     rec, paths = cfg.recipe, layout.fold(cfg.exp_name(arch), fold)
     p_val = score(net, d.train_images[d.val_idx], setup, rec.tta_views, 2 * rec.batch_size)
     p_test = score(net, d.test_images, setup, rec.tta_views, 2 * rec.batch_size)
-    val_auc = metrics.auc(d.y[d.val_idx], p_val) if len(d.val_idx) else float("nan")
-    val_auc = val_auc if math.isfinite(val_auc) else None  # a fold without defects has none
+    val_auc = metrics.defined_auc(d.y_val, p_val)  # for the checkpoint, written before the fold's files
     run_id = uuid.uuid4().hex[:12]
     Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
                mean=info.mean, std=info.std, tta=rec.tta_views, epoch=1, val_auc=val_auc, run_id=run_id,

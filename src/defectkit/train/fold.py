@@ -464,8 +464,7 @@ def write_fold_outputs(cfg: Config, arch: str, d: FoldData, paths, preds: tuple,
     """The one writer of a fold's files, for every member kind: its OOF rows (none for a refit), its
     test predictions, then its FoldRecord, last (the fold is complete). `preds`: (OOF, test) scores."""
     p_val, p_test = preds
-    oof_auc = metrics.auc(d.y_val, p_val) if len(d.val_idx) else None
-    oof_auc = oof_auc if oof_auc is not None and np.isfinite(oof_auc) else None  # a fold without defects: none
+    oof_auc = metrics.defined_auc(d.y_val, p_val)  # None for a refit, or a fold without defects
     if len(d.val_idx):
         write_csv_atomic(pd.DataFrame({"id": d.ids[d.val_idx], "target": d.y_val, "fold": d.fold, "pred": p_val}),
                          paths.oof)

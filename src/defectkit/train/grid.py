@@ -168,9 +168,11 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
     ensure_data(cfg, base, say)
     fpath = ensure_folds(cfg, base, say)
     cfg = resolve_auto(cfg, base, say)
-    grids = [(c, *plan_jobs(c, base, file_hash(fpath), force)) for c in member_configs(cfg, base)]
-    for c, jobs, states in grids:
+    grids = []  # (recipe, its jobs, those still to run)
+    for c in member_configs(cfg, base):
+        jobs, states = plan_jobs(c, base, file_hash(fpath), force)
         todo = [j for j in jobs if states[j] != "done"]
+        grids.append((c, jobs, todo))
         n_folds = len(c.recipe.folds or range(c.recipe.n_folds))
         refits = " + a full-data refit each" if any(k == REFIT for _, k in jobs) else ""
         kind = " (the anomaly member)" if c.recipe.member == "anomaly" else ""
@@ -180,8 +182,7 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
     if partial:
         say(f"folds {sorted(set(cfg.recipe.folds))} of {cfg.recipe.n_folds} asked for: they will be trained, but a "
             "blend needs every fold, so none is made; train the others, then python src/blend.py")
-    for c, jobs, states in grids:
-        todo = [j for j in jobs if states[j] != "done"]
+    for c, _, todo in grids:
         if executor == "ray" and todo:
             train_ray(c, todo, base, file_hash(fpath), force, progress, say, ray_opts or RayOptions())
         else:
