@@ -101,6 +101,7 @@ def test_a_grid_interrupted_inside_a_fold_resumes_that_fold_and_ends_as_an_unint
     lines = []
     run_grid(cfg, work, progress=False, say=lambda *a: lines.append(str(a[0])))
     assert any("1 complete, 1 to run" in line for line in lines)
+    assert not (work / "models/resnet10t/fold1_last.pt").exists()  # complete now: the resume state is gone
     log = pd.read_csv(work / "models/resnet10t/fold1_log.csv")
     assert list(log.epoch) == [1, 2, 3]
     for k in (0, 1):

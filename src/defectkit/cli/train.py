@@ -6,7 +6,8 @@ out-of-fold and test predictions with test-time augmentation.
 
 Writes (exp = the recipe's name, default the arch):
     models/<exp>/fold<k>.pt            best checkpoint (weights used for predictions)
-    models/<exp>/fold<k>_last.pt       last epoch, with optimizer/scheduler/scaler/EMA state (--resume)
+    models/<exp>/fold<k>_last.pt       last epoch, with optimizer/scheduler/scaler/EMA state (--resume;
+                                       removed once the fold is complete)
     models/<exp>/fold<k>_log.csv, fold<k>_curves.png, fold<k>_config.yaml
     oof/<exp>/fold<k>.csv              id, target, fold, pred   (validation rows of fold k)
     oof/<exp>/test_fold<k>.csv         id, pred                 (test rows, this fold's model)

@@ -4,7 +4,7 @@ folder (input/, folds/, models/, oof/, submissions/). Every reader and writer as
     input/<comp>/               train.csv, train/, test/, sample_submission.csv [, solution.csv]
     input/<comp>/.cache/        decoded images and frozen-stage features (.npy)
     folds/<comp>.csv            id, target, fold
-    models/<exp>/fold<k>.pt     best checkpoint (+ _last.pt, _log.csv, _curves.png, _config.yaml, .log)
+    models/<exp>/fold<k>.pt     best checkpoint (+ _last.pt until complete, _log.csv, _curves.png, _config.yaml, .log)
     oof/<exp>/fold<k>.csv       OOF rows; test_fold<k>.csv test rows; fold<k>.json written last
     submissions/submission.csv, blend.json, roc.png, run_summary.json: links into
     submissions/runs/<stamp>/, switched all at once through the link submissions/current

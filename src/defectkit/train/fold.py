@@ -462,7 +462,8 @@ class FoldFacts:
 
 def write_fold_outputs(cfg: Config, arch: str, d: FoldData, paths, preds: tuple, facts: FoldFacts) -> FoldRecord:
     """The one writer of a fold's files, for every member kind: its OOF rows (none for a refit), its
-    test predictions, then its FoldRecord, last (the fold is complete). `preds`: (OOF, test) scores."""
+    test predictions, then its FoldRecord, last (the fold is complete; its resume checkpoint is
+    then removed). `preds`: (OOF, test) scores."""
     p_val, p_test = preds
     oof_auc = metrics.defined_auc(d.y_val, p_val)  # None for a refit, or a fold without defects
     if len(d.val_idx):
@@ -477,6 +478,8 @@ def write_fold_outputs(cfg: Config, arch: str, d: FoldData, paths, preds: tuple,
         n_pseudo=len(d.pseudo_idx), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=cfg.to_dict(), **dataclasses.asdict(facts))
     meta.write(paths.meta)
+    paths.last.unlink(missing_ok=True)  # a complete fold is never resumed: its resume state (weights,
+    # optimizer moments, EMA: 3-4x the best checkpoint) would only fill the disk
     return meta
 
 
