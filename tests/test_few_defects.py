@@ -47,7 +47,7 @@ def test_good_images_alone_plan_train_and_blend_the_anomaly_member(good_only):
 
 
 @pytest.mark.slow  # plans and trains the member
-def test_fresh_defects_score_above_fresh_goods_and_the_bundle_agrees_without_torch(good_only, tmp_path):
+def test_fresh_defects_score_above_fresh_goods_and_the_bundle_agrees_without_torch(good_only, tmp_path, capsys):
     base, _ = good_only
     fresh = make_class_folder(tmp_path / "line", n_good=24, n_defect=24, seed=7)
     argv = ["--config", str(base / "configs/chips.yaml"), "--workdir", str(base)]
@@ -57,6 +57,9 @@ def test_fresh_defects_score_above_fresh_goods_and_the_bundle_agrees_without_tor
     y = p["id"].str.startswith("ng").to_numpy(int)
     assert auc(y, p["prob"].to_numpy()) > 0.9
     assert p["defect"][y == 0].mean() <= 0.2 and p["defect"][y == 1].mean() >= 0.6  # at 1 % false alarms on OOF
+    assert predict_main([*argv, *images, "--out", str(tmp_path / "r.csv"), "--operating-point", "recall_95"]) == 2
+    err = capsys.readouterr().err
+    assert "recall_95" in err and "need defects" in err and not (tmp_path / "r.csv").exists()
     assert export_main([*argv, "--out", str(tmp_path / "bundle")]) == 0
     spec = json.loads((tmp_path / "bundle/bundle.json").read_text())
     assert {"chosen", "false_alarm_1pct", "false_alarm_0.1pct"} <= set(spec["operating_points"])

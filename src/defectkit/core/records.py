@@ -237,9 +237,6 @@ class BlendReport:
             return None
         return {"encoding": st["encoding"], "coef": [float(st["coef"][n]) for n in st["meta"]]}
 
-    def threshold(self, point: str) -> float:
-        return float(self.operating_points[check_point(point, self.operating_points)]["threshold"])
-
     @classmethod
     def read(cls, path: Path) -> BlendReport:
         c = Checker(read_json(path, "blend report"), str(path))
@@ -274,14 +271,6 @@ def _weights(c: Checker) -> dict[str, float]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise InputError(f"{c.where}: weights.{k} = {v!r}; expected a finite number")
     return {str(k): float(v) for k, v in w.items()}
-
-
-def check_point(point: str, have) -> str:
-    """`point` if this blend (or bundle) has it; else a line naming the ones it has."""
-    if point not in have:
-        why = " (the recall points need defects among the OOF rows)" if point in OPERATING_POINTS else ""
-        raise InputError(f"--operating-point {point!r}: this blend has {', '.join(have)}{why}")
-    return point
 
 
 def _operating_points(c: Checker) -> dict:

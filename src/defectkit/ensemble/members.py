@@ -14,7 +14,7 @@ import numpy as np
 from defectkit.core.checks import InputError, check_columns, check_predictions, read_csv
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import REFIT, FoldPaths, Layout
-from defectkit.core.records import BlendReport, FoldRecord, check_point, refit_matches_folds
+from defectkit.core.records import BlendReport, FoldRecord, refit_matches_folds
 from defectkit.ship.runtime.combine import blend_scores, meta_columns, stack_intercept
 
 
@@ -71,9 +71,6 @@ class Ensemble:
             members.append((fold_preds, [m.ref for m in folds], refit))
         return blend_scores(self.space, self.link, [self.weights[e] for e in self.members], members,
                             stack_intercept(self.intercept, self.stack_meta, meta))
-
-    def threshold(self, point: str) -> float:
-        return float(self.operating_points[check_point(point, self.operating_points)]["threshold"])
 
 
 def _member(layout: Layout, blend_path: Path, exp: str, k: int | str, folds_hash: str, scores: bool = True,

@@ -85,10 +85,9 @@ def predict(comp: Competition, base: Path, inputs: list[str], out: Path, opts: S
     layout = Layout(base)
     ens = load_ensemble(layout, blend)
     try:
-        o.check(list(ens.operating_points))
+        t = o.threshold_in({k: v["threshold"] for k, v in ens.operating_points.items()})
     except BundleError as e:
         raise InputError(str(e)) from None
-    t = ens.threshold(o.point) if o.threshold is None else float(o.threshold)
     if ens.meta_columns and not o.meta_csv:
         raise InputError(f"{ens.source}: the stacker also uses metadata ({', '.join(ens.meta_columns)}); give a CSV "
                          f"of {o.id_col} + those columns with --meta")

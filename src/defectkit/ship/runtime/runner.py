@@ -50,13 +50,18 @@ class ScoreOptions:
     meta_csv: str | None = None
     threads: int = 0
 
-    def check(self, points) -> None:
-        if self.threshold is None and self.point not in points:
+    def threshold_in(self, points: dict) -> float:
+        """The threshold these options ask for, of a blend's operating points ({name: threshold}):
+        --threshold when given, else the point's; one line when the blend lacks the point."""
+        if self.threshold is not None:
+            if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not math.isfinite(
+                    self.threshold):
+                raise BundleError(f"--threshold {self.threshold!r}: expected a finite number")
+            return float(self.threshold)
+        if self.point not in points:
             raise BundleError(f"--operating-point {self.point!r}: expected one of {', '.join(points)} (the points "
                               "this blend has: the recall points need defects among its OOF rows)")
-        if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(
-                self.threshold, (int, float)) or not math.isfinite(self.threshold)):
-            raise BundleError(f"--threshold {self.threshold!r}: expected a finite number")
+        return float(points[self.point])
 
 
 def onnx_session(path: Path, threads: int):
@@ -178,8 +183,7 @@ def predict(folder: Path, inputs: list[str], out: Path, opts: ScoreOptions | Non
     o = opts or ScoreOptions()
     check_out(out)
     spec = load_bundle(folder)
-    o.check(spec.operating_points)
-    t = float(spec.operating_points[o.point] if o.threshold is None else o.threshold)
+    t = o.threshold_in(spec.operating_points)
     cols = meta_columns(spec.stack_meta)
     if cols and not o.meta_csv:
         raise BundleError(f"the stacker also uses metadata ({', '.join(cols)}); give a CSV of {o.id_col} + those "
