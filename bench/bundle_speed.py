@@ -64,7 +64,7 @@ def ensemble_speeds(layout: Layout, bundle: Path, images: list[np.ndarray], batc
                    for e in ens.members]
         return blend_scores(ens.space, ens.link, weights, members, ens.intercept)
 
-    sessions = {e.name: [(runner.session(bundle / f.model, threads, spec.runtime),
+    sessions = {e.name: [(runner.session(bundle / f.model, threads, spec.runtime, alone=False),
                           (e.hw, e.resize, e.border_crop))
                          for f in e.folds] for e in spec.experiments}
 

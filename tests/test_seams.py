@@ -125,7 +125,7 @@ class TorchScriptExporter(Exporter):
 class TorchScriptSession:
     """What the runner asks of a session: get_inputs()[0].name and run(None, {name: images})."""
 
-    def __init__(self, path, threads):
+    def __init__(self, path, threads, alone=True):
         self.net = torch.jit.load(str(path))
 
     def get_inputs(self):
