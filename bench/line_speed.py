@@ -4,6 +4,7 @@ onnxruntime and OpenVINO where installed), on one machine in one run.
     make demo                                                   # the ensemble (submissions/blend.json)
     python src/distill.py --config configs/elpv_cpu.yaml --cv    # its student (submissions/student.json)
     python bench/line_speed.py --config configs/elpv_cpu.yaml
+    python bench/line_speed.py --blend B.json --variants "ensemble onnx fp32" "ensemble onnx int8" --out NAME
 
 Each bundle is exported afresh into a temporary folder by the library export.py calls, then loaded
 once as a line keeps it (runner.Scorer: sessions open, a quantised model checked against its bound)
@@ -34,8 +35,8 @@ from defectkit.ship.runtime.runner import Scorer
 
 from benchlib import save_result  # first: puts src/ on the path
 
-VARIANTS = [("ensemble", "onnx", "fp32"), ("student", "onnx", "fp32"), ("student", "onnx", "int8"),
-            ("student", "openvino", "fp32"), ("student", "openvino", "int8")]
+VARIANTS = ["ensemble onnx fp32", "student onnx fp32", "student onnx int8", "student openvino fp32",
+            "student openvino int8"]  # the default; also "ensemble onnx int8", "ensemble openvino fp32", ...
 
 
 def per_image(scorer: Scorer, images: list[np.ndarray]) -> dict:
@@ -73,13 +74,14 @@ def measure(folder: Path, images: list[np.ndarray], y: np.ndarray | None, n_time
     return row
 
 
-def export_variant(layout: Layout, comp, which: str, target: str, precision: str, out: Path) -> bool:
+def export_variant(layout: Layout, comp, variant: tuple, out: Path, blend: str | None = None) -> bool:
+    which, target, precision = variant
     if target == "openvino":
         try:
             import openvino  # noqa: F401
         except ImportError:
             return False
-    ens = student_ensemble(layout) if which == "student" else load_ensemble(layout)
+    ens = student_ensemble(layout) if which == "student" else load_ensemble(layout, blend)
     export(ens, out, comp.image_ext, say=lambda *a: None,
            opts=ExportOptions(target, precision, calib_images(layout, comp)))
     return True
@@ -91,6 +93,8 @@ def main() -> None:
     p.add_argument("--workdir", default=".")
     p.add_argument("--n", type=int, default=128, help="images timed one per call")
     p.add_argument("--threads", type=int, default=0, help="0 = every core")
+    p.add_argument("--blend", help="the ensemble's blend.json (default: submissions/blend.json)")
+    p.add_argument("--variants", nargs="+", default=VARIANTS, help="'ensemble|student onnx|openvino fp32|int8' each")
     p.add_argument("--out")
     args = p.parse_args()
     comp, layout = load_config(args.config).competition, Layout(args.workdir)
@@ -100,21 +104,20 @@ def main() -> None:
     images = [read_image(layout.test_dir(comp) / f"{i}{comp.image_ext}") for i in ids]
     rows = {}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        for which, target, precision in VARIANTS:
-            folder = Path(tmp) / f"{which}_{target}_{precision}"
-            if export_variant(layout, comp, which, target, precision, folder):
-                rows[f"{which} {target} {precision}"] = measure(folder, images, y, args.n, args.threads)
-                print(f"{which} {target} {precision}: {rows[f'{which} {target} {precision}']}", flush=True)
+        for variant in args.variants:
+            folder = Path(tmp) / variant.replace(" ", "_")
+            if export_variant(layout, comp, tuple(variant.split()), folder, args.blend):
+                rows[variant] = measure(folder, images, y, args.n, args.threads)
+                print(f"{variant}: {rows[variant]}", flush=True)
             shutil.rmtree(folder, ignore_errors=True)
-    base = rows["ensemble onnx fp32"]
+    base_name, last = next(iter(rows)), list(rows)[-1]
+    base, best = rows[base_name], rows[last]
     for r in rows.values():
         r["speedup_batch1"] = round(r["img_s_batch1"] / base["img_s_batch1"], 1)
-    best = rows.get("student onnx int8", {})
-    save_result({"competition": comp.name, "test_images": len(images), "timed_batch1": min(args.n, len(images)),
-                 "threads": args.threads or os.cpu_count(), "variants": rows},
-                f"line speed: ensemble {base['img_s_batch1']} img/s, student int8 {best.get('img_s_batch1')} img/s "
-                f"(x{best.get('speedup_batch1')}), held-out AUC {base.get('held_out_auc')} -> "
-                f"{best.get('held_out_auc')}",
+    save_result({"competition": comp.name, "blend": args.blend or "submissions/blend.json", "test_images": len(images),
+                 "timed_batch1": min(args.n, len(images)), "threads": args.threads or os.cpu_count(), "variants": rows},
+                f"line speed: {base_name} {base['img_s_batch1']} img/s, {last} {best['img_s_batch1']} img/s "
+                f"(x{best['speedup_batch1']}), held-out AUC {base.get('held_out_auc')} -> {best.get('held_out_auc')}",
                 args.out, "line_speed_cpu")
 
 

@@ -25,6 +25,7 @@ from defectkit.train.models import CachedPrefixNet, run_prefix
 
 RUNTIME = Path(__file__).resolve().parent / "runtime"  # stdlib + numpy + OpenCV: shipped whole
 RUNTIME_PACKAGE = "defect_runtime"  # its name inside a bundle
+MAX_INT8_DRIFT = 0.1  # a quantised model whose probability on a check image moves further from fp32's is refused
 
 
 class ExportNet(nn.Module):
@@ -88,10 +89,14 @@ def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions
     check = calib[:opts.n_check]
     with torch.no_grad():
         want = net(torch.from_numpy(check)).numpy().astype(np.float64)
-    got = run_model(session(path, 1, exporter.runtime), check, 1)
+    drift = float(np.abs(run_model(session(path, 1, exporter.runtime), check, 1) - want).max())
+    if drift > MAX_INT8_DRIFT:  # e.g. OpenVINO's int8 transformations reach the anomaly member's fp32 distances
+        raise InputError(f"{path.name}: the {exporter.runtime} {opts.precision} model's scores on {len(check)} check "
+                         f"images move by up to {drift:.3f} from fp32's (at most {MAX_INT8_DRIFT} is accepted); "
+                         "export it with --precision fp32, or with another --target")
     key = f"{m.exp}/fold{m.fold}"
     refs[f"{key}/check_images"], refs[f"{key}/check_scores"] = check, want
-    return ck, (hw, resize, crop), float(np.abs(got - want).max()) * 2 + 0.002
+    return ck, (hw, resize, crop), drift * 2 + 0.002
 
 
 def export_experiment(ens: Ensemble, exp: str, tmp: Path, exporter: Exporter, parts: tuple,
@@ -140,16 +145,9 @@ def bundle_spec(ens: Ensemble, experiments: list[ExperimentEntry], files: dict, 
                       extra=extra)
 
 
-def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = "onnx",
-           opts: ExportOptions | None = None) -> BundleSpec:
-    """Write the bundle into `out` (replacing one there, only once it is complete)."""
-    opts = opts or ExportOptions(exporter)
-    exp_ = get_exporter(opts.target)
-    exp_.check_precision(opts.precision)
-    if opts.precision != "fp32" and opts.calib is None:
-        raise InputError(f"--precision {opts.precision}: needs calibration images (the training set)")
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+def write_bundle(ens: Ensemble, tmp: Path, image_ext: str, how: tuple, say=print) -> BundleSpec:
+    """Every model, the runtime, the references and bundle.json into `tmp`; `how` = (exporter, options)."""
+    exp_, opts = how
     refs, sources = {}, {}
     experiments = [export_experiment(ens, exp, tmp, exp_, (opts, refs, sources), say) for exp in ens.members]
     np.savez(tmp / "refs.npz", **refs)
@@ -161,6 +159,24 @@ def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = 
     files = {str(p.relative_to(tmp)): file_hash(p, 64) for p in sorted(tmp.rglob("*")) if p.is_file()}
     spec = bundle_spec(ens, experiments, files, image_ext, exp_, sources, opts.precision)
     write_json_atomic(tmp / "bundle.json", spec.to_json())
+    return spec
+
+
+def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = "onnx",
+           opts: ExportOptions | None = None) -> BundleSpec:
+    """Write the bundle into `out` (replacing one there, only once it is complete)."""
+    opts = opts or ExportOptions(exporter)
+    exp_ = get_exporter(opts.target)
+    exp_.check_precision(opts.precision)
+    if opts.precision != "fp32" and opts.calib is None:
+        raise InputError(f"--precision {opts.precision}: needs calibration images (the training set)")
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        spec = write_bundle(ens, tmp, image_ext, (exp_, opts), say)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a refused model or an interruption leaves no half-bundle
+        raise
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

@@ -5,7 +5,8 @@ An exporter is a class registered with `@register_exporter("onnx")`: `suffix` (t
 `export(net, example, path, precision, calib)`, where `net` maps uint8 (B, H, W, 3) RGB images to
 (B,) defect probabilities (normalisation and TTA inside), `example` is an input of the right shape,
 `precision` is fp32 or int8 and `calib` holds images of the training set at the model's size (int8:
-static quantisation calibrated on them). `python src/export.py --target NAME --precision P` picks
+static quantisation calibrated on them; a submodule whose class says `keep_fp32 = True`, such as the
+anomaly member's nearest-neighbour distances, stays in fp32). `python src/export.py --target NAME --precision P` picks
 one; bundle.json records its runtime and precision.
 """
 from __future__ import annotations
@@ -55,21 +56,30 @@ class Exporter:
 def onnx_fp32(net: nn.Module, example: torch.Tensor, path: Path, opset: int = 17) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: no onnxscript needed
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # sizes traced as constants: a model's input
+        # size is fixed (only the batch axis is dynamic), so 'same' padding and feature-level resizes hold
         torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=["prob"],
                           dynamic_axes={"images": {0: "batch"}, "prob": {0: "batch"}}, opset_version=opset,
                           dynamo=False)
 
 
+def fp32_scopes(net: nn.Module) -> list[str]:
+    """The ONNX node-name prefixes of the submodules that must stay in fp32 (`keep_fp32 = True`):
+    the TorchScript exporter names a module's nodes by its path, /a/b/ for net.a.b."""
+    return [f"/{name.replace('.', '/')}/" for name, m in net.named_modules() if name and getattr(m, "keep_fp32", False)]
+
+
 MIN_INT8_CORR = 0.998  # int8 vs fp32 scores on the calibration images, below which more layers stay fp32
 
 
-def quantize_int8(src: Path, dst: Path, calib: np.ndarray) -> dict:
+def quantize_int8(src: Path, dst: Path, calib: np.ndarray, keep: tuple = ()) -> dict:
     """onnxruntime static quantisation (QDQ, int8 weights per channel, activations per tensor) of the
     convolutions and matrix products, calibrated on `calib` (uint8 NHWC images). The first layers
     see the widest per-channel ranges, which one scale per tensor serves worst (on ELPV's lite0 the
     whole net in int8 lost 0.03 of AUC, with the first 8 of 50 convolutions in fp32 0.001): the
     first k stay in fp32, k the smallest of 0, 2, 4, 8, ... whose int8 scores on the calibration
-    images correlate with the fp32 ones at MIN_INT8_CORR or more. Returns {fp32_layers, layers, corr}."""
+    images correlate with the fp32 ones at MIN_INT8_CORR or more. Nodes named under a `keep` prefix
+    stay in fp32 and are not counted. Returns {fp32_layers, layers, corr}."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -77,13 +87,15 @@ def quantize_int8(src: Path, dst: Path, calib: np.ndarray) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        layers = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+        nodes = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+        fixed = [n for n in nodes if n.startswith(tuple(keep))]
+        layers = [n for n in nodes if n not in fixed]
         want = run_model(onnx_session(src, 1), calib, 1)
         best = None
         for k in [0] + [2 ** i for i in range(1, max(1, len(layers)).bit_length() + 1)]:
             k = min(k, len(layers))
             out = Path(tmp) / f"q{k}.onnx"
-            _quantize(pre, out, calib, layers[:k])
+            _quantize(pre, out, calib, fixed + layers[:k])
             got = run_model(onnx_session(out, 1), calib, 1)
             corr = float(np.corrcoef(got, want)[0, 1]) if np.std(got) > 0 and np.std(want) > 0 else 1.0
             if best is None or corr > best[1]:
@@ -124,7 +136,7 @@ class OnnxExporter(Exporter):
             return onnx_fp32(net, example, path, self.opset)
         with tempfile.TemporaryDirectory() as tmp:
             onnx_fp32(net, example, Path(tmp) / "fp32.onnx", self.opset)
-            return quantize_int8(Path(tmp) / "fp32.onnx", path, calib)
+            return quantize_int8(Path(tmp) / "fp32.onnx", path, calib, tuple(fp32_scopes(net)))
 
     def versions(self):
         import onnx

@@ -58,6 +58,16 @@ def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> tuple[nn
     return model.eval(), info
 
 
+class NearestDistance(nn.Module):
+    """Each row's squared distance to its nearest bank row, (|a|^2 - 2ab + |b|^2).min: a difference of
+    large terms that int8 would wipe out, so an int8 export keeps it in fp32 (`keep_fp32`)."""
+
+    keep_fp32 = True
+
+    def forward(self, flat: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
+        return ((flat ** 2).sum(1, keepdim=True) - 2 * flat @ bank.t() + bank_sq[None]).min(1).values
+
+
 class PatchCoreNet(nn.Module):
     """Normalised images (B, 3, H, W) -> (B, 1) logits log(d / scale), d the largest patch distance."""
 
@@ -67,6 +77,7 @@ class PatchCoreNet(nn.Module):
         self.register_buffer("bank", bank.float())
         self.register_buffer("bank_sq", (bank.float() ** 2).sum(1))
         self.register_buffer("scale", torch.tensor(float(scale)))
+        self.nearest = NearestDistance()
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) patch features at the finest tapped level."""
@@ -81,8 +92,7 @@ class PatchCoreNet(nn.Module):
         p = self.patches(x)
         b, d, h, w = p.shape
         flat = p.permute(0, 2, 3, 1).reshape(b * h * w, d)
-        d2 = (flat ** 2).sum(1, keepdim=True) - 2 * flat @ self.bank.t() + self.bank_sq[None]
-        return d2.min(1).values.clamp_min(0).sqrt().view(b, h, w)
+        return self.nearest(flat, self.bank, self.bank_sq).clamp_min(0).sqrt().view(b, h, w)
 
     def batch_for(self, hw: tuple[int, int], batch: int) -> int:
         """The batch that keeps one batch's patch-to-bank distances within MAX_DISTANCES (at 288 px and
