@@ -42,6 +42,8 @@ def test_small_model_learns_toy_task_and_writes_documented_files(work):
     assert list(log.epoch) == [1, 2, 3, 4] and {"val_auc", "train_loss", "lr", "img_s"} <= set(log.columns)
     assert p.curves.stat().st_size > 1000 and p.best.exists() and p.config.exists()
     assert not p.last.exists()  # the fold is complete: its resume state is removed
+    again = train_fold(cfg, "resnet10t", 1, work, resume=True, progress=False)  # nothing to resume: kept as it is
+    assert again.run_id == meta.run_id and json.loads(p.meta.read_text())["run_id"] == meta.run_id
 
 
 def test_cache_frozen_run_learns(work):

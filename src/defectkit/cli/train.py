@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fold to hold out (0..n_folds-1), or all: one model on every training row (a refit, with the "
                         "folds' median best epoch unless --epochs), which writes test predictions only")
     p.add_argument("--arch", help="timm model name (default: the config's first arch)")
-    p.add_argument("--resume", action="store_true", help="continue from models/<exp>/fold<k>_last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from models/<exp>/fold<k>_last.pt (a complete fold: kept as it is)")
     p.add_argument("--force", action="store_true", help="replace a complete fold made by another recipe")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_recipe_flags(p, exclude=GRID_FIELDS)

@@ -505,6 +505,10 @@ def train_fold(cfg: Config, arch: str, fold: int, base: Path, resume: bool = Fal
     paths = layout.fold(cfg.exp_name(arch), fold)
     with FileLock(paths.lock, f"fold {fold} of {paths.model_dir.name}"):
         check_experiment_consistent(cfg, arch, layout, fold, force)
+        if resume and not force and paths.meta.exists() and not paths.last.exists():
+            print(f"[{paths.model_dir.name} fold {fold}] complete, by this recipe: nothing to resume (its record "
+                  f"{paths.meta}; --force trains it again)")
+            return FoldRecord.read(paths.meta)
         return get_member(cfg.recipe.member).fit(cfg, arch, fold, layout, progress, resume, on_epoch_end)
 
 
