@@ -171,11 +171,42 @@ def test_the_anomaly_member_joins_the_classifiers_when_the_budget_allows_and_onl
     plan = search(s, CPU, "cpu", 30 * 60, {"anomaly_beside": True})
     assert plan.anomaly and "anomaly member" in plan.estimate and plan.fields()["with_anomaly"] is True
     assert plan.total_s <= FILL * 1800 and "+ the anomaly member" in plan.line(s.hw)
-    assert not search(s, CPU, "cpu", 30 * 60, {}).anomaly  # a GPU plan, or with_anomaly set: not planned
+    assert not search(s, CPU, "cpu", 30 * 60, {}).anomaly  # with_anomaly set, or a GPU plan (add_member): not here
     big = _with_defects(SURVEYS["10,000 images"], 2000)
     tight = search(big, CPU, "cpu", 40 * 60, {"anomaly_beside": True})
     assert tight.total_s <= FILL * 2400 and (not tight.anomaly or "anomaly member" in tight.estimate)
     assert planner.anomaly_hw((824, 2532)) == (160, 512) and planner.anomaly_hw((288, 288)) == (288, 288)
+
+
+def test_a_gpu_plan_adds_the_member_timed_on_the_cpu_when_the_rest_of_the_budget_holds_it():
+    """The member runs on the CPU on every machine: a GPU plan adds it after its search, at the CPU's cost."""
+    s = _with_defects(SURVEYS["elpv-like"], 500)
+    plan = search(s, GPU, "cuda", 30 * 60, {})
+    assert not plan.anomaly  # the search itself never adds it on a GPU: the GPU's costs would be the wrong ones
+    lite0 = CPU["tf_efficientnet_lite0"]
+    roomy = planner.add_member(s, search(s, GPU, "cuda", 30 * 60, {}), lite0, 30 * 60)
+    member_s = planner.anomaly_s(s, lite0, planner.anomaly_hw(roomy.hw), roomy.folds)
+    assert roomy.anomaly and roomy.estimate["anomaly member (cpu)"] == pytest.approx(member_s) and member_s > 60
+    assert roomy.total_s <= FILL * 1800 and roomy.fields()["with_anomaly"] is True
+    tight = planner.add_member(s, search(s, GPU, "cuda", 30 * 60, {}), lite0, (plan.total_s + member_s / 2) / FILL)
+    assert not tight.anomaly and "anomaly member (cpu)" not in tight.estimate
+
+
+def test_make_plan_on_a_gpu_times_the_member_on_the_cpu(tmp_path, monkeypatch):
+    """make_plan's GPU path end to end, the probes stubbed (no GPU here): the member's cost comes from a
+    probe on the CPU of the plan's first backbone."""
+    calls = []
+
+    def probe(arch, device, sizes=planner.PROBE_SIZES, cost=None, freeze_stages=6, batch=64, reps=2):
+        calls.append((arch, device))
+        return (GPU if device == "cuda" else CPU)[arch]
+    monkeypatch.setattr(planner, "probe_arch", probe)
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump({
+        "competition": {"name": "toy", "source": {"type": "toy"}}, "recipe": {"preset": "auto", "time_budget": 30}}))
+    plan = planner.make_plan(load_config(tmp_path / "toy.yaml"), _with_defects(SURVEYS["elpv-like"], 500), "cuda",
+                             say=lambda *a: None)
+    assert plan.anomaly and "anomaly member (cpu)" in plan.estimate and plan.total_s <= FILL * 1800
+    assert calls[-1] == (plan.archs[0], "cpu") and all(d == "cuda" for _, d in calls[:-1])
 
 
 def test_a_budget_too_small_for_the_anomaly_member_says_what_it_needs():

@@ -451,8 +451,9 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
     member = fixed.get("member") or ("anomaly" if 0 <= s.n_defect < rec.n_folds else "classifier")
     if member == "anomaly":
         return plan_anomaly(s, inputs, fixed, say)
-    # beside the classifiers when the budget allows (CPU plans: the member's cost is probed there)
+    # beside the classifiers when the budget allows (its cost: a CPU plan's probe; a GPU plan's, after the search)
     fixed["anomaly_beside"] = device == "cpu" and "with_anomaly" not in fixed
+    beside_later = device != "cpu" and "with_anomaly" not in fixed
     freeze = rec.freeze_stages if fixed["cached"] else 0
     t0, budget = time.perf_counter(), inputs["budget_min"] * 60
     batch = batch_for(s.n_train, cfg.recipe.n_folds, cfg.recipe.batch_size)
@@ -473,9 +474,24 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
     plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
     plan.kept = {k: v for k, v in inputs["fixed"].items()}
     plan.notes = notes(s, costs, plan)
-    if fixed.get("with_anomaly"):  # asked for: kept, and estimated
+    if fixed.get("with_anomaly") and device == "cpu":  # asked for: kept, and estimated
         plan.anomaly = True
         plan.estimate = {"plan (probe)": spent, **estimate(s, costs, plan)}
+    elif fixed.get("with_anomaly") or beside_later:  # the member runs on the CPU: its backbone timed there
+        hw = anomaly_hw(plan.hw)
+        cpu = probe_arch(plan.archs[0], "cpu", [PROBE_SIZES[0], hw], freeze_stages=0, batch=8, reps=1)
+        plan = add_member(s, plan, cpu, budget if beside_later else math.inf)
+    return plan
+
+
+def add_member(s: Survey, plan: Plan, cpu: ArchCost, budget_s: float) -> Plan:
+    """A GPU plan's anomaly member, beside its classifiers when the whole still fits `budget_s`: the
+    member runs on the CPU (its neighbour search is a matrix product), timed there (`cpu`: the cost of
+    the plan's first backbone on this machine's CPU)."""
+    member_s = anomaly_s(s, cpu, anomaly_hw(plan.hw), plan.folds)
+    if plan.total_s + member_s <= FILL * budget_s:
+        plan.anomaly = True
+        plan.estimate = {**plan.estimate, "anomaly member (cpu)": member_s}
     return plan
 
 
