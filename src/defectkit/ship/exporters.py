@@ -72,14 +72,15 @@ def fp32_scopes(net: nn.Module) -> list[str]:
 MIN_INT8_CORR = 0.998  # int8 vs fp32 scores on the calibration images, below which more layers stay fp32
 
 
-def quantize_int8(src: Path, dst: Path, calib: np.ndarray, keep: tuple = ()) -> dict:
+def quantize_int8(src: Path, dst: Path, calib: np.ndarray, keep: tuple = (), start: int = 0) -> dict:
     """onnxruntime static quantisation (QDQ, int8 weights per channel, activations per tensor) of the
     convolutions and matrix products, calibrated on `calib` (uint8 NHWC images). The first layers
     see the widest per-channel ranges, which one scale per tensor serves worst (on ELPV's lite0 the
     whole net in int8 lost 0.03 of AUC, with the first 8 of 50 convolutions in fp32 0.001): the
     first k stay in fp32, k the smallest of 0, 2, 4, 8, ... whose int8 scores on the calibration
     images correlate with the fp32 ones at MIN_INT8_CORR or more. Nodes named under a `keep` prefix
-    stay in fp32 and are not counted. Returns {fp32_layers, layers, corr}."""
+    stay in fp32 and are not counted. The ladder starts at `start` (the k a sibling of this graph needed:
+    its experiment's previous fold). Returns {fp32_layers, layers, corr}."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -91,9 +92,9 @@ def quantize_int8(src: Path, dst: Path, calib: np.ndarray, keep: tuple = ()) -> 
         fixed = [n for n in nodes if n.startswith(tuple(keep))]
         layers = [n for n in nodes if n not in fixed]
         want = run_model(onnx_session(src, 1), calib, 1)
-        best = None
-        for k in [0] + [2 ** i for i in range(1, max(1, len(layers)).bit_length() + 1)]:
-            k = min(k, len(layers))
+        best, n = None, len(layers)
+        for k in sorted({min(k, n) for k in [0] + [2 ** i for i in range(1, max(1, n).bit_length() + 1)]
+                         if min(k, n) >= min(start, n)}):
             out = Path(tmp) / f"q{k}.onnx"
             _quantize(pre, out, calib, fixed + layers[:k])
             got = run_model(onnx_session(out, 1), calib, 1)
@@ -131,12 +132,19 @@ class OnnxExporter(Exporter):
     precisions = PRECISIONS
     opset = 17
 
+    def __init__(self):
+        self.ladder_start = {}  # a graph's shapes -> the fp32 layers its last int8 export needed
+
     def export(self, net, example, path, precision="fp32", calib=None):
         if precision == "fp32":
             return onnx_fp32(net, example, path, self.opset)
+        shapes = tuple((k, tuple(v.shape)) for k, v in net.state_dict().items())  # one experiment's folds: equal
         with tempfile.TemporaryDirectory() as tmp:
             onnx_fp32(net, example, Path(tmp) / "fp32.onnx", self.opset)
-            return quantize_int8(Path(tmp) / "fp32.onnx", path, calib, tuple(fp32_scopes(net)))
+            note = quantize_int8(Path(tmp) / "fp32.onnx", path, calib, tuple(fp32_scopes(net)),
+                                 self.ladder_start.get(shapes, 0))
+        self.ladder_start[shapes] = note["fp32_layers"]
+        return note
 
     def versions(self):
         import onnx
