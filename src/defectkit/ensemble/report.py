@@ -25,13 +25,14 @@ def plot_roc(y, curves: dict, path: Path, title: str) -> None:
     from sklearn.metrics import roc_curve
     with figure(path, figsize=(5.5, 5), dpi=100) as (fig, ax):
         grid = np.linspace(0, 1, 1001)  # a fixed FPR grid: 40,000-point lines are slow to draw, no sharper
-        for name, s in (curves.items() if len(np.unique(y)) == 2 else ()):  # no curve without both classes
+        both = len(np.unique(y)) == 2  # no curve without both classes
+        for name, s in (curves.items() if both else ()):
             fpr, tpr, _ = roc_curve(y, s)
             ax.plot(grid, np.interp(grid, fpr, tpr), lw=2.5 if name.startswith("blend") else 1.2,
                     label=f"{name} (AUC {metrics.auc(y, s):.4f})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set_xlabel("false positive rate"), ax.set_ylabel("defect recall (TPR)"), ax.set_title(title)
-        if len(np.unique(y)) == 2:
+        if both:
             ax.legend(fontsize=7, loc="lower right")
         else:
             ax.text(0.5, 0.5, "one class among the OOF rows: no ROC curve", ha="center")

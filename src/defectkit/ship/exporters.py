@@ -6,8 +6,8 @@ An exporter is a class registered with `@register_exporter("onnx")`: `suffix` (t
 (B,) defect probabilities (normalisation and TTA inside), `example` is an input of the right shape,
 `precision` is fp32 or int8 and `calib` holds images of the training set at the model's size (int8:
 static quantisation calibrated on them; a submodule whose class says `keep_fp32 = True`, such as the
-anomaly member's nearest-neighbour distances, stays in fp32). `python src/export.py --target NAME --precision P` picks
-one; bundle.json records its runtime and precision.
+anomaly member's nearest-neighbour distances, stays in fp32). `python src/export.py --target NAME
+--precision P` picks one; bundle.json records its runtime and precision.
 """
 from __future__ import annotations
 

@@ -453,7 +453,6 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
         return plan_anomaly(s, inputs, fixed, say)
     # beside the classifiers when the budget allows (its cost: a CPU plan's probe; a GPU plan's, after the search)
     fixed["anomaly_beside"] = device == "cpu" and "with_anomaly" not in fixed
-    beside_later = device != "cpu" and "with_anomaly" not in fixed
     freeze = rec.freeze_stages if fixed["cached"] else 0
     t0, budget = time.perf_counter(), inputs["budget_min"] * 60
     batch = batch_for(s.n_train, cfg.recipe.n_folds, cfg.recipe.batch_size)
@@ -477,10 +476,9 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
     if fixed.get("with_anomaly") and device == "cpu":  # asked for: kept, and estimated
         plan.anomaly = True
         plan.estimate = {"plan (probe)": spent, **estimate(s, costs, plan)}
-    elif fixed.get("with_anomaly") or beside_later:  # the member runs on the CPU: its backbone timed there
-        hw = anomaly_hw(plan.hw)
-        cpu = probe_arch(plan.archs[0], "cpu", [PROBE_SIZES[0], hw], freeze_stages=0, batch=8, reps=1)
-        plan = add_member(s, plan, cpu, budget if beside_later else math.inf)
+    elif device != "cpu" and fixed.get("with_anomaly", True):  # the member runs on the CPU: its backbone timed there
+        cpu = probe_arch(plan.archs[0], "cpu", [PROBE_SIZES[0], anomaly_hw(plan.hw)], freeze_stages=0, batch=8, reps=1)
+        plan = add_member(s, plan, cpu, math.inf if fixed.get("with_anomaly") else budget)  # asked for: kept
     return plan
 
 

@@ -134,7 +134,7 @@ class Scorer:
         alone = sum(len(e.folds) + bool(e.refit) for e in self.spec.experiments) == 1
 
         def open_(m):
-            return checked_session(self.folder, m, (threads, alone), self.spec.runtime, self.refs) if m else None
+            return checked_session(self.folder, m, threads, self.spec.runtime, self.refs, alone) if m else None
         self.sessions = [([open_(f) for f in e.folds], open_(e.refit)) for e in self.spec.experiments]
 
     def threshold(self, point: str = "chosen") -> float:
@@ -153,11 +153,11 @@ class Scorer:
                             stack_intercept(self.spec.intercept, self.spec.stack_meta, meta))
 
 
-def checked_session(folder: Path, m, threads: tuple[int, bool], runtime: str, refs):
+def checked_session(folder: Path, m, threads: int, runtime: str, refs, alone: bool = True):
     """The model's session; a quantised one first scores the check images it was exported with, and
     is refused when it drifts from the fp32 model's scores by more than the bound recorded then
-    (another CPU's int8 kernels can round otherwise). `threads`: (cores, whether it runs alone)."""
-    sess = session(folder / m.model, threads[0], runtime, threads[1])
+    (another CPU's int8 kernels can round otherwise). `alone`: the bundle's only model."""
+    sess = session(folder / m.model, threads, runtime, alone)
     if m.precision != "fp32" and m.bound > 0:
         images, want = refs[f"{m.ref}/check_images"], refs[f"{m.ref}/check_scores"]
         drift = float(np.abs(run_model(sess, images, 1) - want).max())
