@@ -1,6 +1,7 @@
 # make demo   install into .venv, then run the whole ELPV competition on CPU (configs/elpv_cpu.yaml)
 # make test   install into .venv (with test tools), then run the test suite
 # make test-fast  the tests that train no model (under a minute)
+# make test-other-cpu  the fast tier and the numeric tests again, as another CPU's kernels round (CI runs it)
 # make lint   ruff check (CI runs it before the tests)
 # make bench  throughput and blend-speed benchmarks (figures in bench/results/)
 # make gpu-kit-check  the GPU kit end to end on CPU under the GPU machine's torch (README, GPU kit)
@@ -11,7 +12,10 @@ CONFIG  ?= configs/elpv_cpu.yaml
 GPU_PY  ?= python3.12
 GPU_VENV ?= .venv-gpu
 
-.PHONY: demo test test-fast lint bench install install-dev clean gpu-kit-check
+# Another CPU imitated on this one (defectkit.testing.OTHER_CPU; tests/test_code_shape.py keeps the two equal)
+OTHER_CPU := ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
+
+.PHONY: demo test test-fast test-other-cpu lint bench install install-dev clean gpu-kit-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,6 +40,9 @@ test: install-dev
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-other-cpu: install-dev
+	$(OTHER_CPU) $(BIN)/python -m pytest -q -m "not slow or numeric" tests
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench

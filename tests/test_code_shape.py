@@ -146,3 +146,9 @@ def test_scripts_only_call_the_library_and_nothing_imports_a_script():
     names = {p.stem for p in scripts}
     for mod, imps in import_graph().items():
         assert not {i.split(".")[0] for i in imps} & names, mod
+
+
+def test_make_imitates_the_other_cpu_that_the_benchmarks_measure():
+    from defectkit.testing import OTHER_CPU
+    line = next(ln for ln in (ROOT / "Makefile").read_text().splitlines() if ln.startswith("OTHER_CPU :="))
+    assert dict(kv.split("=", 1) for kv in line.split(":=", 1)[1].split()) == OTHER_CPU

@@ -81,11 +81,17 @@ def onnx_session(path: Path, threads: int, alone: bool = True):
 
 def openvino_session(path: Path, threads: int, alone: bool = True):
     """An OpenVINO compiled model, answering like an onnxruntime session (get_inputs, run). Float
-    layers run in fp32: on a CPU with bf16 units OpenVINO would otherwise round them to bf16 and move
-    the scores off the thresholds chosen at export."""
+    layers run in fp32: on a CPU with bf16 or AMX units OpenVINO would otherwise run them in bf16 and
+    move the scores off the thresholds chosen at export. The precision the compiled model reports is
+    checked: a runtime that would compute in another one is refused in one line. (onnxruntime's CPU
+    provider computes fp32 layers in fp32 on every x86 CPU; int8 models are checked by their drift.)"""
     import openvino as ov
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
                                                           "INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled.get_property("INFERENCE_PRECISION_HINT")
+    if got != ov.Type.f32:
+        raise BundleError(f"{path}: OpenVINO on this CPU would compute its float layers in {got.get_type_name()}, "
+                          "not the fp32 the bundle was checked at; use an onnx bundle (export.py --target onnx)")
 
     class Session:
         def get_inputs(self):
