@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from defectkit.runtime.runner import onnx_session, run_model
 from defectkit.ship.export import ExportNet
 from defectkit.ship.exporters import onnx_fp32
-from defectkit.ship.runtime.runner import onnx_session, run_model
 from defectkit.train.anomaly import PatchCoreNet, backbone
 
 from benchlib import save_result  # first: puts src/ on the path

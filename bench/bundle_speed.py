@@ -24,12 +24,12 @@ import torch
 from defectkit.core.config import load_config, resolve_config_path
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
+from defectkit.runtime import runner
+from defectkit.runtime.combine import blend_scores
+from defectkit.runtime.imaging import fit_image, read_image
 from defectkit.ship.export import ExportNet
 from defectkit.ship.exporters import OnnxExporter
 from defectkit.ship.predict import fold_probs, load_member
-from defectkit.ship.runtime import runner
-from defectkit.ship.runtime.combine import blend_scores
-from defectkit.ship.runtime.imaging import fit_image, read_image
 from defectkit.train import runtime
 from defectkit.train.models import create_model
 

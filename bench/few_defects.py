@@ -28,8 +28,8 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.core.metrics import auc
 from defectkit.core.records import FoldRecord
+from defectkit.pipeline.grid import run_grid
 from defectkit.testing import scratch_image, toy_blob
-from defectkit.train.grid import run_grid
 
 from benchlib import save_result  # first: puts src/ on the path
 

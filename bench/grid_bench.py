@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from defectkit.core.config import load_config
+from defectkit.pipeline.grid import EXECUTORS, run_grid
 from defectkit.testing import make_toy_competition, write_toy_config
-from defectkit.train.grid import EXECUTORS, run_grid
 from defectkit.train.ray_executor import RayOptions, init_ray
 
 from benchlib import save_result  # first: puts src/ on the path

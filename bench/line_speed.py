@@ -30,9 +30,9 @@ from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ensemble.report import read_solution
+from defectkit.runtime.imaging import read_image
+from defectkit.runtime.runner import Scorer
 from defectkit.ship.export import ExportOptions, calib_images, export, student_ensemble
-from defectkit.ship.runtime.imaging import read_image
-from defectkit.ship.runtime.runner import Scorer
 
 from benchlib import save_result  # first: puts src/ on the path
 

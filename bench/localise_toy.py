@@ -16,8 +16,8 @@ from pathlib import Path
 
 from defectkit.core.config import load_config
 from defectkit.explain.gradcam import CAMS, localisation
+from defectkit.pipeline.grid import run_grid
 from defectkit.testing import make_toy_competition, write_toy_config
-from defectkit.train.grid import run_grid
 
 from benchlib import save_result  # first: puts src/ on the path
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from defectkit.cli.prepare import main as prepare_main
 from defectkit.core.config import load_config
+from defectkit.pipeline.grid import run_grid
 from defectkit.testing import make_scratch_folder
-from defectkit.train.grid import run_grid
 
 from benchlib import save_result  # first: puts src/ on the path
 

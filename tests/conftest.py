@@ -9,7 +9,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest  # noqa: E402
 
 from defectkit.ensemble.report import run_blend
-from defectkit.train.grid import run_grid
+from defectkit.pipeline.grid import run_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))

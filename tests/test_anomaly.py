@@ -11,8 +11,8 @@ from defectkit.cli.predict import main as predict_main
 from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
+from defectkit.pipeline.grid import run_grid
 from defectkit.testing import learnt, make_toy_competition, no_torch_env, run_bundle, write_toy_config
-from defectkit.train.grid import run_grid
 
 RECIPE = {"archs": ["tf_efficientnet_lite0"], "member": "anomaly", "img_size": 96, "tta": 1, "pretrained": "auto",
           "anomaly_bank": 512}

@@ -1,5 +1,6 @@
 """The code's shape, kept: every module of the package and every script: no function over 50 lines
-or with more than 8 parameters; scripts only call the library; the bundle's runtime imports only
+or with more than 8 parameters; imports go down the layers only, none of the package's own inside a
+function; scripts only call the library; the bundle's runtime imports only
 the standard library, numpy, OpenCV and a model runtime; importing the ensemble layer, the core or
 the runtime never imports torch (an import inside a function runs only when it is called: resolving
 `preset: auto` asks torch whether a GPU is visible)."""
@@ -12,7 +13,7 @@ SRC = ROOT / "src"
 PKG = SRC / "defectkit"
 MAX_LINES, MAX_PARAMS = 50, 8
 RUNTIME_OK = {"numpy", "cv2", "onnxruntime", "openvino"}  # besides the standard library and the runtime itself
-NO_TORCH = ("defectkit.ensemble", "defectkit.core", "defectkit.ship.runtime")
+NO_TORCH = ("defectkit.ensemble", "defectkit.core", "defectkit.runtime")
 TORCH = {"torch", "torchvision", "timm"}
 
 
@@ -82,7 +83,7 @@ def reaches(graph: dict, start: str, targets: set[str]) -> list[str]:
     return []
 
 
-def runtime_violations(src: Path = SRC, package: str = "defectkit.ship.runtime") -> list[str]:
+def runtime_violations(src: Path = SRC, package: str = "defectkit.runtime") -> list[str]:
     folder = src.joinpath(*package.split("."))
     out = []
     for path in sorted(folder.glob("*.py")):
@@ -113,7 +114,7 @@ def test_the_checks_find_a_long_function_and_a_long_signature(tmp_path):
 
 def test_the_bundle_runtime_needs_only_the_standard_library_numpy_opencv_and_a_model_runtime():
     assert runtime_violations() == []
-    assert {"runner.py", "spec.py", "combine.py", "imaging.py"} <= {p.name for p in (PKG / "ship/runtime").glob("*.py")}
+    assert {"runner.py", "spec.py", "combine.py", "imaging.py"} <= {p.name for p in (PKG / "runtime").glob("*.py")}
 
 
 def test_the_ensemble_layer_the_core_and_the_runtime_never_reach_torch():
@@ -122,17 +123,76 @@ def test_the_ensemble_layer_the_core_and_the_runtime_never_reach_torch():
 
 def test_the_import_checks_find_a_violation(tmp_path):
     pkg = tmp_path / "defectkit"
-    (pkg / "ship/runtime").mkdir(parents=True)
+    (pkg / "runtime").mkdir(parents=True)
     (pkg / "ensemble").mkdir()
-    for d in (pkg, pkg / "ship", pkg / "ship/runtime", pkg / "ensemble"):
+    for d in (pkg, pkg / "runtime", pkg / "ensemble"):
         (d / "__init__.py").write_text("")
-    (pkg / "ship/runtime/runner.py").write_text("import json\nimport pandas as pd\nfrom .imaging import x\n")
+    (pkg / "runtime/runner.py").write_text("import json\nimport pandas as pd\nfrom .imaging import x\n")
     (pkg / "ensemble/methods.py").write_text("from defectkit.ensemble import helpers\n")
     (pkg / "ensemble/helpers.py").write_text("import timm.models\n\n\ndef f():\n    import torch\n")
     assert runtime_violations(tmp_path) == ["runner.py imports pandas"]
     assert torch_chains(tmp_path) == [
         "defectkit.ensemble.helpers -> timm.models",
         "defectkit.ensemble.methods -> defectkit.ensemble.helpers -> timm.models"]
+
+
+# The package's layers, bottom to top (DESIGN.md): an import only goes down, counting imports inside functions.
+LAYERS = ("runtime", "core", "data", "train", "ensemble", "ship", "explain", "pipeline", "cli")
+
+
+def layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[0] == "defectkit" and parts[1] in LAYERS else None
+
+
+def upward_imports(src: Path = SRC) -> list[str]:
+    """Every import, at the top or inside a function, of a module of a higher layer than the importer's."""
+    out = []
+    for path in sorted((src / "defectkit").rglob("*.py")):
+        here = layer_of(module_name(path, src))
+        if here is None:
+            continue
+        for imp in sorted(imports_of(path, src)):
+            there = layer_of(imp)
+            if there is not None and there > here:
+                out.append(f"{module_name(path, src)} ({LAYERS[here]}) imports {imp} ({LAYERS[there]})")
+    return sorted(set(out))
+
+
+def nested_own_imports(src: Path = SRC) -> list[str]:
+    """Imports of the package's own modules inside functions or classes: they hide a dependency from a
+    reader (and once hid a circle of 13 modules); only heavy optional libraries are imported there."""
+    out = []
+    for path in sorted((src / "defectkit").rglob("*.py")):
+        top, nested = imports_of(path, src, nested=False), imports_of(path, src)
+        out += [f"{module_name(path, src)} imports {imp} inside a function" for imp in sorted(nested - top)
+                if imp.startswith("defectkit")]
+    return out
+
+
+def test_imports_go_down_the_layers_only_and_none_hides_in_a_function():
+    assert upward_imports() == [] and nested_own_imports() == []
+    layers = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert layers == set(LAYERS)  # a new folder takes its place in LAYERS
+
+
+def test_the_layer_check_finds_a_planted_upward_import(tmp_path):
+    pkg = tmp_path / "defectkit"
+    for d in ("core", "train", "ensemble"):
+        (pkg / d).mkdir(parents=True)
+        (pkg / d / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core/config.py").write_text("from defectkit.core import checks\n\n\ndef f():\n"
+                                        "    from defectkit.ensemble.methods import METHODS\n")
+    (pkg / "train/fold.py").write_text("from defectkit.core import config\nfrom ..ensemble import pseudo\n")
+    assert upward_imports(tmp_path) == [
+        "defectkit.core.config (core) imports defectkit.ensemble.methods (ensemble)",
+        "defectkit.core.config (core) imports defectkit.ensemble.methods.METHODS (ensemble)",
+        "defectkit.train.fold (train) imports defectkit.ensemble (ensemble)",
+        "defectkit.train.fold (train) imports defectkit.ensemble.pseudo (ensemble)"]
+    assert nested_own_imports(tmp_path) == [
+        "defectkit.core.config imports defectkit.ensemble.methods inside a function",
+        "defectkit.core.config imports defectkit.ensemble.methods.METHODS inside a function"]
 
 
 def test_scripts_only_call_the_library_and_nothing_imports_a_script():

@@ -11,8 +11,9 @@ import pytest
 from defectkit.cli.distill import main as distill_main
 from defectkit.cli.export import main as export_main
 from defectkit.core.checks import InputError
-from defectkit.ensemble.distill import distill, read_teacher
+from defectkit.data.tables import read_teacher
 from defectkit.ensemble.report import run_blend
+from defectkit.pipeline.distill import distill
 from defectkit.testing import learnt, no_torch_env, run_bundle
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
@@ -79,7 +80,7 @@ def test_an_int8_bundle_whose_scores_drift_is_refused_in_one_line(distilled, tmp
     refs[key] = refs[key] + 0.5  # as if another machine's int8 kernels scored them otherwise
     np.savez(out / "refs.npz", **refs)
     spec = json.loads((out / "bundle.json").read_text())  # re-sign the edited file, as a drift is not an edit
-    from defectkit.ship.runtime.spec import sha256_file, spec_digest
+    from defectkit.runtime.spec import sha256_file, spec_digest
     spec["files"]["refs.npz"] = sha256_file(out / "refs.npz")
     spec["spec_sha256"] = spec_digest(spec)
     (out / "bundle.json").write_text(json.dumps(spec))
@@ -129,6 +130,6 @@ def test_a_stacker_with_metadata_has_no_student(tmp_path):
 
 
 def test_the_default_student_is_the_blends_fastest_backbone_here():
-    from defectkit.ensemble.distill import fastest_arch
+    from defectkit.pipeline.distill import fastest_arch
     assert fastest_arch(["resnet50", "resnet10t"], (64, 64)) == "resnet10t"
     assert fastest_arch(["resnet50"], (64, 64)) == "resnet50"  # one: nothing to time

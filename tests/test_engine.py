@@ -147,7 +147,7 @@ def test_gradient_accumulation_steps_once_per_k_batches_and_on_the_last():
 
 
 def test_border_crop_and_resize_modes_fit_the_image():
-    from defectkit.ship.runtime.imaging import fit_image
+    from defectkit.runtime.imaging import fit_image
     img = np.full((40, 80, 3), 200, np.uint8)
     img[:4] = img[-4:] = img[:, :8] = img[:, -8:] = 0  # a dark frame, 10 % of each side
     assert fit_image(img, (20, 20), "squash", border_crop=0.1).min() == 200  # the frame is cut off

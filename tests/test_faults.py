@@ -27,6 +27,7 @@ from defectkit.core.layout import Layout
 from defectkit.data.folds import make_folds
 from defectkit.data.prepare import prepare_folder
 from defectkit.ensemble.report import BlendOptions, run_blend
+from defectkit.pipeline.grid import job_state
 from defectkit.testing import (
     copy_toy_workdir,
     make_blend_workdir,
@@ -37,7 +38,6 @@ from defectkit.testing import (
 )
 from defectkit.train import fold as fold_module
 from defectkit.train.fold import train_fold
-from defectkit.train.grid import job_state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -341,7 +341,7 @@ def test_unclear_input_is_one_line_and_changes_no_complete_result(case, trained,
 
 
 def test_truncated_and_tiny_images_are_named(tmp_path):
-    from defectkit.ship.runtime.imaging import ImageError, read_image
+    from defectkit.runtime.imaging import ImageError, read_image
     ok, buf = cv2.imencode(".jpg", toy_image(np.random.default_rng(0), True, 64))
     (tmp_path / "cut.jpg").write_bytes(buf.tobytes()[:-2])  # the end marker lost
     with pytest.raises(ImageError, match="cut.jpg: image file is truncated"):

@@ -14,8 +14,8 @@ from defectkit.cli.prepare import main as prepare_main
 from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.core.metrics import auc
+from defectkit.pipeline.grid import run_grid
 from defectkit.testing import learnt, make_class_folder, no_torch_env, run_bundle
-from defectkit.train.grid import run_grid
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,8 @@ def test_fresh_defects_score_above_fresh_goods_and_the_bundle_agrees_without_tor
 
 
 @pytest.mark.slow  # exports five int8 models
-def test_an_int8_member_quantises_the_backbone_and_keeps_the_distances_in_fp32(good_only, tmp_path, capsys):
+def test_an_int8_member_quantises_the_backbone_and_keeps_the_distances_in_fp32(good_only, tmp_path, capsys,
+                                                                               monkeypatch):
     """int8 rounding would wipe out |a|^2 - 2ab + |b|^2: the nearest-neighbour product stays fp32,
     the backbone is quantised, and the bundle still tells fresh defects from fresh good images."""
     import onnx
@@ -94,10 +95,15 @@ def test_an_int8_member_quantises_the_backbone_and_keeps_the_distances_in_fp32(g
     p = pd.read_csv(tmp_path / "p8.csv")
     y = p["id"].str.startswith("ng").to_numpy(int)
     learnt("few defects: int8 member AUC on fresh images", auc(y, p["prob"].to_numpy()), 0.85)
-    # OpenVINO's int8 transformations reach the fp32 distances (every score near 1 on ELPV): refused, nothing left
+    # A quantised model whose check scores move too far from fp32's is refused, and nothing is left. (OpenVINO's
+    # int8 transformations reached the fp32 distances on ELPV: every score near 1. Whether they do on this toy
+    # depends on the CPU's int8 kernels, so the bound is lowered here to make the refusal happen on any CPU.)
     pytest.importorskip("openvino")
+    from defectkit.ship import export as export_module
+    monkeypatch.setattr(export_module, "MAX_INT8_DRIFT", 1e-9)
     assert export_main([*argv, "--precision", "int8", "--target", "openvino", "--out", str(tmp_path / "ov")]) == 2
-    assert "model's scores on 16 check images move by up to" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "model's scores on 16 check images move by up to" in err
     assert not list(tmp_path.glob("*ov*"))
 
 
@@ -133,7 +139,7 @@ def test_an_anomaly_member_stays_in_the_blend_only_if_the_cross_check_says_it_he
     a, b, c = (rng.normal(0, 1, len(y)) for _ in range(3))
     write_experiment(tmp_path, "cls_a", w, sigmoid(y + a))
     write_experiment(tmp_path, "cls_b", w, sigmoid(y - a + b))
-    write_experiment(tmp_path, "anom", w, sigmoid(signal * y + c), member="anomaly")
+    write_experiment(tmp_path, "anom", w, sigmoid(signal * y + c), on_trial=True)
     comp = load_config(tmp_path / "configs/syn.yaml").competition
     report = run_blend(comp, tmp_path, "hill", verbose=False)
     why = report.cross_check["anomaly_member"]["anom"]

@@ -11,8 +11,8 @@ from defectkit.core.config import load_config
 from defectkit.data.prepare import prepare_folder
 from defectkit.explain import localise
 from defectkit.explain.gradcam import localisation
+from defectkit.pipeline.grid import run_grid
 from defectkit.testing import make_toy_competition, write_toy_config
-from defectkit.train.grid import run_grid
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 

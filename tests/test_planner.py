@@ -92,8 +92,8 @@ def test_the_plan_names_its_experiments_by_what_it_chose():
 
 @pytest.mark.slow
 def test_a_planned_run_run_again_reuses_its_plan_and_trains_nothing_new(tmp_path, monkeypatch):
+    from defectkit.pipeline.grid import run_grid
     from defectkit.testing import make_toy_competition
-    from defectkit.train.grid import run_grid
     monkeypatch.setattr(planner, "LITES", ["tf_efficientnet_lite0"])  # one backbone to probe: a quick test
     make_toy_competition(tmp_path)
     (tmp_path / "configs").mkdir(exist_ok=True)

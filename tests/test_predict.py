@@ -9,10 +9,10 @@ import pytest
 
 from defectkit.cli.predict import main as predict_main
 from defectkit.ensemble.report import BlendOptions, run_blend
+from defectkit.pipeline.grid import run_grid
+from defectkit.runtime.runner import ScoreOptions
 from defectkit.ship.export import export
 from defectkit.ship.predict import predict
-from defectkit.ship.runtime.runner import ScoreOptions
-from defectkit.train.grid import run_grid
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 
@@ -142,7 +142,7 @@ def test_a_stack_with_metadata_is_applied_with_meta_by_predict_and_the_bundle(tm
 def test_a_csv_id_that_is_a_path_is_refused_by_the_rule_checks_uses(tmp_path, bad):
     """image_inputs (shipped in the bundle, no pandas) and checks.check_name share names.is_plain_name."""
     from defectkit.core.checks import InputError, check_name
-    from defectkit.ship.runtime.image_inputs import InputsError, list_inputs
+    from defectkit.runtime.image_inputs import InputsError, list_inputs
     (tmp_path / "ids.csv").write_text(f"id\nok\n{bad}\n")
     with pytest.raises(InputsError, match="is not a plain file name"):
         list_inputs([str(tmp_path / "ids.csv")], tmp_path, ".png")

@@ -11,9 +11,9 @@ from defectkit.cli.prepare import main as prepare_main
 from defectkit.core.checks import InputError
 from defectkit.core.config import Competition
 from defectkit.core.layout import Layout
+from defectkit.data.kaggle_client import KaggleAuthError
 from defectkit.data.prepare import MARKER, load_elpv, prepare_elpv, prepare_folder, prepare_kaggle
 from defectkit.data.tables import load_train_table
-from defectkit.ship.kaggle_client import KaggleAuthError
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,11 @@ import pytest
 from defectkit.core.checks import InputError
 from defectkit.core.config import config_hash, load_config
 from defectkit.core.layout import Layout
-from defectkit.ensemble.pseudo import make_pseudo, read_pseudo, threshold_for_fpr
+from defectkit.data.tables import read_pseudo
+from defectkit.ensemble.pseudo import make_pseudo, threshold_for_fpr
 from defectkit.ensemble.report import run_blend
+from defectkit.pipeline.grid import run_grid
 from defectkit.testing import learnt, make_toy_competition, write_toy_config
-from defectkit.train.grid import run_grid
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 

@@ -16,8 +16,8 @@ from defectkit.testing import learnt, make_toy_competition, write_toy_config  # 
 ray = pytest.importorskip("ray")
 from defectkit.cli.run import main as run_main  # noqa: E402
 from defectkit.core.checks import InputError  # noqa: E402
+from defectkit.pipeline.grid import run_grid  # noqa: E402
 from defectkit.train import ray_executor  # noqa: E402
-from defectkit.train.grid import run_grid  # noqa: E402
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 

@@ -26,10 +26,10 @@ from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ensemble.report import run_blend
+from defectkit.pipeline.grid import run_grid
 from defectkit.ship.export import export
 from defectkit.ship.predict import predict
 from defectkit.testing import learnt, make_toy_competition, no_torch_env, run_bundle, seed_offset, write_toy_config
-from defectkit.train.grid import run_grid
 
 pytestmark = [pytest.mark.slow, pytest.mark.numeric]  # trains models; compares with files made elsewhere
 REF = Path(__file__).resolve().parent / "data" / "toy_reference"

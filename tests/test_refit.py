@@ -13,10 +13,10 @@ from defectkit.core.layout import Layout
 from defectkit.core.records import FoldRecord
 from defectkit.ensemble.experiments import load_inputs
 from defectkit.ensemble.report import BlendOptions, run_blend
+from defectkit.pipeline.grid import run_grid
 from defectkit.ship.export import export
 from defectkit.ship.predict import predict
 from defectkit.testing import learnt, make_toy_competition, no_torch_env, run_bundle, write_toy_config
-from defectkit.train.grid import run_grid
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 

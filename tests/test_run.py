@@ -11,10 +11,10 @@ from sklearn.metrics import roc_auc_score
 from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.explain.gradcam import GROUPS, explain, gradcam_maps
+from defectkit.pipeline.grid import estimate_eta, run_grid
 from defectkit.testing import learnt, make_toy_competition, write_toy_config
 from defectkit.train import fold as fold_module
 from defectkit.train.fold import train_fold
-from defectkit.train.grid import estimate_eta, run_grid
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 

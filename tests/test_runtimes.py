@@ -4,7 +4,7 @@ that reports another precision is refused in one line."""
 import numpy as np
 import pytest
 
-from defectkit.ship.runtime.runner import BundleError, openvino_session
+from defectkit.runtime.runner import BundleError, openvino_session
 
 ov = pytest.importorskip("openvino")
 pytestmark = pytest.mark.numeric

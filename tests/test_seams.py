@@ -17,9 +17,9 @@ from defectkit.data.prepare import build_labelled, is_prepared
 from defectkit.data.sources import SOURCES, Source, register_source
 from defectkit.ensemble.methods import METHODS, BlendMethod, register_method
 from defectkit.ensemble.report import run_blend
+from defectkit.runtime import runner
+from defectkit.runtime.combine import rank_pct
 from defectkit.ship.exporters import EXPORTERS, Exporter, register_exporter
-from defectkit.ship.runtime import runner
-from defectkit.ship.runtime.combine import rank_pct
 from defectkit.testing import learnt, make_blend_workdir, sigmoid, toy_image, write_experiment
 
 # --- a blend method ---------------------------------------------------------------------------------
@@ -269,8 +269,8 @@ def brightness_member():
 def test_an_outside_member_kind_trains_by_the_grid_blends_and_predicts(tmp_path, brightness_member):
     from defectkit.cli.predict import main as predict_main
     from defectkit.core.metrics import auc
+    from defectkit.pipeline.grid import run_grid
     from defectkit.testing import make_toy_competition, write_toy_config
-    from defectkit.train.grid import run_grid
     make_toy_competition(tmp_path, n_train=64, n_test=32, kind="blob", size=48)
     cfg = load_config(write_toy_config(tmp_path, member="brightness", tta=1), {"name": "{arch}_bright"})
     run_grid(cfg, tmp_path, progress=False, say=lambda *a: None)

@@ -11,7 +11,7 @@ from defectkit.core.config import Competition
 from defectkit.core.layout import Layout
 from defectkit.ensemble.experiments import load_inputs
 from defectkit.ensemble.report import BlendOptions, run_blend
-from defectkit.ship.runtime.combine import blend_scores
+from defectkit.runtime.combine import blend_scores
 from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
 
 COMP = Competition(name="syn")

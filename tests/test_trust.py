@@ -23,11 +23,11 @@ from defectkit.cli.train import main as train_main
 from defectkit.core.checks import InputError, describe_os_error
 from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
+from defectkit.data.masks import read_boxes
 from defectkit.data.prepare import MARKER, read_yolo_boxes
 from defectkit.data.sources import prepare_from_config
 from defectkit.ensemble.report import BlendOptions, run_blend
-from defectkit.explain.localise import read_boxes
-from defectkit.ship.runtime.runner import main as runner_main
+from defectkit.runtime.runner import main as runner_main
 from defectkit.testing import make_blend_workdir, sigmoid, toy_blob, toy_image, write_experiment
 from defectkit.train.ray_executor import check_reachable
 
@@ -253,7 +253,7 @@ def test_outputs_that_are_folders_links_or_read_only_are_one_line_and_nothing_is
     err = _one_line(capsys, predict_main(["--config", str(base / "configs/toy.yaml"), "--workdir", str(base), test,
                                           "--out", str(link)]))
     assert "is a symbolic link" in err and link.is_symlink() and target.read_bytes() == before
-    from defectkit.ship.runtime import files, runner
+    from defectkit.runtime import files, runner
     for code, what in ((errno.EACCES, "no permission"), (errno.ENOSPC, "the disk is full")):
         def fails(*a, code=code, **k):
             raise OSError(code, os.strerror(code))
@@ -298,7 +298,7 @@ def test_a_jpeg_cut_in_half_a_symlink_loop_and_a_bom_csv(bundled, tmp_path, caps
 def test_boxes_are_checked_row_by_row(tmp_path, rows, want):
     (tmp_path / "b.csv").write_text(f"id,x_1,y_1,x_2,y_2\n{rows}\nb,,,,\n")
     if want is None:
-        from defectkit.explain.localise import mask_from_boxes
+        from defectkit.data.masks import mask_from_boxes
         boxes = read_boxes(tmp_path / "b.csv")
         assert list(boxes.id) == ["a"]  # the empty row (a good image, as prepare.py yolo writes it) is skipped
         with pytest.raises(InputError, match=r"b.csv: row 2: box .* of 'a' reaches outside its 40 x 30 image"):

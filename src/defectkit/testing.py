@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from defectkit.core.config import Competition
+from defectkit.core.config import Competition, load_config
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import Layout
 from defectkit.core.records import FoldRecord
+from defectkit.data.folds import make_folds
 
 # Another CPU, imitated on this one: oneDNN (convolutions) held to SSE4.1, ATen's own vector kernels to
 # their portable build, MKL (matrix products) to its compatible code path. Each moves float results the
@@ -137,8 +138,6 @@ def copy_toy_workdir(src: Path, dst: Path) -> Path:
 
 
 def make_toy_workdir(base: Path) -> Path:
-    from defectkit.core.config import load_config
-    from defectkit.data.folds import make_folds
     make_toy_competition(base)
     cfg = load_config(write_toy_config(base))
     make_folds(cfg.competition, cfg.recipe.n_folds, cfg.recipe.seed, base=base)
@@ -176,9 +175,10 @@ def make_blend_workdir(base: Path, n: int = 400, n_test: int = 100, n_folds: int
 
 
 def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, folds_hash: str | None = None,
-                     skip_folds=(), name: str = "syn", member: str = "") -> None:
+                     skip_folds=(), name: str = "syn", on_trial: bool = False) -> None:
     """oof/<exp>/fold<k>.csv, test_fold<k>.csv and fold<k>.json from predictions over all rows
-    (train rows first, then test rows); `member`: the recipe's member kind, when given."""
+    (train rows first, then test rows); `on_trial`: a member kind's that is blended only if the
+    cross-check says it helps (the anomaly member)."""
     n, fold, y, ids = w["n"], w["fold"], w["y"], w["ids"]
     d = Layout(base).fold(exp, 0).oof_dir
     d.mkdir(parents=True, exist_ok=True)
@@ -196,7 +196,7 @@ def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, folds_hash
                    folds_hash=fh, config_hash="synthetic", weights="", run_id=f"{exp}{k}", best_epoch=1, epochs_run=1,
                    val_auc=None, tta=1, oof_auc=None, n_val=len(m), n_test=len(ids) - n, n_train=n - len(m),
                    n_pseudo=0, device="cpu", secs=0.0, created="",
-                   config={"recipe": {"member": member}} if member else {}).write(d / f"fold{k}.json")
+                   config={}, on_trial=on_trial).write(d / f"fold{k}.json")
 
 
 def sigmoid(x):

@@ -17,13 +17,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from defectkit.cli import command
 from defectkit.core import metrics
-from defectkit.core.checks import cli_main
 from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
 from defectkit.ensemble.report import BlendOptions, run_blend
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     add_recipe_flags(p, only=("blend_method", "stack_meta", "refit"))

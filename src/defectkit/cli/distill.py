@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defectkit.core.checks import cli_main
+from defectkit.cli import command
 from defectkit.core.config import config_from_args, config_parser
-from defectkit.ensemble.distill import distill
+from defectkit.pipeline.distill import distill
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     p.add_argument("--arch", help="the student's backbone (default: the fastest of the blend's)")

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defectkit.core.checks import InputError, cli_main
+from defectkit.cli import command
+from defectkit.core.checks import InputError
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.explain.gradcam import CAMS, explain, localisation
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     p.add_argument("--exp", required=True, help="experiment name (a folder of models/ and oof/)")

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defectkit.core.checks import InputError, cli_main
+from defectkit.cli import command
+from defectkit.core.checks import InputError
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
@@ -27,7 +28,7 @@ from defectkit.ship.export import ExportOptions, calib_images, export, student_e
 from defectkit.ship.exporters import EXPORTERS, PRECISIONS
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     p.add_argument("--out", help="the bundle's folder (default: submissions/bundle)")

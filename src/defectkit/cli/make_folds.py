@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defectkit.core.checks import cli_main
+from defectkit.cli import command
 from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.data.folds import fold_summary, make_folds
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     add_recipe_flags(p, only=("n_folds", "seed"))

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defectkit.core.checks import cli_main
+from defectkit.cli import command
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.records import OPERATING_POINTS
+from defectkit.runtime.runner import ScoreOptions
 from defectkit.ship.predict import predict
-from defectkit.ship.runtime.runner import ScoreOptions
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     p.add_argument("inputs", nargs="+", help="a folder, image files, or a CSV with an id column")

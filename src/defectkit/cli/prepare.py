@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defectkit.core.checks import cli_main
+from defectkit.cli import command
 from defectkit.core.config import ROOT, add_workdir_flag, load_config
 from defectkit.core.layout import Layout
 from defectkit.data.prepare import write_config_and_say_next
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)

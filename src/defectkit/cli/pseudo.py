@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defectkit.core.checks import cli_main
+from defectkit.cli import command
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.ensemble.methods import METHODS
 from defectkit.ensemble.pseudo import make_pseudo
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     p.add_argument("--blend-method", default="hill", choices=list(METHODS),

@@ -8,7 +8,7 @@
 A rerun skips every fold whose outputs are complete and were made by the same recipe and folds
 file, and resumes an interrupted fold from its last checkpoint: kill it any time and run it again.
 A complete fold made by another recipe is an error (give the experiment another `name`, or --force).
-With `--executor ray` every job is a Ray task (ray_grid.py): spread over this machine's GPUs, or
+With `--executor ray` every job is a Ray task (defectkit/train/ray_executor.py): spread over this machine's GPUs, or
 a cluster's nodes; a failed job does not stop the others, and the blend waits until every job
 is complete. Ends with a table: per experiment OOF AUC, fold AUC mean +- std, held-out test AUC, wall time;
 then the blend's OOF and held-out test AUC.
@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defectkit.core.checks import InputError, cli_main
+from defectkit.cli import command
+from defectkit.core.checks import InputError
 from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
-from defectkit.train.grid import EXECUTORS, run_grid
+from defectkit.pipeline.grid import EXECUTORS, run_grid
 from defectkit.train.ray_executor import RayOptions
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     p.add_argument("--force", action="store_true", help="retrain folds made by another recipe")

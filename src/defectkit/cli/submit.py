@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from defectkit.core.checks import cli_main
+from defectkit.cli import command
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.ship.submit import CodeTarget, submit, submit_code
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     p = config_parser(__doc__)
     p.add_argument("-m", "--message", default="", help="the submission's message (the version notes with --code)")

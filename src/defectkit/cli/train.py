@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from defectkit.core.checks import cli_main
+from defectkit.cli import command
 from defectkit.core.config import GRID_FIELDS, add_recipe_flags, config_from_args, config_parser
 from defectkit.core.layout import REFIT, Layout
 from defectkit.train import engine
@@ -56,7 +56,7 @@ def _fold(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a fold number or {REFIT}, got {text!r}") from None
 
 
-@cli_main
+@command
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg = resolve_auto(config_from_args(args), Path(args.workdir))

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from defectkit.ship.runtime.errors import OneLineError, cli_main, describe_os_error  # noqa: F401 (shared)
-from defectkit.ship.runtime.names import is_plain_name
+from defectkit.runtime.errors import OneLineError, cli_main, describe_os_error  # noqa: F401 (shared)
+from defectkit.runtime.names import is_plain_name
 
 
 class InputError(OneLineError):

@@ -23,7 +23,9 @@ from typing import Any, get_type_hints
 import yaml
 
 from defectkit.core.checks import InputError, check_name
+from defectkit.core.fileio import write_text_atomic
 from defectkit.core.presets import PRESETS, resolve_preset
+from defectkit.core.registry import MEMBERS, METHODS
 
 _CHECKOUT = Path(__file__).resolve().parents[3]  # src/defectkit/core/config.py -> the repository
 # The default working folder: the repository when the package runs from its checkout, else here.
@@ -51,14 +53,18 @@ def opt(default=_UNSET, *, factory=None, choices=None, run: bool = False, grid: 
     return field(default=default, metadata=meta)
 
 
-def _member_kinds() -> tuple:
-    from defectkit.core.members import MEMBERS
-    return tuple(MEMBERS)
+def _member_kinds() -> tuple | None:
+    return _registered(MEMBERS)
 
 
-def _blend_methods() -> tuple:
-    from defectkit.ensemble.methods import METHODS
-    return tuple(METHODS)
+def _blend_methods() -> tuple | None:
+    return _registered(METHODS)
+
+
+def _registered(registry) -> tuple | None:
+    """A registry's names as a field's choices; None (checked where the name is used, by the registry's
+    lookup) while the layer that fills it is not imported: the core never imports a layer above it."""
+    return tuple(registry) or None
 
 
 @dataclass
@@ -196,7 +202,7 @@ def schema(cls, name: str) -> dict:
     """The schema of field `name` of Recipe or Competition (see `opt`), choices resolved."""
     meta = dict(cls.__dataclass_fields__[name].metadata)
     if callable(meta.get("choices")):
-        meta["choices"] = meta["choices"]()
+        meta["choices"] = meta["choices"]()  # None while nothing is registered
     return meta
 
 
@@ -473,7 +479,6 @@ def config_hash(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    from defectkit.core.fileio import write_text_atomic
     write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from defectkit.core.checks import InputError
-from defectkit.ship.runtime.files import atomic_path, tmp_pattern  # noqa: F401 (the one atomic writer)
+from defectkit.runtime.files import atomic_path, tmp_pattern  # noqa: F401 (the one atomic writer)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -7,7 +7,7 @@
 Each carries a format version (`format`; a file without one is version 1, the layout before
 versions); a reader refuses a file of an unknown version, or one whose values have the wrong type,
 are out of range or not finite, in one line naming the file and the key. The checkpoint's record
-is `defectkit.train.checkpoint.Checkpoint`, the bundle's `defectkit.ship.runtime.spec.BundleSpec`.
+is `defectkit.train.checkpoint.Checkpoint`, the bundle's `defectkit.runtime.spec.BundleSpec`.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from defectkit.core.checks import InputError
+from defectkit.core.config import Recipe, hashed_fields
+from defectkit.core.fileio import write_json_atomic
 from defectkit.core.layout import REFIT
 
 # --- reading and checking JSON ---------------------------------------------------------------------
@@ -74,6 +76,12 @@ class Checker:
             self.fail(key, f"a finite number{rng}" + (" or null" if optional else ""))
         return float(v)
 
+    def flag(self, key: str, default: Any = dataclasses.MISSING) -> bool:
+        v = self.data.get(key, default)
+        if not isinstance(v, bool):
+            self.fail(key, "true or false")
+        return v
+
     def mapping(self, key: str, default: Any = dataclasses.MISSING) -> dict:
         v = self.data.get(key, default)
         if v is dataclasses.MISSING or not isinstance(v, dict):
@@ -89,7 +97,6 @@ class Checker:
 
 
 def write_record(path: Path, record) -> None:
-    from defectkit.core.fileio import write_json_atomic
     write_json_atomic(path, {"format": record.FORMAT, **dataclasses.asdict(record)})
 
 
@@ -124,6 +131,7 @@ class FoldRecord:
     created: str
     config: dict = field(repr=False)
     peak_gpu_mem_gib: float | None = None
+    on_trial: bool = False  # its member kind's: the blend keeps it only if the cross-check says it helps
 
     @property
     def recipe(self) -> dict:
@@ -151,7 +159,14 @@ class FoldRecord:
             n_val=c.integer("n_val", 0), n_test=c.integer("n_test", 0), n_train=c.integer("n_train", 1),
             n_pseudo=c.integer("n_pseudo", 0, 0), device=c.text("device", ""), secs=c.number("secs", 0, default=0.0),
             created=c.text("created", ""), config=c.mapping("config", {}),
-            peak_gpu_mem_gib=c.number("peak_gpu_mem_gib", 0, optional=True, default=None))
+            peak_gpu_mem_gib=c.number("peak_gpu_mem_gib", 0, optional=True, default=None),
+            on_trial=c.flag("on_trial", _on_trial_before(c)))
+
+
+def _on_trial_before(c: Checker) -> bool:
+    """Records written before `on_trial` was: of the two kinds there were, the anomaly member was on trial."""
+    recipe = c.data.get("config", {}).get("recipe", {}) if isinstance(c.data.get("config"), dict) else {}
+    return recipe.get("member") == "anomaly"
 
 
 def fold_differences(rec: FoldRecord, *, competition: str, folds_hash: str, config_hash: str | None = None,
@@ -170,7 +185,6 @@ REFIT_FREE = ("epochs", "patience")  # what a refit's recipe may differ in from 
 def refit_key(recipe: dict) -> dict:
     """What of a recipe a refit must share with its folds: every hashed field but the epoch count
     and early stopping."""
-    from defectkit.core.config import Recipe, hashed_fields
     known = set(Recipe.__dataclass_fields__)
     return hashed_fields(Recipe(**{k: v for k, v in recipe.items() if k in known and k not in REFIT_FREE}))
 

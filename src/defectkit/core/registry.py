@@ -1,6 +1,9 @@
-"""One registry type for every place users extend the package (blend methods, data sources,
-exporters): a name -> class mapping filled by a class decorator, whose lookup of an unknown name
-is a one-line error listing the registered ones."""
+"""The registries of every place users extend the package, and their one type: a name -> class
+mapping filled by a class decorator, whose lookup of an unknown name is a one-line error listing the
+registered ones. They are empty here: each kind registers itself in the module that defines it
+(member kinds in train/, blend methods in ensemble/, data sources in data/, exporters in ship/), as
+timm's models do; an outside kind through the entry-point group `defectkit.plugins` (core/plugins.py).
+The core reads them (the config's choices) without importing any layer above it."""
 from __future__ import annotations
 
 from defectkit.core.checks import InputError
@@ -24,3 +27,9 @@ class Registry(dict):
         if name not in self:
             raise InputError(f"{self.what} {name!r}: expected one of {', '.join(self)}")
         return self[name]
+
+
+MEMBERS = Registry("member")  # recipe field `member`: core/members.py's MemberKind, defined in train/
+METHODS = Registry("--blend-method")  # ensemble/methods.py's BlendMethod
+SOURCES = Registry("source type")  # data/sources.py's Source
+EXPORTERS = Registry("--target")  # ship/exporters.py's Exporter

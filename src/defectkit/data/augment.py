@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from defectkit.core.checks import InputError
-from defectkit.ship.runtime.imaging import D4_NUMPY
+from defectkit.runtime.imaging import D4_NUMPY
 
 
 class Symmetries:

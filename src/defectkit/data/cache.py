@@ -11,7 +11,7 @@ import numpy as np
 
 from defectkit.core.checks import InputError
 from defectkit.core.fileio import build_npy_cache
-from defectkit.ship.runtime.imaging import ImageError, load_image
+from defectkit.runtime.imaging import ImageError, load_image
 
 
 def _cache_key(paths: list[Path], hw, resize: str, border_crop: float) -> str:

@@ -18,8 +18,9 @@ from defectkit.core.checks import InputError, check_columns, check_train_table, 
 from defectkit.core.config import ROOT
 from defectkit.core.fileio import atomic_path, file_hash, write_csv_atomic, write_json_atomic, write_text_atomic
 from defectkit.core.layout import Layout
-from defectkit.explain.localise import check_mask_shape, read_mask
-from defectkit.ship.runtime.imaging import IMAGE_EXTS, ImageError, read_image
+from defectkit.data.kaggle_client import kaggle_api
+from defectkit.data.masks import check_mask_shape, read_mask
+from defectkit.runtime.imaging import IMAGE_EXTS, ImageError, read_image
 
 MARKER = ".prepared.json"
 
@@ -453,7 +454,6 @@ def prepare_kaggle(slug: str, out: Path, api=None, force: bool = False) -> str:
     if is_prepared(out, args) and not force:
         return f"{out} is already prepared; nothing to do"
     if api is None:
-        from defectkit.ship.kaggle_client import kaggle_api
         api = kaggle_api()
     download = out.parent / f".{out.name}.download"
     download.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import ClassVar
 from defectkit.core.checks import InputError, check_name
 from defectkit.core.config import ROOT, Competition
 from defectkit.core.layout import Layout
-from defectkit.core.registry import Registry
+from defectkit.core.registry import SOURCES
 from defectkit.data.prepare import (
     load_elpv,
     load_elpv_copy,
@@ -27,7 +27,6 @@ from defectkit.data.prepare import (
     prepare_yolo,
 )
 
-SOURCES = Registry("source type")
 register_source = SOURCES.register  # class decorator: a Source available as prepare.py NAME and source.type
 
 

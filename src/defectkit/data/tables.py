@@ -1,10 +1,12 @@
 """The competition's tables, checked: train.csv (ids, 0/1 target, images present),
-sample_submission.csv and the test ids, and the folds file."""
+sample_submission.csv and the test ids, the folds file, and the tables later stages hand to training:
+a student's teacher table and a pseudo-label table (each written in ensemble/, read here)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from defectkit.core.checks import (
     InputError,
@@ -65,3 +67,41 @@ def load_folds(path: Path, train, id_col: str, target_col: str):
     if not np.issubdtype(fold.dtype, np.integer) or fold.min() < 0:
         raise InputError(f"{path}: column 'fold' must hold integers 0..k-1")
     return fold.astype(int), int(fold.max()) + 1
+
+
+def read_teacher(path: Path, train_ids, test_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A distilled student's teacher table (ensemble/distill.py writes it), checked: (soft targets of the
+    training rows in order, indices of the test rows it names, their targets)."""
+    df = read_csv(path, "teacher table")
+    check_columns(df, ["id", "target"], path)
+    check_unique_ids(df, "id", path)
+    t = pd.to_numeric(df["target"], errors="coerce")
+    bad = (t.isna() | (t < 0) | (t > 1)).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: row {row + 2}: target {str(df['target'].iloc[row])!r}; expected a number in [0, 1]")
+    by_id = pd.Series(t.to_numpy(float), index=df["id"].astype(str))
+    missing = [i for i in map(str, train_ids) if i not in by_id.index]
+    if missing:
+        raise InputError(f"{path}: no target for {len(missing)} training rows, e.g. {missing[:2]}; distill again")
+    test_pos = {str(i): k for k, i in enumerate(test_ids)}
+    on_test = [i for i in by_id.index if i in test_pos]
+    return (by_id.loc[list(map(str, train_ids))].to_numpy(np.float32),
+            np.array([test_pos[i] for i in on_test], int), by_id.loc[on_test].to_numpy(np.float32))
+
+
+def read_pseudo(path: Path, test_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into the test rows, their 0/1 targets) of a pseudo-label table, checked."""
+    df = read_csv(path, "pseudo-label table")
+    check_columns(df, ["id", "target"], path)
+    check_unique_ids(df, "id", path)
+    t = pd.to_numeric(df["target"], errors="coerce")
+    if (t.isna() | ~t.isin([0, 1])).any():
+        row = int(np.flatnonzero((t.isna() | ~t.isin([0, 1])).to_numpy())[0])
+        raise InputError(f"{path}: row {row + 2}: 'target' = {df['target'].iloc[row]!r}; expected 0 or 1")
+    pos = pd.Series(np.arange(len(test_ids)), index=pd.Index(test_ids))
+    unknown = df.id[~df.id.astype(str).isin(pos.index)]
+    if len(unknown):
+        raise InputError(f"{path}: {len(unknown)} ids are not test rows, e.g. {list(unknown[:2])}; pseudo-labels "
+                         "name test images only")
+    return pos.loc[df.id.astype(str)].to_numpy(), pd.to_numeric(df.target).to_numpy(np.float32)

@@ -16,7 +16,7 @@ from defectkit.core.fileio import file_hash
 from defectkit.core.layout import Layout
 from defectkit.core.records import FoldRecord, fold_differences, refit_matches_folds
 from defectkit.data.tables import load_sample_submission
-from defectkit.ship.runtime.combine import experiment_score
+from defectkit.runtime.combine import experiment_score
 
 
 @dataclass
@@ -31,9 +31,9 @@ class Experiment:
     refit_why: str = ""  # why there is none
 
     @property
-    def member(self) -> str:
-        """classifier | anomaly: the kind of model its folds are (recipe field member)."""
-        return self.meta[0].recipe.get("member", "classifier") if self.meta else "classifier"
+    def on_trial(self) -> bool:
+        """Its folds' member kind is on trial (their records say): blended only if the cross-check says it helps."""
+        return bool(self.meta) and self.meta[0].on_trial
 
     def test_scores(self, space: str, refit: str = "none") -> np.ndarray:
         """Test predictions in a blend space (prob | rank) from the fold models (refit none), the

@@ -15,7 +15,7 @@ from defectkit.core.checks import InputError, check_columns, check_predictions, 
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import REFIT, FoldPaths, Layout
 from defectkit.core.records import BlendReport, FoldRecord, refit_matches_folds
-from defectkit.ship.runtime.combine import blend_scores, meta_columns, stack_intercept
+from defectkit.runtime.combine import blend_scores, meta_columns, stack_intercept
 
 
 @dataclass

@@ -24,12 +24,10 @@ import numpy as np
 
 from defectkit.core import metrics
 from defectkit.core.checks import InputError, check_predictions
-from defectkit.core.members import get_member
-from defectkit.core.registry import Registry
+from defectkit.core.registry import METHODS
 from defectkit.ensemble.experiments import BlendInputs, Experiment
-from defectkit.ship.runtime.combine import rank_pct
+from defectkit.runtime.combine import rank_pct
 
-METHODS = Registry("--blend-method")
 register_method = METHODS.register  # class decorator: a BlendMethod available as --blend-method NAME
 get_method = METHODS.lookup
 
@@ -210,7 +208,7 @@ def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple 
         return mean_blend(inp, threshold_by, note, refit)
     b = _compute_blend(inp, method, threshold_by, meta, refit)
     for j, e in enumerate(inp.exps):  # a member on trial (anomaly) stays only if the cross-check says it helps
-        if not get_member(e.member).on_trial or len(inp.exps) == 1:
+        if not e.on_trial or len(inp.exps) == 1:
             continue
         if not b["weights"][j] > 0:
             b["cv"].setdefault("anomaly_member", {})[e.name] = f"left out: {b['method']} gave it no weight"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from defectkit.core.checks import InputError, check_columns, check_unique_ids, read_csv
+from defectkit.core.checks import InputError
 from defectkit.core.config import Competition
 from defectkit.core.fileio import write_csv_atomic
 from defectkit.core.layout import Layout
@@ -49,18 +49,3 @@ def _plain(layout: Layout) -> list[str]:
     return [d.name for d in layout.experiment_dirs() if not d.name.endswith("_pl")]
 
 
-def read_pseudo(path: Path, test_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(indices into the test rows, their 0/1 targets) of a pseudo-label table, checked."""
-    df = read_csv(path, "pseudo-label table")
-    check_columns(df, ["id", "target"], path)
-    check_unique_ids(df, "id", path)
-    t = pd.to_numeric(df["target"], errors="coerce")
-    if (t.isna() | ~t.isin([0, 1])).any():
-        row = int(np.flatnonzero((t.isna() | ~t.isin([0, 1])).to_numpy())[0])
-        raise InputError(f"{path}: row {row + 2}: 'target' = {df['target'].iloc[row]!r}; expected 0 or 1")
-    pos = pd.Series(np.arange(len(test_ids)), index=pd.Index(test_ids))
-    unknown = df.id[~df.id.astype(str).isin(pos.index)]
-    if len(unknown):
-        raise InputError(f"{path}: {len(unknown)} ids are not test rows, e.g. {list(unknown[:2])}; pseudo-labels "
-                         "name test images only")
-    return pos.loc[df.id.astype(str)].to_numpy(), pd.to_numeric(df.target).to_numpy(np.float32)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from defectkit.core.checks import InputError
-from defectkit.ship.runtime.combine import meta_matrix
+from defectkit.runtime.combine import meta_matrix
 
 
 def meta_features(train: pd.DataFrame, test: pd.DataFrame, cols: list[str], where: str) -> tuple:

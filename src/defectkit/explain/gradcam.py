@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -13,9 +14,11 @@ from defectkit.core.checks import InputError, read_csv
 from defectkit.core.config import Competition
 from defectkit.core.fileio import write_csv_atomic, write_json_atomic
 from defectkit.core.layout import Layout
+from defectkit.core.members import get_member
 from defectkit.core.plots import figure
+from defectkit.data.masks import defect_masks, read_boxes
 from defectkit.explain import localise
-from defectkit.ship.runtime.imaging import load_image
+from defectkit.runtime.imaging import load_image
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.models import load_fold_model
 
@@ -64,12 +67,9 @@ def saliency_maps(model, images: np.ndarray, ck: Checkpoint, cam: str = "gradcam
     """(N, H, W) maps in [0, 1] of where a fold model sees the defect: the anomaly member's patch
     distances to its bank (train/anomaly.py, resized to the input, each image's range scaled to
     [0, 1], as the CAMs are), or a classifier's CAM."""
-    if not hasattr(model, "patch_scores"):
+    maps = get_member(ck.recipe.get("member", "classifier")).patch_scores(model, images, ck.mean, ck.std)
+    if maps is None:
         return gradcam_maps(model, images, ck.mean, ck.std, cam, layer)
-    import cv2
-
-    from defectkit.train.anomaly import anomaly_map
-    maps = anomaly_map(model, images, ck.mean, ck.std) if len(images) else np.zeros((0, 1, 1))
     out = [cv2.resize(m.astype(np.float32), images.shape[2:0:-1], interpolation=cv2.INTER_LINEAR) for m in maps]
     return np.array([(m - m.min()) / max(float(m.max() - m.min()), 1e-12) for m in out]).reshape(
         len(images), *images.shape[1:3])
@@ -132,14 +132,14 @@ def localisation(comp: Competition, base: Path, exp: str, truth: Path | None, ca
     masks_dir, boxes_csv = (None, truth) if truth.suffix.lower() == ".csv" else (truth, None)
     if masks_dir is not None and not Path(masks_dir).is_dir():
         raise InputError(f"--masks {masks_dir}: folder not found")
-    boxes = localise.read_boxes(Path(boxes_csv)) if boxes_csv else None
+    boxes = read_boxes(Path(boxes_csv)) if boxes_csv else None
     rows, worst = [], []
     for meta in layout.fold_metas(exp):
         k = int(meta.stem.removeprefix("fold"))
         paths = layout.fold(exp, k)
         model, ck = load_fold_model(paths.best, k)
         oof = read_csv(paths.oof, "OOF file")
-        ids, masks = localise.defect_masks(oof.id[oof.target == 1], layout.train_dir(comp), comp.image_ext,
+        ids, masks = defect_masks(oof.id[oof.target == 1], layout.train_dir(comp), comp.image_ext,
                                            ck.shape_key, masks_dir, boxes)
         imgs = fold_images(ck, layout.train_dir(comp), ids, comp.image_ext)
         cams = saliency_maps(model, imgs, ck, cam, layer)

@@ -3,6 +3,7 @@ and normalisation inside the graph), bundle.json, refs.npz and the runtime packa
 from __future__ import annotations
 
 import datetime
+import importlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,18 +13,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectkit.core.checks import InputError
+from defectkit.core.checks import InputError, read_csv
 from defectkit.core.fileio import file_hash, write_json_atomic
 from defectkit.core.layout import REFIT, Layout
+from defectkit.core.records import FoldRecord, read_json
 from defectkit.ensemble.members import Ensemble, Member
+from defectkit.runtime.imaging import load_image
+from defectkit.runtime.runner import run_model, session
+from defectkit.runtime.spec import BundleSpec, ExperimentEntry, ModelEntry
 from defectkit.ship.exporters import Exporter, get_exporter
 from defectkit.ship.predict import load_member
-from defectkit.ship.runtime.spec import BundleSpec, ExperimentEntry, ModelEntry
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.engine import D4
 from defectkit.train.models import CachedPrefixNet, run_prefix
 
-RUNTIME = Path(__file__).resolve().parent / "runtime"  # stdlib + numpy + OpenCV: shipped whole
+RUNTIME = Path(__file__).resolve().parent.parent / "runtime"  # stdlib + numpy + OpenCV: shipped whole
 RUNTIME_PACKAGE = "defect_runtime"  # its name inside a bundle
 MAX_INT8_DRIFT = 0.1  # a quantised model whose probability on a check image moves further from fp32's is refused
 
@@ -85,7 +89,6 @@ def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions
               f"(scores on the calibration images correlate with fp32's at {note['corr']})")
     if calib is None:
         return ck, (hw, resize, crop), 0.0
-    from defectkit.ship.runtime.runner import run_model, session
     check = calib[:opts.n_check]
     with torch.no_grad():
         want = net(torch.from_numpy(check)).numpy().astype(np.float64)
@@ -156,6 +159,9 @@ def write_bundle(ens: Ensemble, tmp: Path, image_ext: str, how: tuple, say=print
         if src.name != "entry.py":
             shutil.copyfile(src, tmp / RUNTIME_PACKAGE / src.name)
     shutil.copyfile(RUNTIME / "entry.py", tmp / "predict_bundle.py")
+    if exp_.runtime_module:  # an outside exporter's runtime travels with its models
+        shutil.copyfile(importlib.import_module(exp_.runtime_module).__file__,
+                        tmp / RUNTIME_PACKAGE / f"runtime_{exp_.runtime}.py")
     files = {str(p.relative_to(tmp)): file_hash(p, 64) for p in sorted(tmp.rglob("*")) if p.is_file()}
     spec = bundle_spec(ens, experiments, files, image_ext, exp_, sources, opts.precision)
     write_json_atomic(tmp / "bundle.json", spec.to_json())
@@ -190,8 +196,6 @@ def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = 
 
 def calib_images(layout: Layout, comp, n: int = 64, seed: int = 0) -> Callable:
     """`n` training images (a seeded draw) as a model sees them: calib(shape_key) -> uint8 (n, h, w, 3)."""
-    from defectkit.core.checks import read_csv
-    from defectkit.ship.runtime.imaging import load_image
     ids = read_csv(layout.train_csv(comp), "train table", (comp.id_col,))[comp.id_col].astype(str).to_numpy()
     pick = ids[np.random.default_rng(seed).permutation(len(ids))[:n]]
 
@@ -204,8 +208,6 @@ def calib_images(layout: Layout, comp, n: int = 64, seed: int = 0) -> Callable:
 def student_ensemble(layout: Layout, report: Path | None = None) -> Ensemble:
     """The distilled student (submissions/student.json) as an ensemble of one model: its full-data
     model's probability, the blend's operating points on its scale."""
-    from defectkit.core.records import FoldRecord, read_json
-    from defectkit.ensemble.members import Member
     path = Path(report) if report else layout.submissions / "student.json"
     if not path.exists():
         raise InputError(f"{path}: no student yet; run python src/distill.py first")

@@ -1,7 +1,7 @@
 """Exporters: how one fold model becomes a file the bundle's runner can score, registered by name.
 
 An exporter is a class registered with `@register_exporter("onnx")`: `suffix` (the model file's),
-`runtime` (the runner's session that loads it, ship/runtime/runner.py RUNTIMES) and
+`runtime` (the runner's session that loads it, runtime/runner.py RUNTIMES) and
 `export(net, example, path, precision, calib)`, where `net` maps uint8 (B, H, W, 3) RGB images to
 (B,) defect probabilities (normalisation and TTA inside), `example` is an input of the right shape,
 `precision` is fp32 or int8 and `calib` holds images of the training set at the model's size (int8:
@@ -11,6 +11,7 @@ anomaly member's nearest-neighbour distances, stays in fp32). `python src/export
 """
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 import warnings
@@ -22,10 +23,21 @@ import torch
 from torch import nn
 
 from defectkit.core.checks import InputError
-from defectkit.core.registry import Registry
+from defectkit.core.registry import EXPORTERS
+from defectkit.runtime.runner import RUNTIMES, onnx_session, run_model
 
-EXPORTERS = Registry("--target")
-register_exporter = EXPORTERS.register  # class decorator: an Exporter available as export.py --target NAME
+
+def register_exporter(name: str):
+    """Class decorator: an Exporter available as export.py --target NAME; with `runtime_module`, the
+    runtime that scores its files is registered with it (the runner's RUNTIMES), and travels in every
+    bundle it writes."""
+    def deco(cls):
+        EXPORTERS.register(name)(cls)
+        if cls.runtime_module:
+            RUNTIMES[cls.runtime] = importlib.import_module(cls.runtime_module).session
+        return cls
+    return deco
+
 PRECISIONS = ("fp32", "int8")
 
 
@@ -37,6 +49,9 @@ class Exporter:
     name: ClassVar[str] = ""
     suffix: ClassVar[str] = ""
     runtime: ClassVar[str] = ""
+    # An outside runtime: the import name of a module (standard library, numpy and the runtime's own package
+    # only) whose `session(path, threads, alone)` opens a model file; copied into every bundle this writes.
+    runtime_module: ClassVar[str] = ""
     precisions: ClassVar[tuple] = ("fp32",)
 
     def export(self, net: nn.Module, example: torch.Tensor, path: Path, precision: str = "fp32",
@@ -84,7 +99,6 @@ def quantize_int8(src: Path, dst: Path, calib: np.ndarray, keep: tuple = (), sta
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from defectkit.ship.runtime.runner import onnx_session, run_model
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from defectkit.core.checks import InputError
 from defectkit.core.config import Competition
-from defectkit.ship.runtime.spec import BundleError, BundleSpec
+from defectkit.runtime.spec import BundleError, BundleSpec
 
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,48}/[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$")
 

@@ -14,10 +14,10 @@ from defectkit.core.config import Competition
 from defectkit.core.fileio import write_csv_atomic
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import Ensemble, Member, load_ensemble
-from defectkit.ship.runtime.image_inputs import InputsError, list_inputs, read_all, read_meta
-from defectkit.ship.runtime.imaging import fit_image
-from defectkit.ship.runtime.runner import ScoreOptions, check_out
-from defectkit.ship.runtime.spec import BundleError
+from defectkit.runtime.image_inputs import InputsError, list_inputs, read_all, read_meta
+from defectkit.runtime.imaging import fit_image
+from defectkit.runtime.runner import ScoreOptions, check_out
+from defectkit.runtime.spec import BundleError
 from defectkit.train import engine, runtime
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.features import as_cached, cache_batch, frozen_views

@@ -11,8 +11,8 @@ import pandas as pd
 from defectkit.core.checks import InputError, read_csv, shown
 from defectkit.core.config import Competition
 from defectkit.core.layout import Layout
+from defectkit.data.kaggle_client import kaggle_api
 from defectkit.ship import kaggle_code
-from defectkit.ship.kaggle_client import kaggle_api
 
 
 def validate_submission(path: Path, sample_path: Path, cols: list[str]) -> pd.DataFrame:

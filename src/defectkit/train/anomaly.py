@@ -32,10 +32,13 @@ from defectkit.core import metrics
 from defectkit.core.checks import InputError
 from defectkit.core.config import Config, config_hash
 from defectkit.core.layout import Layout
+from defectkit.core.members import MemberKind, register_member
 from defectkit.core.records import FoldRecord
 from defectkit.train import runtime
 from defectkit.train.checkpoint import Checkpoint
-from defectkit.train.models import ModelInfo
+from defectkit.train.engine import image_batches, make_setup, predict, to_input
+from defectkit.train.fold import FoldFacts, load_fold_data, prepare_outputs, write_fold_outputs
+from defectkit.train.models import ModelInfo, create_model
 
 PROJECTION_DIM = 128  # coreset selection's random projection (PatchCore)
 POOL_PER_BANK = 16  # patches drawn for the coreset: at most this many times the bank
@@ -45,7 +48,6 @@ MAX_DISTANCES = 2**25  # entries of one batch's patch-to-bank distance matrix (1
 def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> tuple[nn.Module, ModelInfo]:
     """The backbone up to its deepest tapped level (the rest pruned), in eval mode, and where its
     weights came from with the normalisation they expect (create_model's)."""
-    from defectkit.train.models import create_model
     model, info = create_model(arch, pretrained=pretrained)
     n = len(getattr(model, "feature_info", []) or [])
     if not hasattr(model, "forward_intermediates") or not n:
@@ -139,7 +141,6 @@ def check_bank_memory(k: int, dim: int, pool: int) -> None:
 @torch.inference_mode()
 def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16) -> torch.Tensor:
     """`k` coreset patches of the good `images` (uint8 NHWC), drawn from at most POOL_PER_BANK x k."""
-    from defectkit.train.engine import image_batches, to_input
     g = torch.Generator().manual_seed(0)
     x0 = net.patches(to_input(image_batches(images[:1], 1)[0][0], setup))
     per_image = x0.shape[2] * x0.shape[3]
@@ -157,7 +158,6 @@ def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int 
 def score(net: nn.Module, images: np.ndarray, setup, tta: int, batch: int) -> np.ndarray:
     """d / (d + scale) of uint8 NHWC images, averaged over the first `tta` symmetries, in the
     batches predict.py uses (so that its scores agree to the last bits)."""
-    from defectkit.train.engine import image_batches, predict
     return predict(net, image_batches(images, net.batch_for(images.shape[1:3], batch)), setup, tta).astype(np.float64)
 
 
@@ -173,8 +173,6 @@ def split_good(y: np.ndarray, tr_idx: np.ndarray, seed: int) -> tuple[np.ndarray
 
 def fit_anomaly_fold(cfg: Config, arch: str, fold, layout: Layout, progress: bool = True) -> FoldRecord:
     """One fold of the anomaly member: bank, scale, OOF and test predictions, checkpoint, record."""
-    from defectkit.train.engine import make_setup
-    from defectkit.train.fold import load_fold_data
     t0, rec = time.time(), cfg.recipe
     device = torch.device("cpu")  # the bank's neighbour search is a matrix product: the CPU does it well
     runtime.configure(device, rec.threads)
@@ -194,7 +192,6 @@ def fit_anomaly_fold(cfg: Config, arch: str, fold, layout: Layout, progress: boo
 def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> FoldRecord:
     """The fold's checkpoint (bank and scale inside), then its predictions and record through the
     writer every member kind shares (train.fold.write_fold_outputs)."""
-    from defectkit.train.fold import FoldFacts, write_fold_outputs
     d, net, (info, setup), t0 = parts
     rec, paths = cfg.recipe, layout.fold(cfg.exp_name(arch), fold)
     p_val = score(net, d.train_images[d.val_idx], setup, rec.tta_views, 2 * rec.batch_size)
@@ -223,9 +220,28 @@ def load_anomaly_net(ck: Checkpoint) -> PatchCoreNet:
 
 def anomaly_map(net: PatchCoreNet, images: np.ndarray, mean, std) -> np.ndarray:
     """(N, h, w) patch distances of uint8 NHWC images: where each image is unlike the good ones."""
-    from defectkit.train.engine import image_batches, make_setup, to_input
     setup = make_setup(torch.device("cpu"), mean, std, amp=False, channels_last=False)
     with torch.inference_mode():
         batches = image_batches(images, net.batch_for(images.shape[1:3], 16))
         return torch.cat([net.patch_scores(to_input(x, setup)) for x, _ in batches]).numpy()
 
+
+
+@register_member("anomaly")
+class Anomaly(MemberKind):
+    """A memory bank of the good training images' patch features (this module): no epochs. Learns from
+    good images alone, so its folds need no defects; the blend keeps it only if the cross-check says so."""
+
+    needs_defects = False
+    on_trial = True
+
+    def fit(self, cfg, arch, fold, layout, progress=True, resume=False, on_epoch_end=None):
+        prepare_outputs(layout.fold(cfg.exp_name(arch), fold))
+        return fit_anomaly_fold(cfg, arch, fold, layout, progress)
+
+    def build(self, ck):
+        return load_anomaly_net(ck)
+
+    def patch_scores(self, model, images: np.ndarray, mean, std) -> np.ndarray:
+        """Where each image is unlike the good ones (explain.py's map for this kind)."""
+        return anomaly_map(model, images, mean, std) if len(images) else np.zeros((0, 1, 1))

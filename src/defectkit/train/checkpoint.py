@@ -16,6 +16,7 @@ from torch import nn
 
 from defectkit.core.checks import InputError
 from defectkit.core.fileio import atomic_path
+from defectkit.core.members import get_member
 
 RESIZE_MODES = ("squash", "pad", "crop")
 
@@ -121,5 +122,4 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The model with these weights, in eval mode on the CPU."""
-        from defectkit.core.members import get_member
         return get_member(self.recipe.get("member", "classifier")).build(self)

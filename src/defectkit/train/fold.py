@@ -30,10 +30,11 @@ from defectkit.core.records import FoldRecord, fold_differences, refit_key
 from defectkit.data.augment import build_transform
 from defectkit.data.cache import cached_images
 from defectkit.data.datasets import FeatureDataset, ImageDataset, JoinedDataset, make_loader
-from defectkit.data.tables import load_folds, load_test_ids, load_train_table
+from defectkit.data.tables import load_folds, load_test_ids, load_train_table, read_pseudo, read_teacher
 from defectkit.train import engine, runtime
 from defectkit.train.checkpoint import Checkpoint, save_torch_atomic
 from defectkit.train.engine import Optim
+from defectkit.train.features import extract_frozen_features, feature_cache_path
 from defectkit.train.models import (
     CachedPrefixNet,
     ModelInfo,
@@ -121,10 +122,8 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
     if rec.soft_target:
         fd.y_soft = check_soft_target(train_df, rec.soft_target, comp.target_col, layout.train_csv(comp))
     if rec.teacher:  # a distilled student: the teacher's scores instead of the labels (and test rows it scores)
-        from defectkit.ensemble.distill import read_teacher
         fd.y_soft, fd.pseudo_idx, fd.pseudo_y = read_teacher(Path(rec.teacher), fd.ids, test_ids)
     if rec.pseudo:  # test rows join the training rows only: OOF rows stay the training rows
-        from defectkit.ensemble.pseudo import read_pseudo
         fd.pseudo_idx, fd.pseudo_y = read_pseudo(Path(rec.pseudo), test_ids)
     return fd
 
@@ -174,7 +173,6 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
 def _feature_datasets(cfg, arch, fd: FoldData, layout: Layout, model, info, setup, progress):
     """Datasets of cached frozen-stage features: the symmetries TTA uses (at least 2), among
     which training draws one per sample (the `light` augmentation over the cached views)."""
-    from defectkit.train.features import extract_frozen_features, feature_cache_path
     rec = cfg.recipe
     if rec.aug not in ("light", "none"):
         raise InputError(f"cache_frozen trains on the cached symmetries (aug light); aug={rec.aug} needs "
@@ -476,7 +474,7 @@ def write_fold_outputs(cfg: Config, arch: str, d: FoldData, paths, preds: tuple,
         folds_file=str(d.folds_file), folds_hash=file_hash(d.folds_file), config_hash=config_hash(cfg),
         tta=cfg.recipe.tta_views, oof_auc=oof_auc, n_val=len(d.val_idx), n_test=len(d.test_ids),
         n_pseudo=len(d.pseudo_idx), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        config=cfg.to_dict(), **dataclasses.asdict(facts))
+        config=cfg.to_dict(), on_trial=get_member(cfg.recipe.member).on_trial, **dataclasses.asdict(facts))
     meta.write(paths.meta)
     paths.last.unlink(missing_ok=True)  # a complete fold is never resumed: its resume state (weights,
     # optimizer moments, EMA: 3-4x the best checkpoint) would only fill the disk

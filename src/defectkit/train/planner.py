@@ -31,6 +31,12 @@ from defectkit.core.config import Config
 from defectkit.core.fileio import write_json_atomic
 from defectkit.core.layout import Layout
 from defectkit.core.presets import LITES
+from defectkit.data.augment import build_transform
+from defectkit.data.tables import load_test_ids, load_train_table
+from defectkit.runtime.imaging import fit_image, read_image
+from defectkit.train import runtime
+from defectkit.train.models import CachedPrefixNet, create_model, run_prefix
+from defectkit.train.runtime import default_num_workers, pick_device
 
 PLAN_FORMAT = 2
 DEFAULT_BUDGET = {"cpu": 10.0, "cuda": 30.0}  # minutes, when time_budget is 0
@@ -165,8 +171,6 @@ class Plan:
 
 def survey(cfg: Config, base: Path, n_sample: int = 48) -> Survey:
     """The images' count and shape, from the tables and a seeded sample of training images."""
-    from defectkit.data.tables import load_test_ids, load_train_table
-    from defectkit.ship.runtime.imaging import fit_image, read_image
     comp, layout = cfg.competition, Layout(base)
     train = load_train_table(comp, layout, check_images=False)
     ids = train[comp.id_col].astype(str).to_numpy()
@@ -203,8 +207,6 @@ def probe_arch(arch: str, device: str, sizes=PROBE_SIZES, cost: ArchCost | None 
     to `cost`'s points when given); random weights: the speed does not depend on them."""
     import torch
 
-    from defectkit.train import runtime
-    from defectkit.train.models import create_model
     runtime.configure(torch.device(device))  # as training runs: threads, and glibc keeping freed blocks
     model = create_model(arch, pretrained="none")[0].to(torch.device(device), memory_format=torch.channels_last)
     full = freeze_stages == 0  # the whole network trains (no cache); as training runs: channels_last, bf16 on CUDA
@@ -223,7 +225,6 @@ def _probe_at(model, hw: tuple[int, int], freeze_stages: int, batch_reps: tuple[
     batch, reps = batch_reps
     import torch
 
-    from defectkit.train.models import CachedPrefixNet, run_prefix
     dev = next(model.parameters()).device
     x = torch.randn(min(batch, 8), 3, *hw, device=dev).contiguous(memory_format=torch.channels_last)
     net = model if full else CachedPrefixNet(model, freeze_stages)
@@ -260,8 +261,6 @@ def _probe_at(model, hw: tuple[int, int], freeze_stages: int, batch_reps: tuple[
 
 def loader_seconds(hw: tuple[int, int], n: int = 8) -> float:
     """Seconds per image the data loader needs for the `strong` augmentation at `hw`, its workers together."""
-    from defectkit.data.augment import build_transform
-    from defectkit.train.runtime import default_num_workers
     aug = build_transform("strong", 8 if hw[0] == hw[1] else 4)
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 255, (n, 3, *hw), dtype=np.uint8)
@@ -421,7 +420,6 @@ def grow(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict, cands: 
 # --- the plan of a run: made once, saved, applied ---------------------------------------------------------
 
 def device_kind(cfg: Config) -> str:
-    from defectkit.train.runtime import pick_device
     return pick_device(cfg.recipe.device).type
 
 

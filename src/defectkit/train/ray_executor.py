@@ -29,6 +29,8 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import Config
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import REFIT, Layout
+from defectkit.core.plugins import load_plugins
+from defectkit.train.fold import train_job
 
 SRC = Path(__file__).resolve().parents[2]  # src/, which holds the package defectkit
 LOG_TAIL = 15  # lines of a failed job's log shown by the driver
@@ -108,12 +110,18 @@ def log_tail(path: Path, n: int = LOG_TAIL) -> str:
         return f"(no log at {path})"
 
 
+def worker_job(*args) -> JobResult:
+    """job_body as a Ray worker runs it: the plugins loaded first (a worker is a fresh process, and a
+    job of a plugin's member kind needs its registration there too)."""
+    load_plugins()
+    return job_body(*args)
+
+
 def job_body(cfg: Config, arch: str, fold: int | str, base: str, folds_hash: str, force: bool = False,
              threads: int = 0) -> JobResult:
     """One (arch, fold) job as a Ray task runs it: check the shared folder, train (resuming an
     interrupted fold), all output into models/<exp>/fold<k>.log. Never raises: a failure is a
     JobResult with ok=False, its one-line error and its log's tail."""
-    from defectkit.train.fold import train_job
     t0, node = time.time(), socket.gethostname()
     exp = cfg.exp_name(arch)
     paths = Layout(base).fold(exp, fold)
@@ -197,7 +205,7 @@ def run_jobs(cfg: Config, todo: list[tuple[str, int]], base: Path, folds_hash: s
     ray = init_ray(opts.address)
     cpus, gpus = job_resources(ray, opts)
     say(f"Ray: {len(todo)} jobs, {cpus:g} CPU(s) and {gpus:g} GPU(s) each, on {ray.cluster_resources()}")
-    task = ray.remote(job_body).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+    task = ray.remote(worker_job).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
     threads = max(1, int(cpus))
 
     def submit(job):

@@ -21,7 +21,7 @@ from defectkit.data.folds import fold_summary, make_folds
 from defectkit.data.sources import SOURCES, prepare_from_config
 from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.train.fold import refit_config, train_job
-from defectkit.train.planner import resolve_auto
+from defectkit.train.planner import anomaly_hw, resolve_auto
 from defectkit.train.ray_executor import RayOptions, run_jobs
 
 EXECUTORS = ("local", "ray")
@@ -138,7 +138,6 @@ def train_ray(cfg: Config, todo: list, base: Path, fhash: str, force: bool, prog
 def anomaly_companion(cfg: Config) -> Config:
     """The anomaly member beside a classifier grid (recipe with_anomaly): the first backbone, its
     input cut to at most 512 px a side, TTA x1, named {arch}_anomaly{img_size}."""
-    from defectkit.train.planner import anomaly_hw
     h, w = anomaly_hw(cfg.recipe.hw)
     rec = dataclasses.replace(cfg.recipe, member="anomaly", archs=cfg.recipe.archs[:1], tta=1, with_anomaly=False,
                               img_size=h if h == w else [h, w], aspect_ratio=1.0, name="{arch}_anomaly{img_size}",

@@ -1,5 +1,5 @@
 """Score images with an exported bundle: needs only numpy, OpenCV and onnxruntime (no torch, no
-timm, no repository). export.py copies this package (defectkit/ship/runtime/) into the bundle as
+timm, no repository). export.py copies this package (defectkit/runtime/) into the bundle as
 defect_runtime/, with entry.py as predict_bundle.py, beside bundle.json, refs.npz and models/*.onnx.
 
     python bundle/predict_bundle.py IMAGES_OR_FOLDERS_OR_CSV... --out preds.csv
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import math
 import os
 import sys
@@ -102,12 +103,20 @@ def openvino_session(path: Path, threads: int, alone: bool = True):
     return Session()
 
 
-# bundle.json's `runtime` -> how a model file becomes a session with .get_inputs() and .run()
+# bundle.json's `runtime` -> how a model file becomes a session with .get_inputs() and .run(). An outside
+# exporter's runtime is registered with it (ship/exporters.py register_exporter) and travels in the bundle
+# as runtime_<name>.py beside this file, whose `session(path, threads, alone)` the runner then imports.
 RUNTIMES = {"onnxruntime": onnx_session, "openvino": openvino_session}
 
 
 def session(path: Path, threads: int, runtime: str = "onnxruntime", alone: bool = True):
     """`alone`: the only model scored per call (its runtime may then keep its threads busy between calls)."""
+    if runtime not in RUNTIMES and runtime.isidentifier() and __package__:
+        try:
+            RUNTIMES[runtime] = importlib.import_module(f"{__package__}.runtime_{runtime}").session
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.runtime_{runtime}":
+                raise BundleError(f"bundle runtime {runtime!r}: needs the package {e.name!r}; install it") from None
     if runtime not in RUNTIMES:
         raise BundleError(f"bundle runtime {runtime!r}: this runner knows {', '.join(RUNTIMES)}")
     return RUNTIMES[runtime](path, threads, alone)
