@@ -3,6 +3,7 @@
 # make test-fast  the tests that train no model (under a minute)
 # make test-other-cpu  the fast tier and the numeric tests again, as another CPU's kernels round (CI runs it)
 # make lint   ruff check (CI runs it before the tests)
+# make docs   serve the docs site at http://127.0.0.1:8000 (make docs-build: mkdocs build --strict into site/)
 # make bench  throughput and blend-speed benchmarks (figures in bench/results/)
 # make gpu-kit-check  the GPU kit end to end on CPU under the GPU machine's torch (README, GPU kit)
 PY      ?= python3
@@ -15,7 +16,7 @@ GPU_VENV ?= .venv-gpu
 # Another CPU imitated on this one (defectkit.testing.OTHER_CPU; tests/test_code_shape.py keeps the two equal)
 OTHER_CPU := ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 
-.PHONY: demo test test-fast test-other-cpu lint bench install install-dev clean gpu-kit-check
+.PHONY: demo test test-fast test-other-cpu lint docs docs-build bench install install-dev clean gpu-kit-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +47,12 @@ test-other-cpu: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench
+
+docs: install-dev
+	$(BIN)/mkdocs serve
+
+docs-build: install-dev
+	$(BIN)/mkdocs build --strict
 
 bench: install
 	$(BIN)/python bench/train_throughput.py

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -38,8 +39,12 @@ def run_one(config: Path, work: Path, env: dict) -> dict:
     wall = time.time() - t0
     summary = json.loads(next((work / "submissions").rglob("run_summary.json")).read_text())
     blend = summary["table"][-1]
+    disk = sum(f.stat().st_size for f in work.rglob("*") if f.is_file() and not f.is_symlink())
     return {"wall_min": round(wall / 60, 2), "oof_auc": blend.get("oof_auc"), "held_out_auc": blend.get("test_auc"),
-            "held_out_acc": blend.get("test_acc"), "table": summary["table"]}
+            "held_out_acc": blend.get("test_acc"), "table": summary["table"],
+            # the largest process of this and the earlier runs (Linux reports kilobytes)
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2),
+            "workdir_gib": round(disk / 2**30, 2)}
 
 
 def largest_difference(a: Path, b: Path) -> float:
