@@ -147,8 +147,8 @@ def test_margins() -> str:
     rows = [[k, ("< " if f["below"] else "> ") + fmt(f["floor"]), fmt(f["worst"]),
              fmt(f["best"]), fmt(f["margin"]), f["n"]] for k, f in r["figures"].items()]
     return (table(["figure", "floor", "worst seen", "best seen", "margin", "runs"], rows)
-            + f"\nseeds {r['seeds']}, kernels {', '.join(r['profiles'])}; {machine(r)}, {r['date']}, commit "
-              f"{r.get('commit', '-')}: {src(name)}\n")
+            + f"\nseeds {r['seeds']}, kernels {', '.join(r['profiles'])}; {machine(r)}, {r['date']}, runs made at "
+              f"commit {r.get('measured_at') or r.get('commit', '-')}: {src(name)}\n")
 
 
 def demo() -> str:

@@ -1,6 +1,8 @@
 """The anomaly member (recipe member: anomaly): learnt from good images alone, it finds drawn spots in
 held-out images and points at them, and it is one more experiment for the blend, predict.py and
-the bundle (whose runner, without torch, reproduces predict.py); bad requests are one line each."""
+the bundle (whose runner, without torch, reproduces predict.py); bad requests are one line each.
+Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
+two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
 import numpy as np
 import pandas as pd
 import pytest

@@ -1,7 +1,9 @@
 """Few or no defect images: a folder of good images alone prepares, plans the anomaly member, trains,
 blends (operating points from the good images' scores), exports, and the bundle's runner (no torch)
 reproduces predict.py; fresh defects score above fresh good images; the supervised path says why it
-cannot run and what to use instead."""
+cannot run and what to use instead.
+Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
+two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
 import json
 
 import numpy as np

@@ -1,5 +1,7 @@
 """Pseudo-labels: the blend's confident test rows, chosen by OOF thresholds, join every fold's
-training rows and never a validation fold or an OOF file; the experiments say so in their names."""
+training rows and never a validation fold or an OOF file; the experiments say so in their names.
+Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
+two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
 import json
 
 import numpy as np

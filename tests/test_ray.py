@@ -1,5 +1,7 @@
 """The grid through `--executor ray` on a local Ray (2 CPUs): the same files as the local
-executor, a failed job named with its log while the others complete, and the shared-folder check."""
+executor, a failed job named with its log while the others complete, and the shared-folder check.
+Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
+two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
 import json
 import shutil
 import socket

@@ -1,5 +1,7 @@
 """The full-data refit: one model on every training row with the CV's epoch count, test
-predictions only; the blend uses the folds, the refit or both; a rerun skips it when current."""
+predictions only; the blend uses the folds, the refit or both; a rerun skips it when current.
+Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
+two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
 import json
 
 import numpy as np

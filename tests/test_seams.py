@@ -1,6 +1,8 @@
 """Where users extend the package: a blend method, a data source, an exporter and a member kind registered from
 outside it (as README "Extending it" shows), each run end to end; stage tables; the typed
-records' versions."""
+records' versions.
+Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
+two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
 import json
 from pathlib import Path
 

@@ -1,3 +1,7 @@
+"""One fold of train.py: a toy model learns (AUC well above 0.5), writes the documented files, resumes,
+freezes, mixes, fits soft targets, and its CLI runs as a script.
+Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
+two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
 import json
 import subprocess
 import sys
@@ -52,7 +56,7 @@ def test_cache_frozen_run_learns(work):
     cfg = _cfg(work, archs=["tf_efficientnet_lite0"], pretrained="auto", freeze_stages=4, cache_frozen=True,
                epochs=3, name="lite_cached")
     meta = train_fold(cfg, "tf_efficientnet_lite0", 0, work, progress=False)
-    learnt("train: cached lite0 OOF AUC", meta.oof_auc, 0.8)
+    learnt("train: cached lite0 OOF AUC", meta.oof_auc, 0.7)
     assert list(work.glob("input/toy/.cache/feats_tf_efficientnet_lite0_*")), "frozen features cached on disk"
 
 
