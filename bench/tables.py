@@ -209,6 +209,18 @@ def bundle_speed() -> str:
                   "machine", "date", "result file"], rows)
 
 
+def localise() -> str:
+    """Where Grad-CAM and its kin look on toy disks with masks, by CAM method and layer (bench/localise_toy.py)."""
+    r = load("localise_toy.json")
+    got = {(x["cam"], x["layer"]): x for x in r["results"]}
+    layers = sorted({x["layer"] for x in r["results"]}, reverse=True)
+    rows = [[cam, *(f"{fmt(got[cam, lv]['energy_in'], 3)} / {fmt(got[cam, lv]['pointing_game'], 3)}"
+                    if (cam, lv) in got else "-" for lv in layers)]
+            for cam in dict.fromkeys(x["cam"] for x in r["results"])]
+    return (table(["CAM", *(f"layer {lv}: energy inside / pointing game" for lv in layers)], rows)
+            + f"\n({r['toy']}; {machine(r)}, {r['date']}: {src('localise_toy.json')})\n")
+
+
 def plans() -> str:
     """What preset auto planned and scored, against the fixed recipe before it (bench/plan_budget.py)."""
     rows = []
@@ -262,7 +274,8 @@ def few_defects() -> str:
 
 TABLES = {"demo": demo, "results": results, "speed": speed, "line-speed": line_speed,
           "anomaly-bundle": anomaly_bundle, "anomaly-speed": anomaly_speed, "few-defects": few_defects,
-          "plans": plans, "bundle-speed": bundle_speed, "cpu-profiles": cpu_profiles, "test-margins": test_margins}
+          "plans": plans, "localise": localise, "bundle-speed": bundle_speed, "cpu-profiles": cpu_profiles,
+          "test-margins": test_margins}
 
 
 def render(text: str) -> str:
