@@ -31,12 +31,19 @@ from benchlib import ROOT, save_result  # first: puts src/ on the path
 PROFILES = {"native": {}, "other-cpu": OTHER_CPU}
 
 
-def run_one(config: Path, work: Path, env: dict) -> dict:
-    work.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    subprocess.run([sys.executable, str(ROOT / "src/run.py"), "--config", str(config), "--workdir", str(work),
-                    "--quiet"], check=True, env={**os.environ, **env}, cwd=ROOT)
-    wall = time.time() - t0
+def run_one(config: Path, work: Path, env: dict, reuse: bool = False) -> dict:
+    """One run in `work`; with `reuse`, a complete run left there is read instead (its wall time from the files'
+    times: from the first file written to the run summary)."""
+    done = list((work / "submissions").rglob("run_summary.json")) if reuse and work.exists() else []
+    if done:
+        first = min(f.stat().st_mtime for f in work.rglob("*") if f.is_file())
+        wall = done[0].stat().st_mtime - first
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        subprocess.run([sys.executable, str(ROOT / "src/run.py"), "--config", str(config), "--workdir", str(work),
+                        "--quiet"], check=True, env={**os.environ, **env}, cwd=ROOT)
+        wall = time.time() - t0
     summary = json.loads(next((work / "submissions").rglob("run_summary.json")).read_text())
     blend = summary["table"][-1]
     disk = sum(f.stat().st_size for f in work.rglob("*") if f.is_file() and not f.is_symlink())
@@ -61,18 +68,23 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/elpv_cpu.yaml")
     p.add_argument("--workdir", default="/tmp/cpu_profiles")
+    p.add_argument("--profiles", nargs="+", choices=list(PROFILES), default=list(PROFILES))
+    p.add_argument("--reuse", action="store_true", help="read a complete run left in the work folder instead")
     p.add_argument("--out")
     args = p.parse_args(argv)
     config = (ROOT / args.config).resolve()
-    runs = {name: run_one(config, Path(args.workdir) / name, env) for name, env in PROFILES.items()}
+    runs = {name: run_one(config, Path(args.workdir) / name, PROFILES[name], args.reuse) for name in args.profiles}
     oof = [r["oof_auc"] for r in runs.values()]
     held = [r["held_out_auc"] for r in runs.values()]
-    result = {"config": args.config, "profiles": {k: dict(v) for k, v in PROFILES.items()}, "runs": runs,
-              "oof_auc_spread": round(max(oof) - min(oof), 5), "held_out_auc_spread": round(max(held) - min(held), 5),
-              "largest_prediction_difference": largest_difference(*(Path(args.workdir) / n for n in PROFILES))}
+    both = len(runs) == 2
+    result = {"config": args.config, "profiles": {k: dict(PROFILES[k]) for k in args.profiles}, "runs": runs,
+              "oof_auc_spread": round(max(oof) - min(oof), 5) if both else None,
+              "held_out_auc_spread": round(max(held) - min(held), 5) if both else None,
+              "largest_prediction_difference": largest_difference(*(Path(args.workdir) / n for n in PROFILES))
+              if both else None}
     save_result(result, f"{args.config}: held-out AUC {held} (spread {result['held_out_auc_spread']}), OOF {oof} "
                 f"(spread {result['oof_auc_spread']}); predictions differ by up to "
-                f"{result['largest_prediction_difference']:.2e}", args.out, f"cpu_profiles_{config.stem}")
+                f"{result['largest_prediction_difference']}", args.out, f"cpu_profiles_{config.stem}")
     return 0
 
 

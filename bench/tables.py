@@ -132,8 +132,9 @@ def cpu_profiles() -> str:
     r = load(name)
     rows = [[p, fmt(x["oof_auc"], 5), fmt(x["held_out_auc"], 5), f"{fmt(x['wall_min'], 1)} min"]
             for p, x in r["runs"].items()]
-    rows.append(["spread", fmt(r["oof_auc_spread"], 5), fmt(r["held_out_auc_spread"], 5),
-                 f"largest prediction difference {r['largest_prediction_difference']:.1e}"])
+    if r.get("largest_prediction_difference") is not None:
+        rows.append(["spread", fmt(r["oof_auc_spread"], 5), fmt(r["held_out_auc_spread"], 5),
+                     f"largest prediction difference {r['largest_prediction_difference']:.1e}"])
     return (table(["kernels", "OOF AUC", "held-out AUC", "wall time"], rows)
             + f"\n{machine(r)}, {r['date']}, commit {r.get('commit', '-')}: {src(name)}\n")
 
