@@ -50,7 +50,7 @@ def run_one(config: Path, work: Path, env: dict, reuse: bool = False) -> dict:
     return {"wall_min": round(wall / 60, 2), "oof_auc": blend.get("oof_auc"), "held_out_auc": blend.get("test_auc"),
             "held_out_acc": blend.get("test_acc"), "table": summary["table"],
             # the largest process of this and the earlier runs (Linux reports kilobytes)
-            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2),
+            "peak_rss_gib": None if done else round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2),
             "workdir_gib": round(disk / 2**30, 2)}
 
 

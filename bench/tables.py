@@ -166,7 +166,7 @@ def demo() -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, width))]
     lines += ["  ".join(x.rjust(w) for x, w in zip(row, width)) for row in rows]
     extra = (f"; the largest process {fmt(run['peak_rss_gib'], 1)} GiB, the work folder "
-             f"{fmt(run['workdir_gib'], 1)} GiB" if "peak_rss_gib" in run else "")
+             f"{fmt(run['workdir_gib'], 1)} GiB" if run.get("peak_rss_gib") else "")
     return ("```\n" + "\n".join(lines) + f"\nwall time {fmt(run['wall_min'], 1)} min; submission: "
             "submissions/submission.csv\n```\n\n" + f"({machine(r)}, {r['date']}, from an empty `input/`{extra}; "
             f"{src(name)})\n")
