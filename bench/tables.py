@@ -169,7 +169,7 @@ def demo() -> str:
              f"{fmt(run['workdir_gib'], 1)} GiB" if run.get("peak_rss_gib") else "")
     return ("```\n" + "\n".join(lines) + f"\nwall time {fmt(run['wall_min'], 1)} min; submission: "
             "submissions/submission.csv\n```\n\n" + f"({machine(r)}, {r['date']}, from an empty `input/`{extra}; "
-            f"{src(name)})\n")
+            f"{src(name)}" + (f"; {r['note']}" if r.get("note") else "") + ")\n")
 
 
 def variant_rows(name: str, only=None) -> list[list]:
