@@ -21,29 +21,16 @@ from defectkit.core.plugins import load_plugins
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = '''"""A plugin: an all-or-nothing blend method, a TorchScript exporter with its runtime, a data
 source (a CSV of image paths and labels) and a member kind (the good images' mean brightness)."""
-import time
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
 import torch
 
-from defectkit.core.members import MemberKind, register_member
-from defectkit.core.metrics import auc
-from defectkit.data.prepare import build_labelled
-from defectkit.data.sources import Source, register_source
-from defectkit.ensemble.methods import BlendMethod, register_method
+from defectkit.core.members import register_member
+from defectkit.data.sources import register_source
+from defectkit.ensemble.methods import register_method
 from defectkit.ship.exporters import Exporter, register_exporter
-from defectkit.train.checkpoint import Checkpoint
-from defectkit.train.engine import image_batches, make_setup, predict, to_input
-from defectkit.train.fold import FoldFacts, load_fold_data, write_fold_outputs
+from defectkit.testing import BestSingle, Brightness, ListingSource
 
 
-@register_method("best_single")
-class BestSingle(BlendMethod):
-    def fit(self, O, y, M=None):
-        self.weights_ = np.eye(O.shape[1])[int(np.argmax([auc(y, O[:, j]) for j in range(O.shape[1])]))]
-        return self
+register_method("best_single")(BestSingle)
 
 
 @register_exporter("torchscript")
@@ -54,55 +41,8 @@ class TorchScriptExporter(Exporter):
         torch.jit.trace(net, example).save(str(path))
 
 
-@register_source("listing")
-class ListingSource(Source):
-    writes_config = True
-
-    def add_arguments(self, p):
-        p.add_argument("listing")
-        p.add_argument("--name", required=True)
-
-    def from_args(self, args):
-        return {"type": "listing", "path": str(Path(args.listing).resolve())}
-
-    def prepare(self, out, source, sub_cols, force, base):
-        rows = pd.read_csv(source["path"])
-        rows = pd.DataFrame({"id": [Path(p).stem for p in rows.path], "target": rows.label, "path": rows.path})
-        train, test_ids, _, _ = build_labelled(out, rows, [], 0.25, sub_cols, {"source": "listing", **source}, force)
-        return f"wrote {out}: {len(train)} train, {len(test_ids)} test"
-
-
-class BrightnessNet(torch.nn.Module):
-    def __init__(self, mu=0.0, sd=1.0):
-        super().__init__()
-        self.register_buffer("mu", torch.tensor(float(mu)))
-        self.register_buffer("sd", torch.tensor(float(sd)))
-
-    def forward(self, x):
-        return ((x.float().mean((1, 2, 3)) - self.mu) / self.sd - 2.0)[:, None]
-
-
-@register_member("brightness")
-class Brightness(MemberKind):
-    needs_defects, on_trial = False, True
-
-    def fit(self, cfg, arch, fold, layout, progress=True, resume=False, on_epoch_end=None):
-        t0, rec, d = time.time(), cfg.recipe, load_fold_data(cfg, layout, fold, progress=False)
-        setup = make_setup(torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, amp=False, channels_last=False)
-        good = d.tr_idx[d.y[d.tr_idx] == 0]
-        m = torch.cat([to_input(x, setup).mean((1, 2, 3)) for x, _ in image_batches(d.train_images[good], 16)])
-        net, paths = BrightnessNet(m.mean(), m.std()), layout.fold(cfg.exp_name(arch), fold)
-        Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
-                   mean=(0.5,) * 3, std=(0.25,) * 3, tta=1, run_id=f"b{fold}", config=cfg.to_dict()).save(paths.best)
-        preds = [predict(net, image_batches(x, 16), setup, 1) for x in (d.train_images[d.val_idx], d.test_images)]
-        return write_fold_outputs(cfg, arch, d, paths, tuple(preds), FoldFacts(
-            weights="none", run_id=f"b{fold}", best_epoch=1, epochs_run=1, val_auc=None, n_train=len(good),
-            device="cpu", secs=round(time.time() - t0, 1)))
-
-    def build(self, ck):
-        net = BrightnessNet()
-        net.load_state_dict(ck.model)
-        return net.eval()
+register_source("listing")(ListingSource)  # defined in defectkit.testing, shared with tests/test_seams.py
+register_member("brightness")(Brightness)
 '''
 SESSION = '''"""The torchscript runtime: what the bundle's runner asks of a session."""
 import torch

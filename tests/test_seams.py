@@ -4,7 +4,6 @@ records' versions.
 Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
 two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,25 +14,24 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.core.records import BlendReport, FoldRecord
-from defectkit.data.prepare import build_labelled, is_prepared
-from defectkit.data.sources import SOURCES, Source, register_source
-from defectkit.ensemble.methods import METHODS, BlendMethod, register_method
+from defectkit.data.sources import SOURCES, register_source
+from defectkit.ensemble.methods import METHODS, register_method
 from defectkit.ensemble.report import run_blend
 from defectkit.runtime import runner
 from defectkit.runtime.combine import rank_pct
 from defectkit.ship.exporters import EXPORTERS, Exporter, register_exporter
-from defectkit.testing import learnt, make_blend_workdir, sigmoid, toy_image, write_experiment
+from defectkit.testing import (
+    BestSingle,
+    Brightness,
+    ListingSource,
+    learnt,
+    make_blend_workdir,
+    sigmoid,
+    toy_image,
+    write_experiment,
+)
 
 # --- a blend method ---------------------------------------------------------------------------------
-
-class BestSingle(BlendMethod):
-    """All the weight on the experiment with the best OOF AUC (in rank space)."""
-
-    def fit(self, O, y, M=None):
-        from defectkit.core.metrics import auc
-        self.weights_ = np.eye(O.shape[1])[int(np.argmax([auc(y, O[:, j]) for j in range(O.shape[1])]))]
-        return self
-
 
 @pytest.fixture
 def best_single():
@@ -64,28 +62,6 @@ def test_an_outside_blend_method_blends_through_the_config_and_writes_what_predi
 
 
 # --- a data source -----------------------------------------------------------------------------------
-
-class ListingSource(Source):
-    """A CSV of image paths and labels (path,label), anywhere on disk."""
-
-    writes_config = True
-
-    def add_arguments(self, p):
-        p.add_argument("listing")
-        p.add_argument("--name", required=True)
-
-    def from_args(self, args):
-        return {"type": "listing", "path": str(Path(args.listing).resolve())}
-
-    def prepare(self, out, source, sub_cols, force, base):
-        rows = pd.read_csv(source["path"])
-        rows = pd.DataFrame({"id": [Path(p).stem for p in rows.path], "target": rows.label, "path": rows.path})
-        args = {"source": "listing", **source}
-        if is_prepared(out, args) and not force:
-            return f"{out} is already prepared; nothing to do"
-        train, test_ids, _, _ = build_labelled(out, rows, [], 0.25, sub_cols, args, force)
-        return f"wrote {out}: {len(train)} train, {len(test_ids)} test"
-
 
 @pytest.fixture
 def listing_source():
@@ -217,53 +193,10 @@ def test_the_stage_table_freezes_what_timms_coarse_groups_freeze(arch):
 
 # --- a member kind ------------------------------------------------------------------------------------
 
-class BrightnessNet(torch.nn.Module):
-    """Normalised images -> logit of how far the image's mean lies above the good images' mean."""
-
-    def __init__(self, mu: float = 0.0, sd: float = 1.0):
-        super().__init__()
-        self.register_buffer("mu", torch.tensor(float(mu)))
-        self.register_buffer("sd", torch.tensor(float(sd)))
-
-    def forward(self, x):
-        return ((x.float().mean((1, 2, 3)) - self.mu) / self.sd - 2.0)[:, None]
-
-
-def fit_brightness_fold(cfg, arch, fold, layout):
-    """Learns the good training images' mean brightness: a member kind in 20 lines."""
-    import time
-
-    from defectkit.train.checkpoint import Checkpoint
-    from defectkit.train.engine import image_batches, make_setup, predict, to_input
-    from defectkit.train.fold import FoldFacts, load_fold_data, write_fold_outputs
-    t0, rec, d = time.time(), cfg.recipe, load_fold_data(cfg, layout, fold, progress=False)
-    setup = make_setup(torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, amp=False, channels_last=False)
-    good = d.tr_idx[d.y[d.tr_idx] == 0]
-    m = torch.cat([to_input(x, setup).mean((1, 2, 3)) for x, _ in image_batches(d.train_images[good], 16)])
-    net, paths = BrightnessNet(m.mean(), m.std()), layout.fold(cfg.exp_name(arch), fold)
-    Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
-               mean=(0.5,) * 3, std=(0.25,) * 3, tta=1, run_id=f"b{fold}", config=cfg.to_dict()).save(paths.best)
-    preds = [predict(net, image_batches(x, 16), setup, 1) for x in (d.train_images[d.val_idx], d.test_images)]
-    return write_fold_outputs(cfg, arch, d, paths, tuple(preds), FoldFacts(
-        weights="none", run_id=f"b{fold}", best_epoch=1, epochs_run=1, val_auc=None, n_train=len(good), device="cpu",
-        secs=round(time.time() - t0, 1)))
-
-
 @pytest.fixture
 def brightness_member():
-    from defectkit.core.members import MEMBERS, MemberKind, register_member
-
-    @register_member("brightness")
-    class Brightness(MemberKind):
-        needs_defects, on_trial = False, True
-
-        def fit(self, cfg, arch, fold, layout, progress=True, resume=False, on_epoch_end=None):
-            return fit_brightness_fold(cfg, arch, fold, layout)
-
-        def build(self, ck):
-            net = BrightnessNet()
-            net.load_state_dict(ck.model)
-            return net.eval()
+    from defectkit.core.members import MEMBERS, register_member
+    register_member("brightness")(Brightness)
     yield
     MEMBERS.pop("brightness")
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 
 from defectkit.core.config import Competition, load_config
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import Layout
+from defectkit.core.members import MemberKind
+from defectkit.core.metrics import auc
 from defectkit.core.records import FoldRecord
 from defectkit.data.folds import make_folds
+from defectkit.data.prepare import build_labelled, is_prepared
+from defectkit.data.sources import Source
+from defectkit.ensemble.methods import BlendMethod
+from defectkit.train.checkpoint import Checkpoint
+from defectkit.train.engine import image_batches, make_setup, predict, to_input
+from defectkit.train.fold import FoldFacts, load_fold_data, write_fold_outputs
 
 # Another CPU, imitated on this one: oneDNN (convolutions) held to SSE4.1, ATen's own vector kernels to
 # their portable build, MKL (matrix products) to its compatible code path. Each moves float results the
@@ -257,3 +267,76 @@ def make_scratch_folder(root: Path, n: int = 300, defect_rate: float = 0.15, hw:
             cv2.imwrite(str(root / cls / f"{cls}{i:04d}.jpg"), scratch_image(rng, cls == "defect", hw),
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
     return root
+
+
+# --- kinds from outside the package, for the tests of extending it (registered by the tests, or by a plugin) ---
+
+class ListingSource(Source):
+    """A CSV of image paths and labels (path,label), anywhere on disk."""
+
+    writes_config = True
+
+    def add_arguments(self, p):
+        p.add_argument("listing")
+        p.add_argument("--name", required=True)
+
+    def from_args(self, args):
+        return {"type": "listing", "path": str(Path(args.listing).resolve())}
+
+    def prepare(self, out, source, sub_cols, force, base):
+        rows = pd.read_csv(source["path"])
+        rows = pd.DataFrame({"id": [Path(p).stem for p in rows.path], "target": rows.label, "path": rows.path})
+        args = {"source": "listing", **source}
+        if is_prepared(out, args) and not force:
+            return f"{out} is already prepared; nothing to do"
+        train, test_ids, _, _ = build_labelled(out, rows, [], 0.25, sub_cols, args, force)
+        return f"wrote {out}: {len(train)} train, {len(test_ids)} test"
+
+
+class BrightnessNet(torch.nn.Module):
+    """Normalised images -> logit of how far the image's mean lies above the good images' mean."""
+
+    def __init__(self, mu: float = 0.0, sd: float = 1.0):
+        super().__init__()
+        self.register_buffer("mu", torch.tensor(float(mu)))
+        self.register_buffer("sd", torch.tensor(float(sd)))
+
+    def forward(self, x):
+        return ((x.float().mean((1, 2, 3)) - self.mu) / self.sd - 2.0)[:, None]
+
+
+def fit_brightness_fold(cfg, arch, fold, layout):
+    """Learns the good training images' mean brightness: a member kind in 20 lines."""
+    t0, rec, d = time.time(), cfg.recipe, load_fold_data(cfg, layout, fold, progress=False)
+    setup = make_setup(torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, amp=False, channels_last=False)
+    good = d.tr_idx[d.y[d.tr_idx] == 0]
+    m = torch.cat([to_input(x, setup).mean((1, 2, 3)) for x, _ in image_batches(d.train_images[good], 16)])
+    net, paths = BrightnessNet(m.mean(), m.std()), layout.fold(cfg.exp_name(arch), fold)
+    Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
+               mean=(0.5,) * 3, std=(0.25,) * 3, tta=1, run_id=f"b{fold}", config=cfg.to_dict()).save(paths.best)
+    preds = [predict(net, image_batches(x, 16), setup, 1) for x in (d.train_images[d.val_idx], d.test_images)]
+    return write_fold_outputs(cfg, arch, d, paths, tuple(preds), FoldFacts(
+        weights="none", run_id=f"b{fold}", best_epoch=1, epochs_run=1, val_auc=None, n_train=len(good), device="cpu",
+        secs=round(time.time() - t0, 1)))
+
+
+class BestSingle(BlendMethod):
+    """A blend method in a few lines: all the weight on the experiment with the best OOF AUC (in rank space)."""
+
+    def fit(self, O, y, M=None):
+        self.weights_ = np.eye(O.shape[1])[int(np.argmax([auc(y, O[:, j]) for j in range(O.shape[1])]))]
+        return self
+
+
+class Brightness(MemberKind):
+    """A member kind in a few lines: the good training images' mean brightness (fit_brightness_fold)."""
+
+    needs_defects, on_trial = False, True
+
+    def fit(self, cfg, arch, fold, layout, progress=True, resume=False, on_epoch_end=None):
+        return fit_brightness_fold(cfg, arch, fold, layout)
+
+    def build(self, ck):
+        net = BrightnessNet()
+        net.load_state_dict(ck.model)
+        return net.eval()

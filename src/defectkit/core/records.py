@@ -165,8 +165,7 @@ class FoldRecord:
 
 def _on_trial_before(c: Checker) -> bool:
     """Records written before `on_trial` was: of the two kinds there were, the anomaly member was on trial."""
-    recipe = c.data.get("config", {}).get("recipe", {}) if isinstance(c.data.get("config"), dict) else {}
-    return recipe.get("member") == "anomaly"
+    return c.mapping("config", {}).get("recipe", {}).get("member") == "anomaly"
 
 
 def fold_differences(rec: FoldRecord, *, competition: str, folds_hash: str, config_hash: str | None = None,
