@@ -26,7 +26,7 @@ from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.runtime import runner
 from defectkit.runtime.combine import blend_scores
-from defectkit.runtime.imaging import fit_image, read_image
+from defectkit.runtime.imaging import read_image
 from defectkit.ship.export import ExportNet
 from defectkit.ship.exporters import OnnxExporter
 from defectkit.ship.predict import fold_probs, load_member
@@ -54,18 +54,19 @@ def ensemble_speeds(layout: Layout, bundle: Path, images: list[np.ndarray], batc
     fitted = {}
     for folds in loaded.values():
         for _, ck in folds:
-            fitted.setdefault(ck.shape_key, np.stack([fit_image(img, *ck.shape_key) for img in images]))
+            pre = ck.preprocess.geometry
+            fitted.setdefault(pre, np.stack([pre.fit(img) for img in images]))
     refs = {e: [m.ref for m in folds] for e, folds in ens.members.items()}
     weights = [ens.weights[e] for e in ens.members]
     dev = torch.device("cpu")
 
     def torch_side():
-        members = [([fold_probs(m, ck, fitted[ck.shape_key], dev, batch) for m, ck in loaded[e]], refs[e])
+        members = [([fold_probs(m, ck, fitted[ck.preprocess.geometry], dev, batch) for m, ck in loaded[e]], refs[e])
                    for e in ens.members]
         return blend_scores(ens.space, ens.link, weights, members, ens.intercept)
 
     sessions = {e.name: [(runner.session(bundle / f.model, threads, spec.runtime, alone=False),
-                          (e.hw, e.resize, e.border_crop))
+                          e.preprocess)
                          for f in e.folds] for e in spec.experiments}
 
     def ort_side():

@@ -40,8 +40,8 @@ def timed_grid(cfg, base: Path, executor: str, opts: RayOptions | None) -> tuple
     """(wall seconds, jobs run, the run summary) of one run of the grid."""
     lines = []
     t0 = time.perf_counter()
-    summary = run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))),
-                           executor=executor, ray_opts=opts)
+    ray = (opts or RayOptions()) if executor == "ray" else None
+    summary = run_grid(cfg, base, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))), ray=ray)
     wall = time.perf_counter() - t0
     todo = next((int(s.split(",")[1].split()[0]) for s in lines if " to run" in s), 0)
     return wall, todo, summary

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from defectkit.core.config import load_config
 from defectkit.explain.gradcam import CAMS, localisation
+from defectkit.explain.localise import summary_line
 from defectkit.pipeline.grid import run_grid
 from defectkit.testing import make_toy_competition, write_toy_config
 
@@ -37,7 +38,8 @@ def main(argv=None) -> int:
         for layer in (-1, -2):
             for cam in CAMS:
                 s = localisation(cfg.competition, base, "resnet10t", truth=base / "input/toy/masks",
-                                         cam=cam, layer=layer, say=print)
+                                 cam=cam, layer=layer)
+                print(summary_line(s, cam, layer))
                 rows.append({"cam": cam, "layer": layer, **s["all"]})
     best = max(rows, key=lambda r: r["energy_in"])
     save_result({"toy": f"{args.size} px noise, defects = bright disks, resnet10t from scratch, 2 folds",

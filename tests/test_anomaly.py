@@ -48,8 +48,7 @@ def test_good_images_alone_find_the_spots_in_held_out_images(spots):
 def test_explain_shows_the_anomaly_map_and_it_points_at_the_spots(spots):
     from defectkit.explain.gradcam import localisation
     base, cfg = spots
-    s = localisation(cfg.competition, base, "tf_efficientnet_lite0_anomaly", base / "input/toy/masks",
-                     say=lambda *a: None)
+    s = localisation(cfg.competition, base, "tf_efficientnet_lite0_anomaly", base / "input/toy/masks")
     assert s["all"]["n"] >= 40
     learnt("anomaly: pointing game", s["all"]["pointing_game"], 0.7)  # its maximum inside the spot
     assert s["all"]["energy_in"] > 3 * s["all"]["area"]  # the map is brighter on the spot than elsewhere

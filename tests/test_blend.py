@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,9 @@ from sklearn.metrics import roc_auc_score
 from defectkit.cli.blend import main as blend_main
 from defectkit.core import metrics
 from defectkit.core.checks import InputError
-from defectkit.core.config import load_config
+from defectkit.core.config import Competition, load_config
+from defectkit.core.layout import Layout
+from defectkit.core.records import FoldRecord
 from defectkit.ensemble.methods import hill_climb
 from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
@@ -128,7 +131,9 @@ def test_incomplete_experiment_is_left_out_or_strict_error(complementary, capsys
 
 def test_other_folds_file_is_not_mixed(complementary):
     base, w = complementary
-    write_experiment(base, "old_folds", w, sigmoid(w["y"] * 3.0), folds_hash="0123456789abcdef")
+    write_experiment(base, "old_folds", w, sigmoid(w["y"] * 3.0))
+    for meta in Layout(base).fold_metas("old_folds"):  # as if made with another folds file
+        dataclasses.replace(FoldRecord.read(meta), folds_hash="0123456789abcdef").write(meta)
     rep = run_blend(_comp(base), base, "hill", verbose=False)
     assert "another folds file" in rep.left_out["old_folds"]
 
@@ -158,9 +163,8 @@ def test_test_file_not_covering_submission_ids(complementary):
 
 
 def test_submission_columns_come_from_the_competition(tmp_path):
-    w = make_blend_workdir(tmp_path, name="nex", sub_cols=("id", "label"))
-    write_experiment(tmp_path, "m", w, sigmoid(w["y"] * 2.0 + w["rng"].normal(0, 1, len(w["y"]))),
-                     name="nex")
+    w = make_blend_workdir(tmp_path, comp=Competition(name="nex", submission_columns=["id", "label"]))
+    write_experiment(tmp_path, "m", w, sigmoid(w["y"] * 2.0 + w["rng"].normal(0, 1, len(w["y"]))))
     (tmp_path / "input/nex/solution.csv").unlink()  # a real contest keeps its answers
     rep = run_blend(_comp(tmp_path, "nex"), tmp_path, "hill", verbose=False)
     sub = pd.read_csv(tmp_path / "submissions/submission.csv")

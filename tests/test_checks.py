@@ -9,6 +9,7 @@ from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.data.cache import cached_images
 from defectkit.data.tables import load_folds, load_train_table
+from defectkit.runtime.imaging import Preprocess
 
 
 def _edit_train(work, fn):
@@ -43,7 +44,7 @@ def test_undecodable_image_names_the_file(work):
     path = work / "input/toy/train/img0004.png"
     path.write_bytes(b"garbage")
     with pytest.raises(InputError, match="img0004.png: cannot be decoded"):
-        cached_images([path], (16, 16), "squash", 0.0, work / "cache")
+        cached_images([path], Preprocess((16, 16)), work / "cache")
     assert not list((work / "cache").glob("*.npy"))  # nothing half-written
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 PKG = SRC / "defectkit"
-MAX_LINES, MAX_PARAMS = 50, 8
+MAX_LINES, MAX_PARAMS = 50, 6  # more parameters than 6: a value type is missing (issue 31)
 RUNTIME_OK = {"numpy", "cv2", "onnxruntime", "openvino"}  # besides the standard library and the runtime itself
 NO_TORCH = ("defectkit.ensemble", "defectkit.core", "defectkit.runtime")
 TORCH = {"torch", "torchvision", "timm"}
@@ -101,15 +101,15 @@ def torch_chains(src: Path = SRC, layers=NO_TORCH) -> list[str]:
     return [" -> ".join(c) for m in graph if m.startswith(layers) for c in [reaches(graph, m, TORCH)] if c]
 
 
-def test_no_function_is_over_50_lines_or_has_over_8_parameters():
+def test_no_function_is_over_50_lines_or_has_over_6_parameters():
     assert long_functions() == [] and many_parameters() == []
 
 
 def test_the_checks_find_a_long_function_and_a_long_signature(tmp_path):
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
-    (tmp_path / "m.py").write_text(f"def f():\n{body}\n\n\ndef g(self, a, b, c, d, e, f, g, h, *, i=0):\n    pass\n")
+    (tmp_path / "m.py").write_text(f"def f():\n{body}\n\n\ndef g(self, a, b, c, d, e, f, *, g=0):\n    pass\n")
     assert long_functions(tmp_path) == [f"m.py:1 f ({MAX_LINES + 1} lines)"]
-    assert many_parameters(tmp_path) == [f"m.py:{MAX_LINES + 4} g (9 parameters)"]
+    assert many_parameters(tmp_path) == [f"m.py:{MAX_LINES + 4} g (7 parameters)"]
 
 
 def test_the_bundle_runtime_needs_only_the_standard_library_numpy_opencv_and_a_model_runtime():

@@ -4,7 +4,7 @@ import torch
 from defectkit.data.augment import build_transform
 from defectkit.data.datasets import FeatureDataset, ImageDataset, SeededSampler, make_loader
 from defectkit.train import engine
-from defectkit.train.features import extract_frozen_features
+from defectkit.train.features import FrozenViews, extract_frozen_features
 from defectkit.train.models import CachedPrefixNet, create_model
 
 
@@ -45,7 +45,8 @@ def test_cached_frozen_features_predict_like_the_full_model(tmp_path):
     model, _ = create_model("tf_efficientnet_lite0", pretrained="none")
     setup = _setup()
     imgs = _images(5, 32)
-    feats = extract_frozen_features(model, 4, imgs, setup, tmp_path / "f.npy", batch_size=2, progress=False)
+    views = FrozenViews(model, 4)
+    feats = extract_frozen_features(views, imgs, setup, tmp_path / "f.npy", batch_size=2, progress=False)
     assert feats.shape[:2] == (5, 8) and feats.dtype == np.float16
     net = CachedPrefixNet(model, 4)
     via_cache = engine.predict(net, make_loader(FeatureDataset(feats, np.zeros(5), np.arange(5), False), 2, False,
@@ -86,7 +87,7 @@ def test_ema_with_a_long_horizon_still_follows_a_short_run():
     init = flat(model)
     ema = engine.make_ema(model, 0.999)
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
-    engine.train_one_epoch(model, loader, engine.Optim(opt, ema=ema), _setup(), first_step=0)
+    engine.train_one_epoch(model, loader, engine.Optim(opt, ema=ema), _setup(), engine.Epoch(first_step=0))
     moved, ema_w = flat(model), flat(ema.module)
     assert (ema_w - moved).norm() < 0.5 * (ema_w - init).norm()
     # a later epoch (first_step > 0, as after --resume) continues the warmed-up schedule

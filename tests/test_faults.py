@@ -24,8 +24,9 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.core.fileio import FileLock, LockedError, write_csv_atomic
 from defectkit.core.layout import Layout
+from defectkit.core.members import QUIET
 from defectkit.data.folds import make_folds
-from defectkit.data.prepare import prepare_folder
+from defectkit.data.sources.folder import ClassFolders, prepare_folder
 from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.pipeline.grid import job_state
 from defectkit.testing import (
@@ -63,20 +64,20 @@ def test_fold_without_validation_rows_is_refused_before_training(work):
     folds = pd.read_csv(work / "folds/toy.csv")
     folds.assign(fold=np.where(folds.fold == 1, 2, folds.fold)).to_csv(work / "folds/toy.csv", index=False)
     with pytest.raises(InputError, match="fold 1 has no validation rows"):
-        train_fold(_cfg(work), "resnet10t", 1, work, progress=False)
+        train_fold(_cfg(work), "resnet10t", 1, work, QUIET)
     assert not Layout(work).fold("resnet10t", 1).best.exists()
 
 
 @pytest.mark.slow
 def test_a_fold_never_predicts_with_a_checkpoint_another_run_left(work, monkeypatch):
-    train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
+    train_fold(_cfg(work), "resnet10t", 0, work, QUIET)
     p = Layout(work).fold("resnet10t", 0)
     old = p.best.read_bytes()
     for f in (p.oof, p.test, p.meta):
         f.unlink()
     monkeypatch.setattr(metrics, "auc", lambda y, s: float("nan"))  # no epoch yields a validation AUC
     with pytest.raises(InputError, match="no epoch of this run produced a best checkpoint"):
-        train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
+        train_fold(_cfg(work), "resnet10t", 0, work, QUIET)
     assert p.best.read_bytes() == old and not p.oof.exists() and not p.test.exists() and not p.meta.exists()
 
 
@@ -138,7 +139,7 @@ def test_killing_the_blend_leaves_the_old_set_or_the_new_one_whole(blended, seed
 @pytest.mark.slow
 def test_another_recipe_cannot_overwrite_a_complete_fold_and_blend_refuses_a_mix(work, capsys):
     for k in (0, 1):
-        train_fold(_cfg(work), "resnet10t", k, work, progress=False)
+        train_fold(_cfg(work), "resnet10t", k, work, QUIET)
     args = ["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
             "--epochs", "1"]
     before = _hashes(work / "oof")
@@ -154,13 +155,13 @@ def test_another_recipe_cannot_overwrite_a_complete_fold_and_blend_refuses_a_mix
 def test_a_fold_being_trained_is_locked_with_its_holder_named(work):
     with FileLock(Layout(work).fold("resnet10t", 0).lock, "fold 0"):
         with pytest.raises(LockedError, match=r"fold 0 of resnet10t is being written by pid \d+ on"):
-            train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
+            train_fold(_cfg(work), "resnet10t", 0, work, QUIET)
 
 
 @pytest.mark.slow
 def test_a_write_failure_leaves_the_fold_incomplete_not_stale_complete(work, monkeypatch, capsys):
     cfg = _cfg(work)
-    train_fold(cfg, "resnet10t", 0, work, progress=False)
+    train_fold(cfg, "resnet10t", 0, work, QUIET)
     p = Layout(work).fold("resnet10t", 0)
     real = write_csv_atomic
 
@@ -188,10 +189,10 @@ def test_prepare_force_rebuilds_an_image_whose_source_changed(tmp_path):
         for i in range(n):
             cv2.imwrite(str(src / cls / f"{cls}{i}.png"), toy_image(rng, cls == "ng"))
     out = tmp_path / "input/c"
-    prepare_folder(src, out, "ok", "ng")
+    prepare_folder(ClassFolders(src, "ok", "ng"), out)
     changed = src / "ok/ok3.png"
     cv2.imwrite(str(changed), np.full((40, 40), 7, np.uint8))
-    prepare_folder(src, out, "ok", "ng", force=True)
+    prepare_folder(ClassFolders(src, "ok", "ng"), out, force=True)
     copied = next(out.glob("*/ok3.png"))
     assert copied.read_bytes() == changed.read_bytes()
 
@@ -322,7 +323,7 @@ def _edit_ids(work, bad):
 def trained(toy_base, tmp_path_factory):
     """A workdir with one complete fold, trained once for every case below."""
     base = copy_toy_workdir(toy_base, tmp_path_factory.mktemp("trained"))
-    train_fold(_cfg(base, epochs=1), "resnet10t", 0, base, progress=False)
+    train_fold(_cfg(base, epochs=1), "resnet10t", 0, base, QUIET)
     return base
 
 
@@ -382,7 +383,7 @@ def test_temporaries_of_a_killed_run_are_removed_and_a_full_disk_is_one_line(wor
     stale.write_bytes(b"")
     other = p.model_dir / ".fold1_curves.x1y2.png.tmp"  # another fold's: not ours to remove
     other.write_bytes(b"")
-    train_fold(_cfg(work), "resnet10t", 0, work, progress=False)
+    train_fold(_cfg(work), "resnet10t", 0, work, QUIET)
     assert not stale.exists() and other.exists()
 
     def full_disk(obj, f, *a, **k):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from defectkit.data.prepare import load_elpv_copy
+from defectkit.data.sources.elpv import load_elpv_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 

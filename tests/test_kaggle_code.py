@@ -95,5 +95,6 @@ def test_the_kaggle_calls_create_then_version_the_dataset_and_push_the_kernel(ex
 def test_bad_code_submissions_are_one_line_errors(exported, tmp_path, dataset, kernel, slug, bundle, want):
     work, cfg = exported
     with pytest.raises(InputError, match=want.replace("(", r"\(").replace(")", r"\)")):
-        submit_code(cfg.competition, work, CodeTarget(dataset, kernel, slug or None),
-                    bundle=tmp_path / bundle if bundle else None, dry_run=True, say=lambda *a: None)
+        submit_code(cfg.competition, work, CodeTarget(dataset, kernel, slug or None,
+                                                      bundle=tmp_path / bundle if bundle else None),
+                    dry_run=True, say=lambda *a: None)

@@ -8,9 +8,10 @@ import pytest
 
 from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
-from defectkit.data.prepare import prepare_folder
+from defectkit.data.sources.folder import ClassFolders, prepare_folder
 from defectkit.explain import localise
 from defectkit.explain.gradcam import localisation
+from defectkit.explain.localise import summary_line
 from defectkit.pipeline.grid import run_grid
 from defectkit.testing import make_toy_competition, write_toy_config
 
@@ -41,15 +42,14 @@ def blobs(tmp_path_factory):
 def test_the_model_looks_at_the_disks_by_masks_and_by_boxes(blobs):
     base, cfg = blobs
     root = base / "input/toy"
-    lines = []
-    by_mask = localisation(cfg.competition, base, "resnet10t", truth=root / "masks", say=lines.append)
+    by_mask = localisation(cfg.competition, base, "resnet10t", truth=root / "masks")
+    lines = [summary_line(by_mask, "gradcam", -1)]
     a = by_mask["all"]
     n_defects = int(pd.read_csv(root / "train.csv").target.sum())
     assert a["n"] == n_defects and sorted(by_mask["per_fold"]) == [0, 1]  # every OOF defect, both folds
     assert a["energy_in"] > 3 * a["area"] and a["pointing_game"] > 3 * a["area"]  # both well above chance
     assert "mean CAM energy inside the defect areas" in lines[0] and "pointing game" in lines[0]
-    by_box = localisation(cfg.competition, base, "resnet10t", truth=root / "defect_boxes.csv",
-                                  say=lambda *x: None)
+    by_box = localisation(cfg.competition, base, "resnet10t", truth=root / "defect_boxes.csv")
     b = by_box["all"]
     assert b["n"] == n_defects and b["area"] > a["area"] and b["energy_in"] > 3 * b["area"]
     out = base / "models/resnet10t/gradcam"
@@ -63,8 +63,7 @@ def test_the_model_looks_at_the_disks_by_masks_and_by_boxes(blobs):
 def test_a_finer_layer_is_offered_and_bad_arguments_are_one_line(blobs):
     base, cfg = blobs
     root = base / "input/toy"
-    fine = localisation(cfg.competition, base, "resnet10t", truth=root / "masks", layer=-2,
-                                cam="layercam", say=lambda *x: None)
+    fine = localisation(cfg.competition, base, "resnet10t", truth=root / "masks", layer=-2, cam="layercam")
     assert fine["all"]["energy_in"] > 2 * fine["all"]["area"]
     with pytest.raises(InputError, match="give one of --masks DIR or --boxes CSV"):
         localisation(cfg.competition, base, "resnet10t", None)
@@ -88,7 +87,7 @@ def test_prepare_folder_keeps_the_defect_masks(tmp_path):
         m[2:6, 3:9, j % 3] = 1  # a faint mask in one colour channel: still a defect area
         cv2.imwrite(str(tmp_path / "masks" / f"ng{j}.png"), m)
     out = tmp_path / "input/parts"
-    msg = prepare_folder(tmp_path / "src", out, "ok", "ng", masks=tmp_path / "masks")
+    msg = prepare_folder(ClassFolders(tmp_path / "src", "ok", "ng", masks=tmp_path / "masks"), out)
     assert "7 of 8 defect masks kept" in msg
     kept = sorted((out / "masks").glob("*.png"))
     assert len(kept) == 7
@@ -96,4 +95,4 @@ def test_prepare_folder_keeps_the_defect_masks(tmp_path):
         m = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         assert set(np.unique(m)) == {0, 255} and (m == 255).sum() == 24
     with pytest.raises(InputError, match="--masks .*nowhere: folder not found"):
-        prepare_folder(tmp_path / "src", tmp_path / "input/p2", "ok", "ng", masks=tmp_path / "nowhere")
+        prepare_folder(ClassFolders(tmp_path / "src", "ok", "ng", masks=tmp_path / "nowhere"), tmp_path / "input/p2")

@@ -134,6 +134,7 @@ def test_another_pooling_is_a_recipe_field_that_trains_and_predicts_the_thin_scr
 
     from defectkit.cli.prepare import main as prepare_main
     from defectkit.core.layout import Layout
+    from defectkit.core.members import QUIET
     from defectkit.data.folds import make_folds
     from defectkit.testing import make_scratch_folder
     from defectkit.train.fold import train_fold
@@ -145,7 +146,7 @@ def test_another_pooling_is_a_recipe_field_that_trains_and_predicts_the_thin_scr
         "preset": "cpu-fast", "archs": ["tf_efficientnet_lite0"], "img_size": [96, 240], "pool": pool, "epochs": 12,
         "batch_size": 16, "n_folds": 2, "tta": 1, "num_workers": 0})
     make_folds(cfg.competition, 2, 0, base=tmp_path)
-    meta = train_fold(cfg, "tf_efficientnet_lite0", 0, tmp_path, progress=False)
+    meta = train_fold(cfg, "tf_efficientnet_lite0", 0, tmp_path, QUIET)
     learnt("planner: thin scratches OOF AUC", meta.oof_auc, 0.7)
     model, ck = load_fold_model(Layout(tmp_path).fold(cfg.exp_name("tf_efficientnet_lite0"), 0).best, 0)
     assert model.global_pool.pool_type == pool and ck.recipe["pool"] == pool
@@ -200,7 +201,7 @@ def test_make_plan_on_a_gpu_times_the_member_on_the_cpu(tmp_path, monkeypatch):
     probe on the CPU of the plan's first backbone."""
     calls = []
 
-    def probe(arch, device, sizes=planner.PROBE_SIZES, cost=None, freeze_stages=6, batch=64, reps=2):
+    def probe(arch, device, sizes=planner.PROBE_SIZES, cost=None, how=planner.Probe()):
         calls.append((arch, device))
         return (GPU if device == "cuda" else CPU)[arch]
     monkeypatch.setattr(planner, "probe_arch", probe)

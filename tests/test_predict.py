@@ -12,7 +12,9 @@ from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.pipeline.grid import run_grid
 from defectkit.runtime.runner import ScoreOptions
 from defectkit.ship.export import export
-from defectkit.ship.predict import predict
+from defectkit.ship.predict import Scoring, predict
+
+QUIET = Scoring(progress=False)
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 
@@ -29,7 +31,7 @@ def test_predict_reproduces_the_submission_in_rank_space(blended, tmp_path):
     report = json.loads((base / "submissions/blend.json").read_text())
     assert sorted(report["weights"]) == EXPS  # both experiments, both shapes, the cache included
     out = tmp_path / "preds.csv"
-    df = predict(cfg.competition, base, [str(base / "input/toy/test")], out, progress=False)
+    df = predict(cfg.competition, base, [str(base / "input/toy/test")], out, scorer=QUIET)
     got = pd.read_csv(out, dtype={"id": str}).set_index("id")
     want = _submission(base)
     assert list(got.columns) == ["prob", "defect"] and sorted(got.index) == sorted(want.index)
@@ -37,7 +39,7 @@ def test_predict_reproduces_the_submission_in_rank_space(blended, tmp_path):
     t = report["operating_points"]["chosen"]["threshold"]
     assert (got.defect == (got.prob >= t)).all() and len(df) == len(want)
     strict = predict(cfg.competition, base, [str(base / "input/toy/test")], tmp_path / "r99.csv",
-                     ScoreOptions("recall_99"), progress=False)
+                     ScoreOptions("recall_99"), QUIET)
     assert strict.defect.sum() >= df.defect.sum()
 
 
@@ -49,7 +51,7 @@ def test_predict_reproduces_a_mean_blend_from_a_csv_of_ids(blended, tmp_path):
     run_blend(cfg.competition, work, "mean", verbose=False)
     ids = pd.read_csv(work / "input/toy/sample_submission.csv", dtype={"id": str})[["id"]]
     ids.to_csv(tmp_path / "ids.csv", index=False)
-    df = predict(cfg.competition, work, [str(tmp_path / "ids.csv")], tmp_path / "p.csv", progress=False)
+    df = predict(cfg.competition, work, [str(tmp_path / "ids.csv")], tmp_path / "p.csv", scorer=QUIET)
     np.testing.assert_allclose(df.set_index("id").prob.loc[ids.id], _submission(work).loc[ids.id], atol=1e-6)
 
 

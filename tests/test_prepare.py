@@ -12,7 +12,10 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import Competition
 from defectkit.core.layout import Layout
 from defectkit.data.kaggle_client import KaggleAuthError
-from defectkit.data.prepare import MARKER, load_elpv, prepare_elpv, prepare_folder, prepare_kaggle
+from defectkit.data.sources.common import MARKER
+from defectkit.data.sources.elpv import load_elpv, prepare_elpv
+from defectkit.data.sources.folder import ClassFolders, prepare_folder
+from defectkit.data.sources.kaggle import prepare_kaggle
 from defectkit.data.tables import load_train_table
 
 
@@ -72,7 +75,7 @@ def _class_folders(root: Path, n_good=12, n_bad=8, test=0, clash=False):
 def test_folder_import_with_held_out_split(tmp_path):
     src = _class_folders(tmp_path / "src", clash=True)
     out = tmp_path / "input" / "mine"
-    msg = prepare_folder(src, out, "good_0", "bad_1")
+    msg = prepare_folder(ClassFolders(src, "good_0", "bad_1"), out)
     train, sol = pd.read_csv(out / "train.csv"), pd.read_csv(out / "solution.csv")
     assert len(train) + len(sol) == 20 and len(sol) == 5 and "held out" in msg
     assert train.id.str.startswith(("good_0_", "bad_1_")).all()  # same file names in both classes
@@ -80,7 +83,7 @@ def test_folder_import_with_held_out_split(tmp_path):
     assert (train.target == train.source.str.startswith("bad_1").astype(int)).all()
     for i in train.id:
         assert (out / "train" / f"{i}.jpg").exists()
-    assert "nothing to do" in prepare_folder(src, out, "good_0", "bad_1")
+    assert "nothing to do" in prepare_folder(ClassFolders(src, "good_0", "bad_1"), out)
     comp = Competition(name="mine", image_ext=".jpg", data_dir=str(out))
     assert len(load_train_table(comp, Layout("/"))) == 15
 
@@ -88,7 +91,7 @@ def test_folder_import_with_held_out_split(tmp_path):
 def test_folder_import_with_unlabelled_test_folder_nexperia_shape(tmp_path):
     src = _class_folders(tmp_path / "src", test=6)
     out = tmp_path / "input" / "nexperia"
-    prepare_folder(src, out, "good_0", "bad_1", test="all_tests", sub_cols=("id", "label"))
+    prepare_folder(ClassFolders(src, "good_0", "bad_1", test="all_tests"), out, sub_cols=("id", "label"))
     sub = pd.read_csv(out / "sample_submission.csv")
     assert list(sub.columns) == ["id", "label"] and len(sub) == 6
     assert not (out / "solution.csv").exists()
@@ -113,12 +116,12 @@ def test_folder_import_bad_inputs(tmp_path):
     src = _class_folders(tmp_path / "src")
     (src / "empty").mkdir()
     with pytest.raises(InputError, match="empty: no images"):
-        prepare_folder(src, tmp_path / "o1", "good_0", "empty")
+        prepare_folder(ClassFolders(src, "good_0", "empty"), tmp_path / "o1")
     with pytest.raises(InputError, match="nope: folder not found"):
-        prepare_folder(src, tmp_path / "o2", "good_0", "nope")
+        prepare_folder(ClassFolders(src, "good_0", "nope"), tmp_path / "o2")
     (src / "bad_1" / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(InputError, match="broken.jpg: cannot be decoded"):
-        prepare_folder(src, tmp_path / "o3", "good_0", "bad_1")
+        prepare_folder(ClassFolders(src, "good_0", "bad_1"), tmp_path / "o3")
 
 
 class FakeKaggleApi:

@@ -15,6 +15,7 @@ from defectkit.cli.prepare import main as prepare_main
 from defectkit.cli.run import main as run_main
 from defectkit.core.checks import InputError
 from defectkit.core.config import config_hash, load_config
+from defectkit.core.members import QUIET
 from defectkit.core.presets import PRESETS
 from defectkit.testing import learnt, seed_offset, toy_image
 from defectkit.train.fold import train_fold
@@ -113,7 +114,7 @@ def test_one_orientation_keeps_its_aspect_ratio_and_pad_learns_non_square_inputs
             "drop_rate": 0.0, "num_workers": 0}
     cfg = load_config(work / "configs/strip.yaml", over)
     make_folds(cfg.competition, 2, 0, base=work)
-    meta = train_fold(cfg, "resnet10t", 0, work, progress=False)
+    meta = train_fold(cfg, "resnet10t", 0, work, QUIET)
     assert meta.tta == 4  # a 32 x 64 input: the 4 flips that keep it
     learnt("presets: padded strip OOF AUC", meta.oof_auc, 0.75)
 

@@ -20,6 +20,7 @@ from defectkit.cli.run import main as run_main  # noqa: E402
 from defectkit.core.checks import InputError  # noqa: E402
 from defectkit.pipeline.grid import run_grid  # noqa: E402
 from defectkit.train import ray_executor  # noqa: E402
+from defectkit.train.fold import JobOptions  # noqa: E402
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
 
@@ -48,8 +49,8 @@ def grids(tmp_path_factory, ray_session):
     run_grid(cfg, local, progress=False, say=lambda *a: None)
     lines = []
     summary = run_grid(load_config(on_ray / "configs/toy.yaml"), on_ray, progress=False,
-                           say=lambda *a: lines.append(" ".join(map(str, a))), executor="ray",
-                           ray_opts=ray_executor.RayOptions(cpus_per_job=1))
+                           say=lambda *a: lines.append(" ".join(map(str, a))),
+                           ray=ray_executor.RayOptions(cpus_per_job=1))
     return local, on_ray, lines, summary
 
 
@@ -102,11 +103,11 @@ def test_a_task_that_sees_another_folds_file_fails_with_one_line(grids):
     cfg = load_config(on_ray / "configs/toy.yaml")
     folds = Layout(on_ray).folds_file(cfg.competition)
     task = ray.remote(ray_executor.job_body).options(num_cpus=1)
-    res = ray.get(task.remote(cfg, "resnet10t", 0, str(on_ray), "0" * 16))
+    res = ray.get(task.remote(cfg, "resnet10t", 0, str(on_ray), JobOptions("0" * 16)))
     assert not res.ok and res.error == (f"node {socket.gethostname()}: {folds} has hash {file_hash(folds)}, the "
                                         "driver's has 0000000000000000; every node must see the driver's working "
                                         "folder (a shared filesystem), not a copy of its own")
-    res = ray.get(task.remote(cfg, "resnet10t", 0, str(on_ray.parent / "elsewhere"), file_hash(folds)))
+    res = ray.get(task.remote(cfg, "resnet10t", 0, str(on_ray.parent / "elsewhere"), JobOptions(file_hash(folds))))
     assert not res.ok and "folds/toy.csv not found" in res.error and "same path" in res.error
 
 
@@ -146,14 +147,13 @@ def test_a_refit_starts_only_after_its_folds_and_a_rerun_changes_nothing(grids, 
     write_toy_config(work, archs=["resnet10t"], epochs=4, threads=1, refit="both")
     cfg = load_config(work / "configs/toy.yaml")
     opts = ray_executor.RayOptions(cpus_per_job=cpus)
-    run_grid(cfg, work, progress=False, say=lambda *a: None, executor="ray", ray_opts=opts)
+    run_grid(cfg, work, progress=False, say=lambda *a: None, ray=opts)
     layout = Layout(work)
     folds = [FoldRecord.read(p) for p in layout.fold_metas("resnet10t")]
     refit = FoldRecord.read(layout.fold("resnet10t", "all").meta)
     assert len(folds) == 2 and refit.epochs_run == max(1, round(statistics.median(f.best_epoch for f in folds)))
     first = (work / "submissions/submission.csv").read_bytes()
     lines = []
-    run_grid(cfg, work, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))), executor="ray",
-             ray_opts=opts)
+    run_grid(cfg, work, progress=False, say=lambda *a: lines.append(" ".join(map(str, a))), ray=opts)
     assert any("3 complete, 0 to run" in line for line in lines)
     assert (work / "submissions/submission.csv").read_bytes() == first

@@ -17,7 +17,7 @@ from defectkit.ensemble.experiments import load_inputs
 from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.pipeline.grid import run_grid
 from defectkit.ship.export import export
-from defectkit.ship.predict import predict
+from defectkit.ship.predict import Scoring, predict
 from defectkit.testing import learnt, make_toy_competition, no_torch_env, run_bundle, write_toy_config
 
 pytestmark = pytest.mark.slow  # trains models: make test-fast leaves it out
@@ -75,7 +75,8 @@ def test_predict_and_the_bundle_apply_a_blend_with_refits(refitted, tmp_path, mo
     run_blend(cfg.competition, base, BlendOptions("rank", refit=mode), verbose=False)
     sub = pd.read_csv(base / "submissions/submission.csv", dtype={"id": str}).set_index("id")["target"]
     test_dir = str(base / "input/toy/test")
-    got = predict(cfg.competition, base, [test_dir], tmp_path / "p.csv", progress=False).set_index("id").prob
+    got = predict(cfg.competition, base, [test_dir], tmp_path / "p.csv", scorer=Scoring(progress=False))
+    got = got.set_index("id").prob
     np.testing.assert_allclose(got.loc[sub.index], sub, rtol=0, atol=1e-6)
     spec = export(load_ensemble(Layout(base)), tmp_path / "bundle", ".png", say=lambda *a: None)
     e = spec.experiments[0]

@@ -1,6 +1,7 @@
 """The main job end to end on a tiny made-up competition: 2 archs x 2 folds.
 Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
 two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
 from defectkit.explain.gradcam import GROUPS, explain, gradcam_maps
 from defectkit.pipeline.grid import estimate_eta, run_grid
+from defectkit.runtime.imaging import Preprocess
 from defectkit.testing import learnt, make_toy_competition, write_toy_config
 from defectkit.train import fold as fold_module
 from defectkit.train.fold import train_fold
@@ -83,14 +85,14 @@ def test_a_grid_interrupted_inside_a_fold_resumes_that_fold_and_ends_as_an_unint
     real = train_fold
     calls = []
 
-    def dies_in_the_second_job(*a, **k):
-        calls.append(a)
+    def dies_in_the_second_job(cfg, arch, fold, base, opts):
+        calls.append((cfg, arch, fold, base))
         if len(calls) == 2:  # job 2 (fold 1): killed after its second epoch
             def stop(epoch):
                 if epoch == 1:
                     raise KeyboardInterrupt
-            k["on_epoch_end"] = stop
-        return real(*a, **k)
+            opts = dataclasses.replace(opts, on_epoch_end=stop)
+        return real(cfg, arch, fold, base, opts)
 
     import pytest as _pt
     mp = _pt.MonkeyPatch()
@@ -123,7 +125,7 @@ def test_explain_and_notebooks_run_on_the_main_jobs_outputs(work, monkeypatch):
     assert [p.name for p in paths] == [f"fold0_{g}.png" for g in GROUPS]
     assert all(p.stat().st_size > 2000 for p in paths)
     model, mean, std = _loaded(work)
-    maps = gradcam_maps(model, np.full((1, 32, 32, 3), 128, np.uint8), mean, std)
+    maps = gradcam_maps(model, np.full((1, 32, 32, 3), 128, np.uint8), Preprocess((32, 32), mean=mean, std=std))
     assert maps.shape == (1, 32, 32) and 0 <= maps.min() <= maps.max() <= 1
 
     repo = Path(__file__).resolve().parent.parent

@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 
 from defectkit.core.checks import InputError
-from defectkit.core.config import load_config
-from defectkit.ship.submit import submit
+from defectkit.core.config import Competition, load_config
+from defectkit.ship.submit import Submission, submit
 from defectkit.testing import make_blend_workdir
 
 
@@ -17,7 +17,7 @@ class FakeKaggleApi:
 
 @pytest.fixture
 def work(tmp_path):
-    make_blend_workdir(tmp_path, sub_cols=("id", "label"), name="nex")
+    make_blend_workdir(tmp_path, comp=Competition(name="nex", submission_columns=["id", "label"]))
     sample = pd.read_csv(tmp_path / "input/nex/sample_submission.csv")
     (tmp_path / "submissions").mkdir()
     sample.assign(label=0.25).to_csv(tmp_path / "submissions/submission.csv", index=False)
@@ -29,7 +29,7 @@ def work(tmp_path):
 def test_valid_submission_is_submitted_with_the_api(work):
     base, comp, _ = work
     api = FakeKaggleApi()
-    msg = submit(comp, base, "first try", api=api)
+    msg = submit(comp, base, Submission("first try"), api=api)
     assert api.calls == [(str(base / "submissions/submission.csv"), "first try", "nexperia-comp")]
     assert "submitted" in msg
 
@@ -37,7 +37,7 @@ def test_valid_submission_is_submitted_with_the_api(work):
 def test_dry_run_validates_without_calling_kaggle(work):
     base, comp, _ = work
     api = FakeKaggleApi()
-    assert "dry run" in submit(comp, base, "m", dry_run=True, api=api) and not api.calls
+    assert "dry run" in submit(comp, base, Submission("m", dry_run=True), api=api) and not api.calls
 
 
 @pytest.mark.parametrize("corrupt, match", [
@@ -54,7 +54,7 @@ def test_bad_submission_is_refused_before_submitting(work, corrupt, match):
     corrupt(sample.assign(label=0.5)).to_csv(base / "submissions/submission.csv", index=False)
     api = FakeKaggleApi()
     with pytest.raises(InputError, match=match):
-        submit(comp, base, "m", api=api)
+        submit(comp, base, Submission("m"), api=api)
     assert not api.calls
 
 
@@ -65,4 +65,4 @@ def test_no_credentials_is_a_clear_error(work, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "none"))
     with pytest.raises(InputError, match="Kaggle credentials not found.*kaggle.json"):
-        submit(comp, base, "m")
+        submit(comp, base, Submission("m"))

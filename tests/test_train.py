@@ -15,6 +15,7 @@ import torch
 from defectkit.cli.train import main as train_main
 from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
+from defectkit.core.members import QUIET, FitOptions
 from defectkit.testing import learnt
 from defectkit.train import engine
 from defectkit.train.fold import train_fold
@@ -30,7 +31,7 @@ def _cfg(work, **over):
 
 def test_small_model_learns_toy_task_and_writes_documented_files(work):
     cfg = _cfg(work)
-    meta = train_fold(cfg, "resnet10t", 1, work, progress=False)
+    meta = train_fold(cfg, "resnet10t", 1, work, QUIET)
     p = Layout(work).fold("resnet10t", 1)
     learnt("train: resnet10t best-epoch validation AUC", meta.val_auc, 0.85)
     learnt("train: resnet10t fold OOF AUC", meta.oof_auc, 0.85)
@@ -48,14 +49,15 @@ def test_small_model_learns_toy_task_and_writes_documented_files(work):
     assert list(log.epoch) == [1, 2, 3, 4] and {"val_auc", "train_loss", "lr", "img_s"} <= set(log.columns)
     assert p.curves.stat().st_size > 1000 and p.best.exists() and p.config.exists()
     assert not p.last.exists()  # the fold is complete: its resume state is removed
-    again = train_fold(cfg, "resnet10t", 1, work, resume=True, progress=False)  # nothing to resume: kept as it is
+    # nothing to resume: kept as it is
+    again = train_fold(cfg, "resnet10t", 1, work, FitOptions(progress=False, resume=True))
     assert again.run_id == meta.run_id and json.loads(p.meta.read_text())["run_id"] == meta.run_id
 
 
 def test_cache_frozen_run_learns(work):
     cfg = _cfg(work, archs=["tf_efficientnet_lite0"], pretrained="auto", freeze_stages=4, cache_frozen=True,
                epochs=3, name="lite_cached")
-    meta = train_fold(cfg, "tf_efficientnet_lite0", 0, work, progress=False)
+    meta = train_fold(cfg, "tf_efficientnet_lite0", 0, work, QUIET)
     learnt("train: cached lite0 OOF AUC", meta.oof_auc, 0.7)
     assert list(work.glob("input/toy/.cache/feats_tf_efficientnet_lite0_*")), "frozen features cached on disk"
 
@@ -68,14 +70,14 @@ def test_frozen_feature_cache_is_keyed_by_the_weights_not_their_file_name(work):
     cfg = _cfg(work, weights=str(wfile), freeze_stages=2, cache_frozen=True, epochs=1, name="wfile")
     torch.manual_seed(0)
     torch.save(timm.create_model("resnet10t", num_classes=1).state_dict(), wfile)
-    train_fold(cfg, "resnet10t", 0, work, progress=False)
+    train_fold(cfg, "resnet10t", 0, work, QUIET)
     first = feats()
     assert len(first) == 2  # train and test images
-    train_fold(cfg, "resnet10t", 1, work, progress=False)
+    train_fold(cfg, "resnet10t", 1, work, QUIET)
     assert feats() == first, "same weights, other fold: the cache is shared"
     torch.manual_seed(1)
     torch.save(timm.create_model("resnet10t", num_classes=1).state_dict(), wfile)
-    train_fold(cfg, "resnet10t", 0, work, progress=False)
+    train_fold(cfg, "resnet10t", 0, work, QUIET)
     new = feats() - first
     assert len(new) == 2, "new weights at the same path build a new feature cache"
     # sorted by name, the train and test caches pair up (same image-cache suffix after the key)
@@ -94,7 +96,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(work, monkey
 
     monkeypatch.setattr(engine.F, "binary_cross_entropy_with_logits", flaky)
     with pytest.raises(engine.NonFiniteLossError, match="loss is nan"):
-        train_fold(cfg, "resnet10t", 0, work, progress=False)
+        train_fold(cfg, "resnet10t", 0, work, QUIET)
     assert torch.load(Layout(work).fold("nan", 0).last, weights_only=False)["state"]["epochs_done"] == 1
 
 
@@ -130,7 +132,7 @@ def test_tta_symmetry_bench_reproduces_the_folds_own_scores(work):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     cfg = _cfg(work, name="sym", pretrained="none")
-    meta = train_fold(cfg, "resnet10t", 0, work, progress=False)
+    meta = train_fold(cfg, "resnet10t", 0, work, QUIET)
     r = bench.symmetry_aucs(cfg.competition, work, "sym", 0, device="cpu")
     assert len(r["symmetry_auc"]) == 8 and r["n_val"] == meta.n_val
     assert abs(r["symmetry_auc"][0] - meta.val_auc) < 1e-4
@@ -140,7 +142,7 @@ def test_tta_symmetry_bench_reproduces_the_folds_own_scores(work):
 def test_patience_stops_early_when_validation_auc_stalls(work, monkeypatch):
     from defectkit.core import metrics
     monkeypatch.setattr(metrics, "auc", lambda y, s: 0.7)  # never improves after the first epoch
-    meta = train_fold(_cfg(work, epochs=6, patience=2, name="pat"), "resnet10t", 0, work, progress=False)
+    meta = train_fold(_cfg(work, epochs=6, patience=2, name="pat"), "resnet10t", 0, work, QUIET)
     assert meta.epochs_run == 3 and meta.best_epoch == 1
 
 
@@ -148,11 +150,11 @@ def test_freeze_epochs_train_only_the_head_and_mixup_still_learns(work):
     from defectkit.train.models import create_model
     torch.manual_seed(42)  # the recipe's seed: the same initial weights as the fold's
     init = create_model("resnet10t", "none", None, 1, 0.0)[0].state_dict()
-    train_fold(_cfg(work, epochs=1, freeze_epochs=1, name="frz"), "resnet10t", 0, work, progress=False)
+    train_fold(_cfg(work, epochs=1, freeze_epochs=1, name="frz"), "resnet10t", 0, work, QUIET)
     ck = torch.load(Layout(work).fold("frz", 0).best, weights_only=False)["model"]
     assert torch.equal(ck["conv1.0.weight"], init["conv1.0.weight"])  # backbone untouched
     assert not torch.equal(ck["fc.weight"], init["fc.weight"])  # head trained
-    meta = train_fold(_cfg(work, epochs=4, mixup=1.0, name="mix"), "resnet10t", 0, work, progress=False)
+    meta = train_fold(_cfg(work, epochs=4, mixup=1.0, name="mix"), "resnet10t", 0, work, QUIET)
     learnt("train: mixup OOF AUC", meta.oof_auc, 0.8)
 
 
@@ -171,8 +173,7 @@ def test_a_soft_target_is_what_training_fits_and_the_oof_still_scores_the_target
     floor = -(0.6 * np.log(0.6) + 0.4 * np.log(0.4))
     lowest = {}
     for name, soft in (("hard", ""), ("soft", "soft")):
-        meta = train_fold(_cfg(work, epochs=4, name=name, soft_target=soft), "resnet10t", 0, work,
-                                progress=False)
+        meta = train_fold(_cfg(work, epochs=4, name=name, soft_target=soft), "resnet10t", 0, work, QUIET)
         oof = pd.read_csv(Layout(work).fold(name, 0).oof)
         learnt(f"train: {name} target OOF AUC", meta.oof_auc, 0.8)
         assert set(oof.target) == {0, 1}

@@ -24,8 +24,9 @@ from defectkit.core.checks import InputError, describe_os_error
 from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.data.masks import read_boxes
-from defectkit.data.prepare import MARKER, read_yolo_boxes
 from defectkit.data.sources import prepare_from_config
+from defectkit.data.sources.common import MARKER
+from defectkit.data.sources.yolo import read_yolo_boxes
 from defectkit.ensemble.report import BlendOptions, run_blend
 from defectkit.runtime.runner import main as runner_main
 from defectkit.testing import make_blend_workdir, sigmoid, toy_blob, toy_image, write_experiment

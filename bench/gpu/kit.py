@@ -101,7 +101,7 @@ def write_elpv_copy(dest: Path, quality: int = 85, n: int = 0, loader=None) -> i
     import cv2
     import numpy as np
     sys.path.insert(0, str(ROOT / "src"))
-    from defectkit.data.prepare import load_elpv
+    from defectkit.data.sources.elpv import load_elpv
     ids, images, probs, types = (loader or load_elpv)()
     keep = np.arange(len(ids))
     if 0 < n < len(ids):

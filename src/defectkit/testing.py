@@ -21,8 +21,8 @@ from defectkit.core.members import MemberKind
 from defectkit.core.metrics import auc
 from defectkit.core.records import FoldRecord
 from defectkit.data.folds import make_folds
-from defectkit.data.prepare import build_labelled, is_prepared
 from defectkit.data.sources import Source
+from defectkit.data.sources.common import build_labelled, is_prepared
 from defectkit.ensemble.methods import BlendMethod
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.engine import image_batches, make_setup, predict, to_input
@@ -91,13 +91,14 @@ def toy_blob(rng: np.random.Generator, defect: bool, size: int = 96) -> tuple[np
     return img, mask
 
 
-def make_toy_competition(out: Path, n_train: int = 96, n_test: int = 32, seed: int = 0,
-                         name: str = "toy", sub_cols=("id", "target"), kind: str = "scratch", size: int = 40) -> Path:
-    """input/<name>/ in Kaggle's shape, with solution.csv; half of the images are defects:
-    scratches (kind scratch), or disks (kind blob) whose masks go to input/<name>/masks/<id>.png
+def make_toy_competition(out: Path, n_train: int = 96, n_test: int = 32, seed: int = 0, kind: str = "scratch",
+                         size: int = 40) -> Path:
+    """input/toy/ in Kaggle's shape (columns id, target), with solution.csv; half of the images are
+    defects: scratches (kind scratch), or disks (kind blob) whose masks go to input/toy/masks/<id>.png
     and whose boxes to defect_boxes.csv."""
     rng = np.random.default_rng(seed + seed_offset())
-    root = Layout(out).raw_input(name)
+    sub_cols = ("id", "target")
+    root = Layout(out).raw_input("toy")
     for sub in ("train", "test") + (("masks",) if kind == "blob" else ()):
         (root / sub).mkdir(parents=True, exist_ok=True)
     y = rng.permutation(np.arange(n_train + n_test) % 2)
@@ -119,10 +120,10 @@ def make_toy_competition(out: Path, n_train: int = 96, n_test: int = 32, seed: i
     return root
 
 
-def make_class_folder(root: Path, n_good: int, n_defect: int = 0, size: int = 96, seed: int = 0,
-                      good: str = "ok", defect: str = "ng") -> Path:
-    """root/<good>/ (and root/<defect>/ when n_defect) of toy_blob images, for prepare.py folder."""
+def make_class_folder(root: Path, n_good: int, n_defect: int = 0, size: int = 96, seed: int = 0) -> Path:
+    """root/ok/ (and root/ng/ when n_defect) of toy_blob images, for prepare.py folder."""
     rng = np.random.default_rng(seed + seed_offset())
+    good, defect = "ok", "ng"
     for cls, n in ((good, n_good), (defect, n_defect)):
         for i in range(n):
             (root / cls).mkdir(parents=True, exist_ok=True)
@@ -157,10 +158,12 @@ def make_toy_workdir(base: Path) -> Path:
 
 
 def make_blend_workdir(base: Path, n: int = 400, n_test: int = 100, n_folds: int = 4, seed: int = 0,
-                       name: str = "syn", sub_cols=("id", "target")) -> dict:
-    """input/<name>/ tables (no images needed by blend), folds/<name>.csv, configs/<name>.yaml and
-    a hidden latent `signal` per row (train and test) to build predictions from."""
+                       comp: Competition = Competition(name="syn")) -> dict:
+    """input/<name>/ tables (no images needed by blend), folds/<name>.csv, configs/<name>.yaml of the
+    competition `comp` (its name and submission columns) and a hidden latent `signal` per row (train and
+    test) to build predictions from."""
     rng = np.random.default_rng(seed)
+    name, sub_cols = comp.name, comp.submission_columns
     y = (rng.random(n + n_test) < 0.35).astype(int)
     ids = [f"r{i:05d}" for i in range(n + n_test)]
     root = Layout(base).raw_input(name)
@@ -181,18 +184,17 @@ def make_blend_workdir(base: Path, n: int = 400, n_test: int = 100, n_folds: int
     (base / "configs").mkdir(exist_ok=True)
     (base / "configs" / f"{name}.yaml").write_text(
         f"competition: {{name: {name}, submission_columns: [{sub_cols[0]}, {sub_cols[1]}]}}\nrecipe: {{}}\n")
-    return {"y": y, "ids": ids, "n": n, "fold": fold, "rng": rng}
+    return {"y": y, "ids": ids, "n": n, "fold": fold, "rng": rng, "name": name}
 
 
-def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, folds_hash: str | None = None,
-                     skip_folds=(), name: str = "syn", on_trial: bool = False) -> None:
+def write_experiment(base: Path, exp: str, w: dict, pred: np.ndarray, skip_folds=(), on_trial: bool = False) -> None:
     """oof/<exp>/fold<k>.csv, test_fold<k>.csv and fold<k>.json from predictions over all rows
-    (train rows first, then test rows); `on_trial`: a member kind's that is blended only if the
-    cross-check says it helps (the anomaly member)."""
-    n, fold, y, ids = w["n"], w["fold"], w["y"], w["ids"]
+    (train rows first, then test rows) of `w` (make_blend_workdir's); `on_trial`: a member kind's that
+    is blended only if the cross-check says it helps (the anomaly member)."""
+    n, fold, y, ids, name = w["n"], w["fold"], w["y"], w["ids"], w["name"]
     d = Layout(base).fold(exp, 0).oof_dir
     d.mkdir(parents=True, exist_ok=True)
-    fh = folds_hash or file_hash(Layout(base).folds_file(Competition(name=name)))
+    fh = file_hash(Layout(base).folds_file(Competition(name=name)))
     for k in sorted(set(fold)):
         if k in skip_folds:
             continue
@@ -286,10 +288,10 @@ class ListingSource(Source):
     def prepare(self, out, source, sub_cols, force, base):
         rows = pd.read_csv(source["path"])
         rows = pd.DataFrame({"id": [Path(p).stem for p in rows.path], "target": rows.label, "path": rows.path})
-        args = {"source": "listing", **source}
+        args = {"source": "listing", **source, "submission_columns": list(sub_cols)}
         if is_prepared(out, args) and not force:
             return f"{out} is already prepared; nothing to do"
-        train, test_ids, _, _ = build_labelled(out, rows, [], 0.25, sub_cols, args, force)
+        train, test_ids, _, _ = build_labelled(out, rows, args, force)
         return f"wrote {out}: {len(train)} train, {len(test_ids)} test"
 
 
@@ -333,7 +335,7 @@ class Brightness(MemberKind):
 
     needs_defects, on_trial = False, True
 
-    def fit(self, cfg, arch, fold, layout, progress=True, resume=False, on_epoch_end=None):
+    def fit(self, cfg, arch, fold, layout, opts):
         return fit_brightness_fold(cfg, arch, fold, layout)
 
     def build(self, ck):

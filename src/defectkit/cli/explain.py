@@ -25,6 +25,7 @@ from defectkit.cli import command
 from defectkit.core.checks import InputError
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.explain.gradcam import CAMS, explain, localisation
+from defectkit.explain.localise import summary_line
 
 
 @command
@@ -43,8 +44,9 @@ def main(argv=None) -> int:
         if args.masks and args.boxes:
             raise InputError("give one of --masks DIR or --boxes CSV, not both")
         truth = args.masks or args.boxes
-        localisation(cfg.competition, Path(args.workdir), args.exp, truth and Path(truth), args.cam, args.layer,
-                     args.n)
+        summary = localisation(cfg.competition, Path(args.workdir), args.exp, truth and Path(truth), args.cam,
+                               args.layer)
+        print(summary_line(summary, args.cam, args.layer))
         return 0
     for path in explain(cfg.competition, Path(args.workdir), args.exp, args.fold, args.n):
         print(f"wrote {path}")

@@ -24,7 +24,7 @@ from defectkit.cli import command
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.records import OPERATING_POINTS
 from defectkit.runtime.runner import ScoreOptions
-from defectkit.ship.predict import predict
+from defectkit.ship.predict import Scoring, predict
 
 
 @command
@@ -45,5 +45,5 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     opts = ScoreOptions(args.operating_point, args.threshold, args.skip_bad, args.image_dir, args.id_col, args.meta)
-    predict(cfg.competition, Path(args.workdir), args.inputs, Path(args.out), opts, args.device, args.blend,
-            progress=not args.quiet)
+    predict(cfg.competition, Path(args.workdir), args.inputs, Path(args.out), opts,
+            Scoring(args.blend, args.device, progress=not args.quiet))

@@ -24,8 +24,8 @@ from pathlib import Path
 from defectkit.cli import command
 from defectkit.core.config import ROOT, add_workdir_flag, load_config
 from defectkit.core.layout import Layout
-from defectkit.data.prepare import write_config_and_say_next
 from defectkit.data.sources import SOURCES, get_source, prepare_from_config
+from defectkit.data.sources.common import write_config_and_say_next
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from pathlib import Path
 from defectkit.cli import command
 from defectkit.core.config import config_from_args, config_parser
 from defectkit.ensemble.methods import METHODS
-from defectkit.ensemble.pseudo import make_pseudo
+from defectkit.ensemble.pseudo import PseudoRule, make_pseudo
 
 
 @command
@@ -31,5 +31,5 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="default: input/<competition>/pseudo.csv")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
-    make_pseudo(cfg.competition, Path(args.workdir), args.blend_method, args.defect_fpr, args.good_recall,
+    make_pseudo(cfg.competition, Path(args.workdir), args.blend_method, PseudoRule(args.defect_fpr, args.good_recall),
                 args.out and Path(args.out))

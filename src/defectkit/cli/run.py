@@ -44,9 +44,8 @@ def main(argv=None) -> int:
     if args.executor == "local" and (args.ray_address or args.gpus_per_job is not None
                                      or args.cpus_per_job is not None):
         raise InputError("--ray-address, --gpus-per-job and --cpus-per-job need --executor ray")
-    opts = RayOptions(args.ray_address, args.gpus_per_job, args.cpus_per_job)
-    run_grid(config_from_args(args), Path(args.workdir), args.force, progress=not args.quiet,
-             executor=args.executor, ray_opts=opts)
+    ray = RayOptions(args.ray_address, args.gpus_per_job, args.cpus_per_job) if args.executor == "ray" else None
+    run_grid(config_from_args(args), Path(args.workdir), args.force, progress=not args.quiet, ray=ray)
 
 
 def _non_negative(text: str) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from defectkit.cli import command
 from defectkit.core.config import config_from_args, config_parser
-from defectkit.ship.submit import CodeTarget, submit, submit_code
+from defectkit.ship.submit import CodeTarget, Submission, submit, submit_code
 
 
 @command
@@ -37,8 +37,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     if args.code:
-        target = CodeTarget(args.dataset or "", args.kernel or "", args.slug, args.message)
-        submit_code(cfg.competition, Path(args.workdir), target, args.bundle and Path(args.bundle), args.dry_run)
+        target = CodeTarget(args.dataset or "", args.kernel or "", args.slug, args.message,
+                            args.bundle and Path(args.bundle))
+        submit_code(cfg.competition, Path(args.workdir), target, args.dry_run)
         return 0
-    print(submit(cfg.competition, Path(args.workdir), args.message, args.file and Path(args.file), args.slug,
-                 args.dry_run))
+    print(submit(cfg.competition, Path(args.workdir),
+                 Submission(args.message, args.file and Path(args.file), args.slug, args.dry_run)))

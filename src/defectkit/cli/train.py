@@ -28,6 +28,7 @@ from pathlib import Path
 from defectkit.cli import command
 from defectkit.core.config import GRID_FIELDS, add_recipe_flags, config_from_args, config_parser
 from defectkit.core.layout import REFIT, Layout
+from defectkit.core.members import FitOptions
 from defectkit.train import engine
 from defectkit.train.fold import refit_config, train_fold
 from defectkit.train.planner import resolve_auto
@@ -66,8 +67,8 @@ def main(argv=None) -> int:
         cfg = refit_config(cfg, arch, Path(args.workdir), args.epochs)
     t0 = time.time()
     try:
-        meta = train_fold(cfg, arch, args.fold, Path(args.workdir), args.resume, progress=not args.quiet,
-                          force=args.force)
+        meta = train_fold(cfg, arch, args.fold, Path(args.workdir),
+                          FitOptions(progress=not args.quiet, resume=args.resume, force=args.force))
     except engine.NonFiniteLossError as e:
         last = Layout(args.workdir).fold(cfg.exp_name(arch), args.fold).last
         print(f"error: training stopped, {e}. The last good epoch is kept in {last} (continue with --resume "

@@ -26,6 +26,7 @@ from defectkit.core.checks import InputError, check_name
 from defectkit.core.fileio import write_text_atomic
 from defectkit.core.presets import PRESETS, resolve_preset
 from defectkit.core.registry import MEMBERS, METHODS
+from defectkit.runtime.imaging import Preprocess
 
 _CHECKOUT = Path(__file__).resolve().parents[3]  # src/defectkit/core/config.py -> the repository
 # The default working folder: the repository when the package runs from its checkout, else here.
@@ -36,18 +37,24 @@ CONFIG_DIR = ROOT / "configs"
 _UNSET = object()
 
 
-def opt(default=_UNSET, *, factory=None, choices=None, run: bool = False, grid: bool = False, neutral=_UNSET,
-        doc: str = "", **bounds):  # bounds: ge, gt, le, lt; file=True: a table whose content enters the hash
-    """A config field and its schema in one place: `choices` (a tuple, or a function returning the
-    names of a registry), `bounds` (`ge`, `gt`, `le`, `lt` = a number), `run` (how or where a run
-    executes, not what a model learns: left out of the recipe hash), `grid` (means something for the
-    whole grid only; train.py does not list it), `neutral` (added after recipes were first hashed:
-    left out of the hash at this value, so that older experiments stay complete), `doc` (the help)."""
-    unknown = set(bounds) - {"ge", "gt", "le", "lt", "file"}
+SCOPES = ("recipe", "run", "grid")
+
+
+def opt(default=_UNSET, *, factory=None, scope: str = "recipe", neutral=_UNSET, doc: str = "",
+        **checks):  # checks: choices, ge, gt, le, lt; file=True: a table whose content enters the hash
+    """A config field and its schema in one place: `checks`: `choices` (a tuple, or a function
+    returning the names of a registry), bounds (`ge`, `gt`, `le`, `lt` = a number); `scope`: "recipe" (what a
+    model learns: in the recipe hash), "run" (how or where a run executes: left out of the hash) or
+    "grid" (a run field that means something for the whole grid only; train.py does not list it),
+    `neutral` (added after recipes were first hashed: left out of the hash at this value, so that
+    older experiments stay complete), `doc` (the help)."""
+    unknown = set(checks) - {"choices", "ge", "gt", "le", "lt", "file"}
     if unknown:
-        raise TypeError(f"opt(): unknown bound(s) {sorted(unknown)}; expected ge, gt, le, lt, file")
-    meta = {"choices": choices, "run": run, "grid": grid, "neutral": neutral, "doc": doc,
-            "file": bounds.pop("file", False), **{k: bounds.get(k) for k in ("ge", "gt", "le", "lt")}}
+        raise TypeError(f"opt(): unknown check(s) {sorted(unknown)}; expected choices, ge, gt, le, lt, file")
+    if scope not in SCOPES:
+        raise TypeError(f"opt(): scope={scope!r}; expected one of {', '.join(SCOPES)}")
+    meta = {"choices": checks.get("choices"), "run": scope != "recipe", "grid": scope == "grid", "neutral": neutral,
+            "doc": doc, "file": checks.get("file", False), **{k: checks.get(k) for k in ("ge", "gt", "le", "lt")}}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -97,11 +104,11 @@ class Recipe:
     """How to train, predict and blend. Every field is also a command-line flag; its schema (choices,
     bounds, whether it enters the recipe hash) sits beside it (`opt`)."""
 
-    preset: str = opt("", run=True, doc="a name of presets.PRESETS or auto; saved resolved")
-    archs: list[str] = opt(factory=lambda: ["tf_efficientnet_lite0"], run=True, grid=True)
-    name: str = opt("{arch}", run=True, doc="experiment name; may use {arch} and {img_size}")
+    preset: str = opt("", scope="run", doc="a name of presets.PRESETS or auto; saved resolved")
+    archs: list[str] = opt(factory=lambda: ["tf_efficientnet_lite0"], scope="grid")
+    name: str = opt("{arch}", scope="run", doc="experiment name; may use {arch} and {img_size}")
     n_folds: int = opt(5, ge=2)
-    folds: list[int] = opt(factory=list, ge=0, run=True, grid=True, doc="folds to train; empty = all")
+    folds: list[int] = opt(factory=list, ge=0, scope="grid", doc="folds to train; empty = all")
     seed: int = opt(42, ge=0)
     img_size: int | list[int] = opt(224, ge=8, le=4096, doc="one number (a square of that side) or [height, width]")
     aspect_ratio: float = opt(1.0, ge=0.25, le=4, doc="width / height of the input when img_size is one number")
@@ -128,16 +135,16 @@ class Recipe:
     tta: int = opt(8, choices=(1, 2, 4, 8), doc="symmetries averaged (at most 4 for a non-square input)")
     pretrained: str = opt("auto", choices=("auto", "hub", "none"))
     weights: str = opt("", doc="local weights file")
-    device: str = opt("auto", run=True, doc="auto | cpu | cuda | cuda:N")
-    amp: bool = opt(True, run=True, doc="autocast on CUDA (bf16 where supported)")
-    channels_last: bool = opt(True, run=True)
-    compile: bool = opt(False, run=True)
-    num_workers: int = opt(-1, ge=-1, run=True, doc="-1 = automatic")
-    threads: int = opt(0, ge=0, run=True, doc="CPU threads for torch, 0 = automatic")
-    blend_method: str = opt("hill", choices=_blend_methods, run=True, grid=True)
-    stack_meta: list[str] = opt(factory=list, run=True, grid=True,
+    device: str = opt("auto", scope="run", doc="auto | cpu | cuda | cuda:N")
+    amp: bool = opt(True, scope="run", doc="autocast on CUDA (bf16 where supported)")
+    channels_last: bool = opt(True, scope="run")
+    compile: bool = opt(False, scope="run")
+    num_workers: int = opt(-1, ge=-1, scope="run", doc="-1 = automatic")
+    threads: int = opt(0, ge=0, scope="run", doc="CPU threads for torch, 0 = automatic")
+    blend_method: str = opt("hill", choices=_blend_methods, scope="grid")
+    stack_meta: list[str] = opt(factory=list, scope="grid",
                                 doc="train.csv/test.csv columns the stacker also uses")
-    refit: str = opt("none", choices=("none", "only", "both"), run=True, grid=True,
+    refit: str = opt("none", choices=("none", "only", "both"), scope="grid",
                      doc="none | only | both: full-data refits trained by run.py, and how the blend uses them")
     pseudo: str = opt("", neutral="", file=True, doc="a pseudo-label table (src/pseudo.py): its test rows join every "
                                                      "fold's training rows")
@@ -153,13 +160,13 @@ class Recipe:
                                     doc="member anomaly: the backbone's feature levels whose patches fill the bank")
     anomaly_bank: int = opt(4096, ge=16, le=65536, neutral=4096, doc="member anomaly: patches kept in the bank "
                                                                       "(coreset)")
-    with_anomaly: bool = opt(False, run=True, grid=True,
+    with_anomaly: bool = opt(False, scope="grid",
                              doc="run.py also trains the anomaly member (member: anomaly) on the first backbone, at "
                                  "most 512 px a side, and blends it with the classifiers (hill keeps it only if "
                                  "it helps); preset auto sets it when the budget allows")
     pool: str = opt("avg", choices=("avg", "max", "avgmax", "catavgmax"), neutral="avg",
                     doc="global pooling of the last feature map (max keeps a thin defect's response)")
-    time_budget: float = opt(0.0, ge=0, run=True, doc="minutes for the whole run, which preset auto plans for "
+    time_budget: float = opt(0.0, ge=0, scope="run", doc="minutes for the whole run, which preset auto plans for "
                                                       "(0: 10 on a CPU, 30 on a GPU)")
 
     @property
@@ -177,6 +184,11 @@ class Recipe:
             return s, s
         r = math.sqrt(self.aspect_ratio)
         return max(32, round(s / r / 32) * 32), max(32, round(s * r / 32) * 32)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """Its images' geometry: size, resize mode, border crop (the normalisation is the backbone's)."""
+        return Preprocess(self.hw, self.resize, self.border_crop)
 
     @property
     def square(self) -> bool:

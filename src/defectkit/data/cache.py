@@ -11,7 +11,7 @@ import numpy as np
 
 from defectkit.core.checks import InputError
 from defectkit.core.fileio import build_npy_cache
-from defectkit.runtime.imaging import ImageError, load_image
+from defectkit.runtime.imaging import ImageError, Preprocess
 
 
 def _cache_key(paths: list[Path], hw, resize: str, border_crop: float) -> str:
@@ -22,8 +22,8 @@ def _cache_key(paths: list[Path], hw, resize: str, border_crop: float) -> str:
     return h.hexdigest()[:12]
 
 
-def cached_images(paths: list[Path], hw: tuple[int, int], resize: str, border_crop: float, cache_dir: Path,
-                  tag: str = "images", threads: int | None = None, progress: bool = True) -> np.ndarray:
+def cached_images(paths: list[Path], pre: Preprocess, cache_dir: Path, tag: str = "images",
+                  threads: int | None = None, progress: bool = True) -> np.ndarray:
     """All images brought to (N, h, w, 3) uint8 (`imaging.fit_image`), decoded once and
     memory-mapped after. The cache file is keyed by size, resize mode, crop and the files'
     names/sizes/mtimes: a changed image or size builds a new cache."""
@@ -31,6 +31,7 @@ def cached_images(paths: list[Path], hw: tuple[int, int], resize: str, border_cr
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise InputError(f"{missing[0]}: image file missing ({len(missing)} missing in all)")
+    hw, resize, border_crop = pre.hw, pre.resize, pre.border_crop
     h, w = hw
     size = f"{h}px" if h == w else f"{h}x{w}px"
     mode = "" if resize == "squash" else f"_{resize}"
@@ -39,7 +40,7 @@ def cached_images(paths: list[Path], hw: tuple[int, int], resize: str, border_cr
 
     def load(p: Path) -> np.ndarray:
         try:
-            return load_image(p, hw, resize, border_crop)
+            return pre.load(p)
         except ImageError as e:
             raise InputError(str(e)) from None
 

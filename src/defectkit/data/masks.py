@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from defectkit.core.checks import InputError, check_columns, read_csv
-from defectkit.runtime.imaging import IMAGE_EXTS, fit_image, read_image
+from defectkit.runtime.imaging import IMAGE_EXTS, Preprocess, read_image
 
 BOX_COLS = ["x_1", "y_1", "x_2", "y_2"]
 
@@ -70,16 +70,15 @@ def check_mask_shape(mask: np.ndarray, image_hw: tuple[int, int], where) -> None
                          f"{image_hw[0]} px; a mask must have its image's size")
 
 
-def fit_mask(mask: np.ndarray, image_hw: tuple[int, int], hw, resize: str, border_crop: float) -> np.ndarray:
+def fit_mask(mask: np.ndarray, image_hw: tuple[int, int], pre: Preprocess) -> np.ndarray:
     """A mask brought to the model's input exactly as its image was (crop, resize mode)."""
     m3 = np.repeat((mask.astype(np.uint8) * 255)[:, :, None], 3, axis=2)
-    return fit_image(m3, hw, resize, border_crop)[:, :, 0] > 127
+    return pre.fit(m3)[:, :, 0] > 127
 
 
-def defect_masks(ids, image_dir: Path, ext: str, ck_shape: tuple, masks_dir: Path | None = None,
+def defect_masks(ids, image_dir: Path, ext: str, pre: Preprocess, masks_dir: Path | None = None,
                  boxes: pd.DataFrame | None = None) -> tuple[list[str], list[np.ndarray]]:
     """(ids that have a defect area, their masks at the model's input), for `ids`."""
-    hw, resize, crop = ck_shape
     keep, masks = [], []
     for i in ids:
         image_hw = read_image(Path(image_dir) / f"{i}{ext}").shape[:2]
@@ -92,5 +91,5 @@ def defect_masks(ids, image_dir: Path, ext: str, ck_shape: tuple, masks_dir: Pat
             m = mask_from_boxes(boxes, i, image_hw)
         if m is not None and m.any():
             keep.append(i)
-            masks.append(fit_mask(m, image_hw, hw, resize, crop))
+            masks.append(fit_mask(m, image_hw, pre))
     return keep, masks

@@ -176,7 +176,7 @@ def _read_refit(d: Path, folds_hash: str, test_index: pd.Index, sample_name: str
 
 
 def load_experiments(layout: Layout, comp: Competition, folds: pd.DataFrame, folds_hash: str,
-                     test_ids: list[str], names: list[str] | None = None, strict: bool = False):
+                     test_ids: list[str], names: list[str] | None = None):
     """All usable experiments, plus {name: reason} for those left out."""
     dirs = [layout.oof_root / n for n in names] if names else layout.experiment_dirs()
     exps, left_out = [], {}
@@ -190,11 +190,6 @@ def load_experiments(layout: Layout, comp: Competition, folds: pd.DataFrame, fol
             left_out[d.name] = why
         else:
             exps.append(exp)
-    if strict and left_out:
-        raise InputError("--strict: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()))
-    if not exps:
-        raise InputError(f"{layout.oof_root}: no complete experiment for competition {comp.name!r}"
-                         + (f" (left out: {left_out})" if left_out else "; run python src/train.py first"))
     return exps, left_out
 
 
@@ -206,5 +201,10 @@ def load_inputs(comp: Competition, layout: Layout, names=None, strict: bool = Fa
     sample = load_sample_submission(comp, layout, check_images=False)
     test_ids = sample[comp.submission_columns[0]].astype(str).tolist()
     fh = file_hash(folds_file)
-    exps, left_out = load_experiments(layout, comp, folds, fh, test_ids, names, strict)
+    exps, left_out = load_experiments(layout, comp, folds, fh, test_ids, names)
+    if strict and left_out:
+        raise InputError("--strict: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()))
+    if not exps:
+        raise InputError(f"{layout.oof_root}: no complete experiment for competition {comp.name!r}"
+                         + (f" (left out: {left_out})" if left_out else "; run python src/train.py first"))
     return BlendInputs(folds, fh, test_ids, sample, exps, left_out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -73,11 +74,18 @@ class Ensemble:
                             stack_intercept(self.intercept, self.stack_meta, meta))
 
 
-def _member(layout: Layout, blend_path: Path, exp: str, k: int | str, folds_hash: str, scores: bool = True,
-            ref: np.ndarray | None = None) -> Member:
+class _Blend(NamedTuple):
+    """Where a blend's members are looked up: the working folder, its blend.json, its folds file's hash."""
+    layout: Layout
+    path: Path
+    folds_hash: str
+
+
+def _member(blend: _Blend, exp: str, k: int | str, scores: bool = True, ref: np.ndarray | None = None) -> Member:
     """Fold `k` of `exp` (k = REFIT: its full-data refit, whose reference `ref` is given), checked to be
     complete and made with the blend's folds; its checkpoint only when it `scores` new images."""
-    paths = layout.fold(exp, k)
+    blend_path, folds_hash = blend.path, blend.folds_hash
+    paths = blend.layout.fold(exp, k)
     what = "the full-data refit" if k == REFIT else f"fold {k}"
     if not paths.meta.exists():
         hint = "python src/train.py --fold all" if k == REFIT else "train it again"
@@ -122,10 +130,11 @@ def _experiment_members(layout: Layout, path: Path, exp: str, folds_hash: str, r
     if not metas:
         raise InputError(f"{path}: experiment {exp!r} has no complete fold in {d}")
     n_folds = FoldRecord.read(metas[0]).n_folds
-    folds = [_member(layout, path, exp, k, folds_hash, refit != "only") for k in range(n_folds)]
+    blend = _Blend(layout, path, folds_hash)
+    folds = [_member(blend, exp, k, refit != "only") for k in range(n_folds)]
     if refit == "none":
         return folds, None
-    member = _member(layout, path, exp, REFIT, folds_hash, True, np.concatenate([m.ref for m in folds]))
+    member = _member(blend, exp, REFIT, True, np.concatenate([m.ref for m in folds]))
     if not refit_matches_folds(FoldRecord.read(member.paths.meta), [FoldRecord.read(m.paths.meta) for m in folds]):
         raise InputError(f"{member.paths.meta}: the refit of {exp} was made by another recipe than its folds; "
                          "train it again with their recipe, and blend again")

@@ -2,6 +2,7 @@
 false-positive rate), as a table that a second round of experiments trains on."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,18 @@ def threshold_for_fpr(y: np.ndarray, s: np.ndarray, fpr: float) -> float:
     return float(neg[min(int(np.floor(fpr * len(neg))), len(neg) - 1)])
 
 
-def make_pseudo(comp: Competition, base: Path, method: str = "hill", defect_fpr: float = 0.01,
-                good_recall: float = 0.99, out: Path | None = None, say=print) -> pd.DataFrame:
+@dataclass(frozen=True)
+class PseudoRule:
+    """Which test rows become pseudo-labels: a defect above the OOF threshold at false-positive rate
+    `defect_fpr`, a good image below the one that keeps OOF defect recall `good_recall`."""
+    defect_fpr: float = 0.01
+    good_recall: float = 0.99
+
+
+def make_pseudo(comp: Competition, base: Path, method: str = "hill", rule: PseudoRule = PseudoRule(),
+                out: Path | None = None, say=print) -> pd.DataFrame:
     """input/<comp>/pseudo.csv (id, target, score) from the blend of every complete experiment."""
+    defect_fpr, good_recall = rule.defect_fpr, rule.good_recall
     if not (0 < defect_fpr < 1 and 0 < good_recall < 1):
         raise InputError("--defect-fpr and --good-recall: expected fractions between 0 and 1")
     layout = Layout(base)

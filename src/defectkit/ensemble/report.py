@@ -173,9 +173,9 @@ class BlendOptions:
 
 
 def blend_report(comp: Competition, inp: BlendInputs, table: pd.DataFrame, b: dict, opts: BlendOptions,
-                 lb: dict | None, files: dict) -> BlendReport:
+                 outputs: dict) -> BlendReport:
     """blend.json's record of a blend `b` (compute_blend's): what predict.py and the bundle apply.
-    `files`: the submission's final path and the sha256 of the result set's files."""
+    `outputs`: the local leaderboard, the submission's final path and the sha256 of the result set's files."""
     model = b["model"]
     weights = {e.name: float(x) for e, x in zip(inp.exps, b["weights"])  # exact: predict.py uses them
                if x > 0 or (model.link != "identity" and x != 0)}
@@ -184,7 +184,7 @@ def blend_report(comp: Competition, inp: BlendInputs, table: pd.DataFrame, b: di
                        folds_hash=inp.folds_hash, requested_method=opts.method, stack=b.get("stack"),
                        experiments=[e.name for e in inp.exps], left_out=inp.left_out,
                        table=table.to_dict("records"), blend_oof_auc=round(b["auc"], 5), cross_check=b["cv"],
-                       local_leaderboard=lb, command=opts.command, **files)
+                       command=opts.command, **outputs)
 
 
 def run_blend(comp: Competition, base: Path, opts: BlendOptions | str = "hill", verbose: bool = True,
@@ -217,9 +217,9 @@ def run_blend(comp: Competition, base: Path, opts: BlendOptions | str = "hill", 
         write_csv_atomic(sub, rs.path("submission.csv"))
         plot_roc(inp.y, {**{e.name: e.oof for e in inp.exps}, f"blend {b['method']}": b["oof"]}, rs.path("roc.png"),
                  f"{comp.name}: OOF ROC")
-        files = {"submission": str(rs.final_path("submission.csv")),
-                 "files": {n: file_hash(rs.path(n)) for n in ("submission.csv", "roc.png")}}
-        report = blend_report(comp, inp, table, b, opts, lb, files)
+        outputs = {"local_leaderboard": lb, "submission": str(rs.final_path("submission.csv")),
+                   "files": {n: file_hash(rs.path(n)) for n in ("submission.csv", "roc.png")}}
+        report = blend_report(comp, inp, table, b, opts, outputs)
         report.write(rs.path("blend.json"))
         if extra is not None:
             extra(rs, report)

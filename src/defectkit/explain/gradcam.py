@@ -18,7 +18,7 @@ from defectkit.core.members import get_member
 from defectkit.core.plots import figure
 from defectkit.data.masks import defect_masks, read_boxes
 from defectkit.explain import localise
-from defectkit.runtime.imaging import load_image
+from defectkit.runtime.imaging import Preprocess
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.models import load_fold_model
 
@@ -48,15 +48,19 @@ def target_layer(model: torch.nn.Module, index: int = -1) -> torch.nn.Module:
     return mod[-1] if isinstance(mod, torch.nn.Sequential) else mod
 
 
-def gradcam_maps(model, images: np.ndarray, mean, std, cam: str = "gradcam", layer: int = -1,
+N_WORST = 8  # the defects whose maps localisation shows: those with the least of the map inside
+
+
+def gradcam_maps(model, images: np.ndarray, pre: Preprocess, cam: str = "gradcam", layer: int = -1,
                  batch_size: int = 32) -> np.ndarray:
-    """(N, H, W) CAM maps in [0, 1] for the defect logit of uint8 images (N, H, W, 3)."""
+    """(N, H, W) CAM maps in [0, 1] for the defect logit of uint8 images (N, H, W, 3), normalised as
+    `pre` says."""
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import RawScoresOutputTarget
     method = {"gradcam": pgc.GradCAM, "hirescam": pgc.HiResCAM, "layercam": pgc.LayerCAM,
               "gradcam++": pgc.GradCAMPlusPlus}[cam]
     x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    x = (x - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
     model.eval()
     with method(model=model, target_layers=[target_layer(model, layer)]) as c:
         return np.concatenate([c(input_tensor=x[s:s + batch_size], targets=[RawScoresOutputTarget()] * len(
@@ -69,7 +73,7 @@ def saliency_maps(model, images: np.ndarray, ck: Checkpoint, cam: str = "gradcam
     [0, 1], as the CAMs are), or a classifier's CAM."""
     maps = get_member(ck.recipe.get("member", "classifier")).patch_scores(model, images, ck.mean, ck.std)
     if maps is None:
-        return gradcam_maps(model, images, ck.mean, ck.std, cam, layer)
+        return gradcam_maps(model, images, ck.preprocess, cam, layer)
     out = [cv2.resize(m.astype(np.float32), images.shape[2:0:-1], interpolation=cv2.INTER_LINEAR) for m in maps]
     return np.array([(m - m.min()) / max(float(m.max() - m.min()), 1e-12) for m in out]).reshape(
         len(images), *images.shape[1:3])
@@ -98,8 +102,7 @@ def fold_images(ck: Checkpoint, folder: Path, ids, ext: str) -> np.ndarray:
     """The images of `ids` as the fold's model saw them (size, resize mode, border crop)."""
     if not len(ids):
         return np.zeros((0, *ck.hw, 3), np.uint8)
-    return np.stack([load_image(folder / f"{i}{ext}", ck.hw, ck.resize, ck.border_crop)
-                     for i in ids])
+    return np.stack([ck.preprocess.load(folder / f"{i}{ext}") for i in ids])
 
 
 def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> list[Path]:
@@ -118,10 +121,12 @@ def explain(comp: Competition, base: Path, exp: str, fold: int, n: int = 8) -> l
     return out
 
 
-def localisation(comp: Competition, base: Path, exp: str, truth: Path | None, cam: str = "gradcam", layer: int = -1,
-                 n_worst: int = 8, say=print) -> dict:
+def localisation(comp: Competition, base: Path, exp: str, truth: Path | None, cam: str = "gradcam",
+                 layer: int = -1) -> dict:
     """The CAM localisation score of every fold model of `exp` on its OOF defect images, against
-    `truth`: a folder of defect masks, or a CSV of defect boxes."""
+    `truth`: a folder of defect masks, or a CSV of defect boxes; its files (the summary, the table,
+    the histogram and the worst N_WORST images) beside the experiment's Grad-CAMs. Returns the summary
+    (`localise.summary_line` says it in a line)."""
     layout = Layout(base)
     if not layout.fold_metas(exp):
         raise InputError(f"{layout.oof_root / exp}: experiment {exp!r} has no complete fold (experiments: "
@@ -140,7 +145,7 @@ def localisation(comp: Competition, base: Path, exp: str, truth: Path | None, ca
         model, ck = load_fold_model(paths.best, k)
         oof = read_csv(paths.oof, "OOF file")
         ids, masks = defect_masks(oof.id[oof.target == 1], layout.train_dir(comp), comp.image_ext,
-                                           ck.shape_key, masks_dir, boxes)
+                                           ck.preprocess, masks_dir, boxes)
         imgs = fold_images(ck, layout.train_dir(comp), ids, comp.image_ext)
         cams = saliency_maps(model, imgs, ck, cam, layer)
         sc = localise.scores(cams, np.array(masks).reshape(len(masks), *cams.shape[1:]))
@@ -151,10 +156,9 @@ def localisation(comp: Competition, base: Path, exp: str, truth: Path | None, ca
     per_image = pd.concat(rows, ignore_index=True)
     summary = {"exp": exp, "cam": cam, "layer": layer, **localise.summarise(per_image)}
     out = layout.fold(exp, 0).model_dir / "gradcam"
-    plot_localisation(per_image, sorted(worst, key=lambda t: t[0])[:n_worst], out, exp, cam, layer)
+    plot_localisation(per_image, sorted(worst, key=lambda t: t[0])[:N_WORST], out, exp, cam, layer)
     write_json_atomic(out / f"localisation_{cam}_l{-layer}.json", summary)
     write_csv_atomic(per_image, out / f"localisation_{cam}_l{-layer}.csv")
-    say(localise.summary_line(summary, cam, layer))
     return summary
 
 

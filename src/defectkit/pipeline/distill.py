@@ -15,6 +15,7 @@ from defectkit.core.checks import InputError
 from defectkit.core.config import Config
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import REFIT, Layout
+from defectkit.core.members import FitOptions
 from defectkit.core.records import BlendReport, FoldRecord
 from defectkit.ensemble.distill import teacher_scores, write_report, write_teacher
 from defectkit.train.fold import train_fold
@@ -79,6 +80,7 @@ def distill(cfg: Config, base: Path, arch: str | None = None, with_test: bool = 
     scfg = student_config(cfg, layout, blend, teacher, arch, over or {})
     scfg = dataclasses.replace(scfg, recipe=dataclasses.replace(scfg.recipe, patience=0))  # its last epoch
     a = scfg.recipe.archs[0]
-    record = train_fold(scfg, a, REFIT, base, force=True)
-    folds = [train_fold(scfg, a, k, base, force=True) for k in range(scfg.recipe.n_folds)] if cv else []
+    again = FitOptions(force=True)
+    record = train_fold(scfg, a, REFIT, base, again)
+    folds = [train_fold(scfg, a, k, base, again) for k in range(scfg.recipe.n_folds)] if cv else []
     return write_report(scfg, base, (blend, t, with_test), record, folds)

@@ -20,7 +20,7 @@ from defectkit.core.records import BlendReport, FoldRecord, fold_differences
 from defectkit.data.folds import fold_summary, make_folds
 from defectkit.data.sources import SOURCES, prepare_from_config
 from defectkit.ensemble.report import BlendOptions, run_blend
-from defectkit.train.fold import refit_config, train_job
+from defectkit.train.fold import JobOptions, refit_config, train_job
 from defectkit.train.planner import anomaly_hw, resolve_auto
 from defectkit.train.ray_executor import RayOptions, run_jobs
 
@@ -107,7 +107,7 @@ def plan_jobs(cfg: Config, base: Path, fhash: str, force: bool) -> tuple[list, d
     return jobs, states
 
 
-def train_local(cfg: Config, todo: list, base: Path, force: bool, progress: bool, say) -> None:
+def train_local(cfg: Config, todo: list, base: Path, jobs: JobOptions) -> None:
     """The local executor: every job in turn, in this process, with an ETA."""
     # the first job of each arch in this run also builds its caches: timed apart for the ETA
     firsts = [i == 0 or todo[i - 1][0] != a for i, (a, _) in enumerate(todo)]
@@ -115,16 +115,16 @@ def train_local(cfg: Config, todo: list, base: Path, force: bool, progress: bool
     for i, (arch, k) in enumerate(todo):
         eta = estimate_eta(done, firsts[i:])
         eta = f", ETA {eta / 60:.1f} min" if eta is not None else ""
-        say(f"[job {i + 1}/{len(todo)}] {cfg.exp_name(arch)} fold {k}{eta}")
+        jobs.say(f"[job {i + 1}/{len(todo)}] {cfg.exp_name(arch)} fold {k}{eta}")
         t0 = time.time()
-        train_job(cfg, arch, k, base, progress=progress, force=force)
+        train_job(cfg, arch, k, base, jobs)
         done.append((firsts[i], time.time() - t0))
 
 
-def train_ray(cfg: Config, todo: list, base: Path, fhash: str, force: bool, progress: bool, say,
-              opts: RayOptions) -> None:
+def train_ray(cfg: Config, todo: list, base: Path, jobs: JobOptions, opts: RayOptions) -> None:
     """The Ray executor: every job a task; failures are named with their log's tail, then an error."""
-    results = run_jobs(cfg, todo, base, fhash, force, opts, say, progress)
+    say = jobs.say
+    results = run_jobs(cfg, todo, base, jobs, opts)
     failed = [r for r in results if not r.ok]
     for r in failed:
         log = Layout(base).fold(r.exp, r.fold).job_log
@@ -158,10 +158,8 @@ def member_configs(cfg: Config, base: Path) -> list[Config]:
 
 
 def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True, say=print,
-             executor: str = "local", ray_opts: RayOptions | None = None) -> dict | None:
-    """The whole competition; `executor` "local" (every job in turn, here) or "ray" (tasks)."""
-    if executor not in EXECUTORS:
-        raise InputError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+             ray: RayOptions | None = None) -> dict | None:
+    """The whole competition: every job in turn here, or each a Ray task when `ray` is given."""
     base = Path(base)
     t_start = time.time()
     ensure_data(cfg, base, say)
@@ -174,18 +172,19 @@ def run_grid(cfg: Config, base: Path, force: bool = False, progress: bool = True
         grids.append((c, jobs, todo))
         n_folds = len(c.recipe.folds or range(c.recipe.n_folds))
         refits = " + a full-data refit each" if any(k == REFIT for _, k in jobs) else ""
-        kind = " (the anomaly member)" if c.recipe.member == "anomaly" else ""
+        kind = "" if c is grids[0][0] else f" (the {c.recipe.member} member)"
         say(f"{len(jobs)} jobs{kind} ({len(c.recipe.archs)} archs x {n_folds} folds{refits}): "
             f"{len(jobs) - len(todo)} complete, {len(todo)} to run")
     partial = bool(cfg.recipe.folds) and sorted(set(cfg.recipe.folds)) != list(range(cfg.recipe.n_folds))
     if partial:
         say(f"folds {sorted(set(cfg.recipe.folds))} of {cfg.recipe.n_folds} asked for: they will be trained, but a "
             "blend needs every fold, so none is made; train the others, then python src/blend.py")
+    jobs = JobOptions(file_hash(fpath), force, progress, say=say)
     for c, _, todo in grids:
-        if executor == "ray" and todo:
-            train_ray(c, todo, base, file_hash(fpath), force, progress, say, ray_opts or RayOptions())
+        if ray is not None and todo:
+            train_ray(c, todo, base, jobs, ray)
         else:
-            train_local(c, todo, base, force, progress, say)
+            train_local(c, todo, base, jobs)
     if partial:
         return None
     return finish([c for c, _, _ in grids], base, t_start, say)

@@ -3,6 +3,7 @@ symmetries of the image's shape. Needs only numpy and OpenCV (no torch), so the 
 bundle ships this very file and preprocesses exactly as training did."""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -101,6 +102,37 @@ def fit_image(img: np.ndarray, hw: tuple[int, int], resize: str = "squash", bord
 
 def load_image(path: str | Path, hw: tuple[int, int], resize: str = "squash", border_crop: float = 0.0) -> np.ndarray:
     return fit_image(read_image(path), hw, resize, border_crop)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image file becomes a model's input: cut `border_crop` of each side, bring it to `hw`
+    by `resize` (fit_image), then normalise by `mean` and `std` (None where the model does it
+    itself: an exported graph). One value where a recipe, a checkpoint and a bundle entry say it;
+    `geometry` (without the normalisation) is what decides the uint8 array, so images are fitted
+    once per geometry."""
+    hw: tuple[int, int]
+    resize: str = "squash"
+    border_crop: float = 0.0
+    mean: tuple | None = None
+    std: tuple | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "hw", (int(self.hw[0]), int(self.hw[1])))
+
+    @property
+    def geometry(self) -> Preprocess:
+        return replace(self, mean=None, std=None)
+
+    def fit(self, img: np.ndarray) -> np.ndarray:
+        return fit_image(img, self.hw, self.resize, self.border_crop)
+
+    def load(self, path: str | Path) -> np.ndarray:
+        return self.fit(read_image(path))
+
+    def to_json(self) -> dict:
+        """The bundle's `preprocess` entry (its geometry; the normalisation is inside each model)."""
+        return {"hw": list(self.hw), "resize": self.resize, "border_crop": self.border_crop}
 
 
 # The 8 symmetries of the square (dihedral group D4) on (..., H, W) arrays, in the order TTA

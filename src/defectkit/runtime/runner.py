@@ -28,7 +28,6 @@ from .combine import blend_scores, meta_columns, stack_intercept
 from .errors import cli_main
 from .files import atomic_path
 from .image_inputs import list_inputs, read_all, read_meta
-from .imaging import fit_image
 from .spec import BundleError, BundleSpec
 
 # In a bundle this package is <bundle>/defect_runtime/, beside bundle.json and predict_bundle.py.
@@ -158,7 +157,7 @@ class Scorer:
     def __call__(self, images: list[np.ndarray], meta: dict | None = None) -> np.ndarray:
         members, weights = [], []
         for exp, (folds, refit) in zip(self.spec.experiments, self.sessions):
-            fitted = np.stack([fit_image(img, exp.hw, exp.resize, exp.border_crop) for img in images])
+            fitted = np.stack([exp.preprocess.fit(img) for img in images])
             preds = [run_model(s, fitted, self.batch_size) for s in folds]
             r = exp.refit  # a full-data refit: "only" (no fold models) or "both"
             full = (run_model(refit, fitted, self.batch_size), self.refs[r.ref], r.use) if r else None

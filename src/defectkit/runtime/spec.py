@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .errors import OneLineError
+from .imaging import Preprocess
 
 FORMAT = 2
 RESIZE_MODES = ("squash", "pad", "crop")
@@ -61,9 +62,7 @@ class ModelEntry:
 class ExperimentEntry:
     name: str
     weight: float
-    hw: tuple[int, int]
-    resize: str
-    border_crop: float
+    preprocess: Preprocess
     folds: list[ModelEntry]
     refit: ModelEntry | None = None
 
@@ -115,7 +114,7 @@ class BundleSpec:
 
 def _entry_json(e: ExperimentEntry) -> dict:
     out = {"name": e.name, "weight": e.weight,
-           "preprocess": {"hw": list(e.hw), "resize": e.resize, "border_crop": e.border_crop},
+           "preprocess": e.preprocess.to_json(),
            "folds": [asdict(m) for m in e.folds], "refit": asdict(e.refit) if e.refit else None}
     return out
 
@@ -198,8 +197,8 @@ class _Reader:
         refit = self.model(f"{key}.refit", e["refit"], True) if e.get("refit") is not None else None
         if not folds and refit is None:
             self.fail(f"{key}.folds", e["folds"], "at least one model")
-        return ExperimentEntry(e["name"], self.number(f"{key}.weight", e.get("weight")), (hw[0], hw[1]),
-                               pre["resize"], crop, folds, refit)
+        return ExperimentEntry(e["name"], self.number(f"{key}.weight", e.get("weight")),
+                               Preprocess((hw[0], hw[1]), pre["resize"], crop), folds, refit)
 
     def spec(self, cls, version: int) -> BundleSpec:
         d = self.data

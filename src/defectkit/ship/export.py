@@ -18,7 +18,7 @@ from defectkit.core.fileio import file_hash, write_json_atomic
 from defectkit.core.layout import REFIT, Layout
 from defectkit.core.records import FoldRecord, read_json
 from defectkit.ensemble.members import Ensemble, Member
-from defectkit.runtime.imaging import load_image
+from defectkit.runtime.imaging import Preprocess
 from defectkit.runtime.runner import run_model, session
 from defectkit.runtime.spec import BundleSpec, ExperimentEntry, ModelEntry
 from defectkit.ship.exporters import Exporter, get_exporter
@@ -65,7 +65,7 @@ class ExportNet(nn.Module):
 @dataclass
 class ExportOptions:
     """The model format (`target`: a registered exporter), its precision, and for int8 the images
-    of the training set that calibrate it, at a model's input shape (`calib(shape_key) -> uint8 NHWC`)."""
+    of the training set that calibrate it, at a model's input shape (`calib(Preprocess) -> uint8 NHWC`)."""
 
     target: str = "onnx"
     precision: str = "fp32"
@@ -74,21 +74,21 @@ class ExportOptions:
 
 
 def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions, refs: dict, say=print) -> tuple:
-    """One fold model exported at `path`; returns (its checkpoint, its preprocessing (hw, resize,
-    crop), the drift bound of a quantised model (0 for fp32)). For int8, the bundle keeps a few
+    """One fold model exported at `path`; returns (its checkpoint, its preprocessing (a Preprocess:
+    its geometry), the drift bound of a quantised model (0 for fp32)). For int8, the bundle keeps a few
     calibration images and the fp32 model's scores on them (`refs`), and the bound the quantised
     model kept from them at export, which the runner checks before it scores anything."""
     model, ck = load_member(m)
-    hw, resize, crop = ck.shape_key
+    pre = ck.preprocess.geometry
     net = ExportNet.of(model, ck).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    calib = opts.calib(ck.shape_key) if opts.precision != "fp32" else None
-    note = exporter.export(net, torch.zeros((2, *hw, 3), dtype=torch.uint8), path, opts.precision, calib)
+    calib = opts.calib(pre) if opts.precision != "fp32" else None
+    note = exporter.export(net, torch.zeros((2, *pre.hw, 3), dtype=torch.uint8), path, opts.precision, calib)
     if note:
         say(f"{path.name}: int8 with the first {note['fp32_layers']} of {note['layers']} layers in fp32 "
               f"(scores on the calibration images correlate with fp32's at {note['corr']})")
     if calib is None:
-        return ck, (hw, resize, crop), 0.0
+        return ck, pre, 0.0
     check = calib[:opts.n_check]
     with torch.no_grad():
         want = net(torch.from_numpy(check)).numpy().astype(np.float64)
@@ -99,7 +99,7 @@ def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions
                          "export it with --precision fp32, or with another --target")
     key = f"{m.exp}/fold{m.fold}"
     refs[f"{key}/check_images"], refs[f"{key}/check_scores"] = check, want
-    return ck, (hw, resize, crop), drift * 2 + 0.002
+    return ck, pre, drift * 2 + 0.002
 
 
 def export_experiment(ens: Ensemble, exp: str, tmp: Path, exporter: Exporter, parts: tuple,
@@ -122,7 +122,7 @@ def export_experiment(ens: Ensemble, exp: str, tmp: Path, exporter: Exporter, pa
             folds.append(entry)
         say(f"exported {exp} fold {m.fold} -> {rel} ({entry.mb} MB, {opts.precision}"
             + (f", drift bound {bound:.4f}" if bound else "") + ")")
-    return ExperimentEntry(exp, ens.weights[exp], pre[0], pre[1], pre[2], folds, refit)
+    return ExperimentEntry(exp, ens.weights[exp], pre, folds, refit)
 
 
 def model_mb(path: Path) -> float:
@@ -130,9 +130,11 @@ def model_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.parent.glob(f"{path.stem}.*")) / 2**20
 
 
-def bundle_spec(ens: Ensemble, experiments: list[ExperimentEntry], files: dict, image_ext: str,
-                exporter: Exporter, sources: dict, precision: str = "fp32") -> BundleSpec:
+def bundle_spec(ens: Ensemble, experiments: list[ExperimentEntry], files: dict, sources: dict, image_ext: str,
+                how: tuple[Exporter, ExportOptions]) -> BundleSpec:
+    """bundle.json's content; `how` = (exporter, options), as write_bundle got it."""
     import timm
+    exporter, precision = how[0], how[1].precision
     extra = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
              "exporter": exporter.name, "precision": precision,
              "chosen_by": ens.operating_points["chosen"].get("by", "accuracy"),
@@ -163,7 +165,7 @@ def write_bundle(ens: Ensemble, tmp: Path, image_ext: str, how: tuple, say=print
         shutil.copyfile(importlib.import_module(exp_.runtime_module).__file__,
                         tmp / RUNTIME_PACKAGE / f"runtime_{exp_.runtime}.py")
     files = {str(p.relative_to(tmp)): file_hash(p, 64) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    spec = bundle_spec(ens, experiments, files, image_ext, exp_, sources, opts.precision)
+    spec = bundle_spec(ens, experiments, files, sources, image_ext, how)
     write_json_atomic(tmp / "bundle.json", spec.to_json())
     return spec
 
@@ -195,13 +197,12 @@ def export(ens: Ensemble, out: Path, image_ext: str, say=print, exporter: str = 
 
 
 def calib_images(layout: Layout, comp, n: int = 64, seed: int = 0) -> Callable:
-    """`n` training images (a seeded draw) as a model sees them: calib(shape_key) -> uint8 (n, h, w, 3)."""
+    """`n` training images (a seeded draw) as a model sees them: calib(Preprocess) -> uint8 (n, h, w, 3)."""
     ids = read_csv(layout.train_csv(comp), "train table", (comp.id_col,))[comp.id_col].astype(str).to_numpy()
     pick = ids[np.random.default_rng(seed).permutation(len(ids))[:n]]
 
-    def calib(key) -> np.ndarray:
-        hw, resize, crop = key
-        return np.stack([load_image(layout.train_dir(comp) / f"{i}{comp.image_ext}", hw, resize, crop) for i in pick])
+    def calib(pre: Preprocess) -> np.ndarray:
+        return np.stack([pre.load(layout.train_dir(comp) / f"{i}{comp.image_ext}") for i in pick])
     return calib
 
 

@@ -2,6 +2,7 @@
 the same scores as the submission and the bundle."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,6 @@ from defectkit.core.fileio import write_csv_atomic
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import Ensemble, Member, load_ensemble
 from defectkit.runtime.image_inputs import InputsError, list_inputs, read_all, read_meta
-from defectkit.runtime.imaging import fit_image
 from defectkit.runtime.runner import ScoreOptions, check_out
 from defectkit.runtime.spec import BundleError
 from defectkit.train import engine, runtime
@@ -61,23 +61,33 @@ def predict_images(ens: Ensemble, images: list[np.ndarray], device: torch.device
                    progress: bool = True, meta: dict[str, list] | None = None) -> np.ndarray:
     """The blend's score for decoded images (uint8 RGB, any size); `meta`: their metadata
     (column -> values) when the blend is a stacker fitted with metadata."""
-    fitted: dict[tuple, np.ndarray] = {}
+    fitted: dict = {}
     preds: dict[tuple, np.ndarray] = {}
     scoring = [m for exp in ens.members for m in ens.scored_members(exp)]
     for m in tqdm(scoring, desc="models", unit="model", disable=not progress):
         model, ck = load_member(m)
-        key = ck.shape_key
+        key = ck.preprocess.geometry
         if key not in fitted:
-            fitted[key] = np.stack([fit_image(img, *key) for img in images])
+            fitted[key] = np.stack([key.fit(img) for img in images])
         preds[m.exp, m.fold] = fold_probs(model, ck, fitted[key], device, batch_size)
     return ens.combine(preds, meta)
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """What scores the images: the blend (a blend.json; default submissions/blend.json), the torch
+    device, progress bars."""
+    blend: str | None = None
+    device: str = "auto"
+    progress: bool = True
+
+
 def predict(comp: Competition, base: Path, inputs: list[str], out: Path, opts: ScoreOptions | None = None,
-            device: str = "auto", blend: str | None = None, progress: bool = True) -> pd.DataFrame:
-    """Score `inputs` (folders, image files, a CSV of ids) with the blend of `blend` (default:
-    submissions/blend.json); write id, prob, defect to `out`."""
+            scorer: Scoring = Scoring()) -> pd.DataFrame:
+    """Score `inputs` (folders, image files, a CSV of ids) with `scorer`'s blend; write id, prob, defect
+    to `out`."""
     o, say = opts or ScoreOptions(), print
+    blend, device, progress = scorer.blend, scorer.device, scorer.progress
     try:
         check_out(out)
     except BundleError as e:

@@ -38,8 +38,19 @@ def validate_submission(path: Path, sample_path: Path, cols: list[str]) -> pd.Da
     return sub
 
 
-def submit(comp: Competition, base: Path, message: str, file: Path | None = None, slug: str | None = None,
-           dry_run: bool = False, api=None) -> str:
+@dataclass
+class Submission:
+    """A file submitted to a Kaggle competition: its message, the file (default: submissions/submission.csv),
+    the competition's slug (default: the config's), and `dry_run` (check it, send nothing)."""
+
+    message: str
+    file: Path | None = None
+    slug: str | None = None
+    dry_run: bool = False
+
+
+def submit(comp: Competition, base: Path, what: Submission, api=None) -> str:
+    message, file, slug, dry_run = what.message, what.file, what.slug, what.dry_run
     layout = Layout(base)
     path = Path(file or layout.result("submission.csv"))
     sub = validate_submission(path, layout.sample_submission(comp), comp.submission_columns)
@@ -65,12 +76,13 @@ class CodeTarget:
     kernel: str
     slug: str | None = None
     notes: str = ""
+    bundle: Path | None = None  # the exported bundle sent (default: submissions/bundle)
 
 
-def submit_code(comp: Competition, base: Path, target: CodeTarget, bundle: Path | None = None,
-                dry_run: bool = False, api=None, say=print) -> dict:
+def submit_code(comp: Competition, base: Path, target: CodeTarget, dry_run: bool = False, api=None,
+                say=print) -> dict:
     """Stage the bundle as a dataset and the notebook as a kernel; push both unless dry_run."""
-    dataset, kernel, slug, notes = target.dataset, target.kernel, target.slug, target.notes
+    dataset, kernel, slug, notes, bundle = target.dataset, target.kernel, target.slug, target.notes, target.bundle
     layout = Layout(base)
     slug = slug or comp.kaggle_slug or (comp.source or {}).get("slug", "")
     staged = kaggle_code.stage(Path(bundle or layout.bundle), layout.submissions / "kaggle_code", comp, slug,

@@ -32,7 +32,7 @@ from defectkit.core import metrics
 from defectkit.core.checks import InputError
 from defectkit.core.config import Config, config_hash
 from defectkit.core.layout import Layout
-from defectkit.core.members import MemberKind, register_member
+from defectkit.core.members import FitOptions, MemberKind, register_member
 from defectkit.core.records import FoldRecord
 from defectkit.train import runtime
 from defectkit.train.checkpoint import Checkpoint
@@ -235,9 +235,9 @@ class Anomaly(MemberKind):
     needs_defects = False
     on_trial = True
 
-    def fit(self, cfg, arch, fold, layout, progress=True, resume=False, on_epoch_end=None):
+    def fit(self, cfg, arch, fold, layout, opts: FitOptions):
         prepare_outputs(layout.fold(cfg.exp_name(arch), fold))
-        return fit_anomaly_fold(cfg, arch, fold, layout, progress)
+        return fit_anomaly_fold(cfg, arch, fold, layout, opts.progress)
 
     def build(self, ck):
         return load_anomaly_net(ck)

@@ -17,6 +17,7 @@ from torch import nn
 from defectkit.core.checks import InputError
 from defectkit.core.fileio import atomic_path
 from defectkit.core.members import get_member
+from defectkit.runtime.imaging import Preprocess
 
 RESIZE_MODES = ("squash", "pad", "crop")
 
@@ -67,9 +68,9 @@ class Checkpoint:
         return bool(self.recipe.get("channels_last", True))
 
     @property
-    def shape_key(self) -> tuple[tuple[int, int], str, float]:
-        """((h, w), resize mode, border crop): how the model saw its images."""
-        return self.hw, self.resize, self.border_crop
+    def preprocess(self) -> Preprocess:
+        """How the model saw its images: size, resize mode, border crop, normalisation."""
+        return Preprocess(self.hw, self.resize, self.border_crop, tuple(self.mean), tuple(self.std))
 
     def save(self, path: Path) -> None:
         save_torch_atomic({"format": self.FORMAT, "arch": self.arch, "model": self.model, "img_size": list(self.hw),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,21 +121,27 @@ class Optim:
             self.ema.update(model, step=step_number)
 
 
+@dataclass(frozen=True)
+class Epoch:
+    """What one pass does besides stepping: mixup's (probability per batch, alpha); `train_mode(model)`,
+    which puts the model in training mode (default `model.train()`; `models.set_train_mode` also
+    freezes stages); `first_step`, the optimizer steps taken before it: the EMA's decay (`make_ema`)
+    warms up with them, so a resumed run continues the same schedule."""
+    mix: tuple[float, float] = (0.0, 0.4)
+    train_mode: Callable[[nn.Module], object] | None = None
+    first_step: int = 0
+
+
 def train_one_epoch(model: nn.Module, loader, optim: Optim | torch.optim.Optimizer, setup: DeviceSetup,
-                    mix: tuple[float, float] = (0.0, 0.4), progress=None, train_mode=None,
-                    first_step: int = 0) -> dict:
-    """One pass over `loader`. Returns mean loss, images/s and seconds. `mix`: mixup's (probability
-    per batch, alpha); `optim`: an Optim, or a bare optimizer (no schedule, scaler, EMA or accumulation).
-
-    `first_step` is the number of optimizer steps taken before this epoch: the EMA's decay
-    (`make_ema`) warms up with it, so a resumed run continues the same schedule.
-
-    `progress` is an optional tqdm-like object updated per batch; raises NonFiniteLossError on a
-    NaN/inf loss before the optimizer steps on it. `train_mode(model)` puts the model in
-    training mode (default `model.train()`; `models.set_train_mode` also freezes stages)."""
+                    epoch: Epoch = Epoch(), progress=None) -> dict:
+    """One pass over `loader`, as `epoch` says. Returns mean loss, images/s and seconds. `optim`: an
+    Optim, or a bare optimizer (no schedule, scaler, EMA or accumulation). `progress` is an optional
+    tqdm-like object updated per batch; raises NonFiniteLossError on a NaN/inf loss before the
+    optimizer steps on it."""
     o = optim if isinstance(optim, Optim) else Optim(optim)
-    scaler, accum_steps, (mixup_prob, mixup_alpha) = o.scaler, o.accum_steps, mix
-    (train_mode or nn.Module.train)(model)
+    scaler, accum_steps, (mixup_prob, mixup_alpha) = o.scaler, o.accum_steps, epoch.mix
+    first_step = epoch.first_step
+    (epoch.train_mode or nn.Module.train)(model)
     total, n_seen, t0 = torch.zeros((), device=setup.device), 0, time.perf_counter()
     o.optimizer.zero_grad(set_to_none=True)
     n_batches, opt_steps = len(loader), first_step

@@ -5,6 +5,7 @@ weights themselves: features of other weights are never reused."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,20 @@ def cache_batch(hw: tuple[int, int]) -> int:
     return CACHE_BATCH if h * w <= CACHE_PX else max(1, CACHE_BATCH * CACHE_PX // (h * w))
 
 
-def extract_frozen_features(model: nn.Module, freeze_stages: int, images: np.ndarray, setup: DeviceSetup,
-                            path, batch_size: int | None = None, progress: bool = True,
-                            n_variants: int = 8) -> np.ndarray:
+@dataclass(frozen=True)
+class FrozenViews:
+    """The frozen first `stages` of `model`, through which the first `n_variants` symmetries (D4
+    order) of every image are cached."""
+    model: nn.Module
+    stages: int
+    n_variants: int = 8
+
+
+def extract_frozen_features(views: FrozenViews, images: np.ndarray, setup: DeviceSetup, path,
+                            batch_size: int | None = None, progress: bool = True) -> np.ndarray:
     """Output of the frozen stages for the first `n_variants` symmetries (D4 order) of every
     image, as float16 (N, n_variants, C, H, W) in a .npy file built once, memory-mapped after."""
+    model, freeze_stages, n_variants = views.model, views.stages, views.n_variants
     model.eval()
     batch_size = batch_size or cache_batch(images.shape[1:3])
 
@@ -68,8 +78,9 @@ def extract_frozen_features(model: nn.Module, freeze_stages: int, images: np.nda
     return build_npy_cache(Path(path), len(images), chunks(), f"frozen features {Path(path).stem[:40]}", progress)
 
 
-def feature_cache_path(cache_dir: Path, arch: str, model: nn.Module, freeze_stages: int, n_variants: int,
-                       mean, std, images: np.ndarray) -> Path:
-    """Where the features of `images` (an image cache, named by its file) live for these frozen weights."""
-    key = prefix_fingerprint(model, freeze_stages, mean, std)
+def feature_cache_path(cache_dir: Path, arch: str, views: FrozenViews, norm: tuple, images: np.ndarray) -> Path:
+    """Where the features of `images` (an image cache, named by its file) live for these frozen weights
+    and the input normalisation `norm` = (mean, std)."""
+    model, freeze_stages, n_variants = views.model, views.stages, views.n_variants
+    key = prefix_fingerprint(model, freeze_stages, *norm)
     return Path(cache_dir) / f"feats_{arch}_s{freeze_stages}_x{n_variants}_{key}_{Path(images.filename).stem}.npy"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ from defectkit.core.fileio import (
     write_csv_atomic,
 )
 from defectkit.core.layout import REFIT, FoldPaths, Layout
-from defectkit.core.members import get_member
+from defectkit.core.members import FitOptions, get_member
 from defectkit.core.plots import figure
 from defectkit.core.records import FoldRecord, fold_differences, refit_key
 from defectkit.data.augment import build_transform
@@ -34,7 +35,7 @@ from defectkit.data.tables import load_folds, load_test_ids, load_train_table, r
 from defectkit.train import engine, runtime
 from defectkit.train.checkpoint import Checkpoint, save_torch_atomic
 from defectkit.train.engine import Optim
-from defectkit.train.features import extract_frozen_features, feature_cache_path
+from defectkit.train.features import FrozenViews, extract_frozen_features, feature_cache_path
 from defectkit.train.models import (
     CachedPrefixNet,
     ModelInfo,
@@ -113,8 +114,8 @@ def load_fold_data(cfg: Config, layout: Layout, fold: int, progress: bool = True
     test_ids = load_test_ids(comp, layout)
     cache = layout.cache_dir(comp)
     ext = comp.image_ext
-    images = {tag: cached_images([folder / f"{i}{ext}" for i in ids], rec.hw, rec.resize, rec.border_crop,
-                                      cache, tag, progress=progress)
+    images = {tag: cached_images([folder / f"{i}{ext}" for i in ids], rec.preprocess, cache, tag,
+                                 progress=progress)
               for tag, folder, ids in (("train", layout.train_dir(comp), train_df[comp.id_col]),
                                        ("test", layout.test_dir(comp), test_ids))}
     fd = FoldData(fold, n_folds, folds_file, train_df[comp.id_col].to_numpy(), y, tr_idx, val_idx, test_ids,
@@ -153,8 +154,12 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
         model.to(memory_format=torch.channels_last)
     workers = rec.num_workers if rec.num_workers >= 0 else runtime.default_num_workers(device.type)
     if rec.cache_frozen:
-        net, datasets = CachedPrefixNet(model, rec.freeze_stages), _feature_datasets(cfg, arch, fd, layout, model,
-                                                                                      info, setup, progress)
+        views = FrozenViews(model, rec.freeze_stages, max(rec.tta_views, 2))  # at least 2: training draws one
+
+        def cache_path(imgs):
+            return feature_cache_path(layout.cache_dir(cfg.competition), arch, views, (info.mean, info.std), imgs)
+        net, datasets = CachedPrefixNet(model, rec.freeze_stages), _feature_datasets(rec, fd, views, setup,
+                                                                                      cache_path, progress)
         workers = 0  # a memory map read per sample: worker processes only add overhead
     else:
         net = model
@@ -170,18 +175,14 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
     return ModelParts(model, info, net, setup, *loaders)
 
 
-def _feature_datasets(cfg, arch, fd: FoldData, layout: Layout, model, info, setup, progress):
-    """Datasets of cached frozen-stage features: the symmetries TTA uses (at least 2), among
-    which training draws one per sample (the `light` augmentation over the cached views)."""
-    rec = cfg.recipe
+def _feature_datasets(rec, fd: FoldData, views: FrozenViews, setup, cache_path, progress: bool):
+    """Datasets of cached frozen-stage features (in the file `cache_path(images)`): the symmetries
+    TTA uses (`views`), among which training draws one per sample (the `light` augmentation over the
+    cached views)."""
     if rec.aug not in ("light", "none"):
         raise InputError(f"cache_frozen trains on the cached symmetries (aug light); aug={rec.aug} needs "
                          "images: turn cache_frozen off")
-    n_var = max(rec.tta_views, 2)
-    feats = [extract_frozen_features(model, rec.freeze_stages, imgs, setup,
-                                     feature_cache_path(layout.cache_dir(cfg.competition), arch, model,
-                                                        rec.freeze_stages, n_var, info.mean, info.std, imgs),
-                                     progress=progress, n_variants=n_var)
+    feats = [extract_frozen_features(views, imgs, setup, cache_path(imgs), progress=progress)
              for imgs in (fd.train_images, fd.test_images)]
     light = rec.aug == "light"
     return (JoinedDataset(FeatureDataset(feats[0], fd.y_fit, fd.tr_idx, train=light),
@@ -363,10 +364,10 @@ class FoldTrainer:
         torch.manual_seed(rec.seed * 1000 + epoch)  # dropout, mixup: reproducible after resume
         with tqdm(total=len(self.parts.train_loader), desc=f"{self.exp} f{self.fold} ep {epoch + 1}/{rec.epochs}",
                   unit="batch", leave=False, disable=not self.progress) as bar:
-            return engine.train_one_epoch(
-                self.train_net, self.parts.train_loader, o, self.parts.setup, (rec.mixup, rec.mixup_alpha), bar,
-                train_mode=lambda m: set_train_mode(m, rec.freeze_stages, head_only=epoch < rec.freeze_epochs),
-                first_step=epoch * o.steps_per_epoch)
+            how = engine.Epoch((rec.mixup, rec.mixup_alpha),
+                               lambda m: set_train_mode(m, rec.freeze_stages, head_only=epoch < rec.freeze_epochs),
+                               epoch * o.steps_per_epoch)
+            return engine.train_one_epoch(self.train_net, self.parts.train_loader, o, self.parts.setup, how, bar)
 
     def fit(self, resume: bool = False, on_epoch_end=None) -> dict:
         rec = self.cfg.recipe
@@ -496,27 +497,39 @@ def refit_config(cfg: Config, arch: str, base: Path, epochs: int | None = None) 
     return dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, epochs=n, patience=0))
 
 
-def train_fold(cfg: Config, arch: str, fold: int, base: Path, resume: bool = False, progress: bool = True,
-               on_epoch_end=None, force: bool = False) -> dict:
+def train_fold(cfg: Config, arch: str, fold: int | str, base: Path, opts: FitOptions = FitOptions()) -> dict:
     """Train one fold of one arch end to end, under the fold's lock; returns its meta record."""
     layout = Layout(base)
     paths = layout.fold(cfg.exp_name(arch), fold)
     with FileLock(paths.lock, f"fold {fold} of {paths.model_dir.name}"):
-        check_experiment_consistent(cfg, arch, layout, fold, force)
-        if resume and not force and paths.meta.exists() and not paths.last.exists():
+        check_experiment_consistent(cfg, arch, layout, fold, opts.force)
+        if opts.resume and not opts.force and paths.meta.exists() and not paths.last.exists():
             print(f"[{paths.model_dir.name} fold {fold}] complete, by this recipe: nothing to resume (its record "
                   f"{paths.meta}; --force trains it again)")
             return FoldRecord.read(paths.meta)
-        return get_member(cfg.recipe.member).fit(cfg, arch, fold, layout, progress, resume, on_epoch_end)
+        return get_member(cfg.recipe.member).fit(cfg, arch, fold, layout, opts)
 
 
-def train_job(cfg: Config, arch: str, fold: int | str, base: Path, **kw) -> dict:
+@dataclass(frozen=True)
+class JobOptions:
+    """How the grid's jobs run, the same for every executor (never what they learn): the folds
+    file's hash they were planned against (a Ray task checks that its node sees that file), `force`
+    (train again over a fold of another recipe), progress bars, CPU threads per job (0: the
+    recipe's) and where the driver's lines go."""
+    folds_hash: str = ""
+    force: bool = False
+    progress: bool = True
+    threads: int = 0
+    say: Callable[[str], None] = print
+
+
+def train_job(cfg: Config, arch: str, fold: int | str, base: Path, jobs: JobOptions = JobOptions()) -> dict:
     """One job of the grid, for every executor: a fold, or the refit (with the CV's epoch count;
     replaced whenever it is out of date, as it derives from the folds). It resumes from its last
     checkpoint when it was interrupted (a last checkpoint, no completion record), never a
     complete one that is out of date."""
     paths = Layout(base).fold(cfg.exp_name(arch), fold)
-    kw.setdefault("resume", paths.last.exists() and not paths.meta.exists())
+    opts = FitOptions(progress=jobs.progress, resume=paths.last.exists() and not paths.meta.exists(), force=jobs.force)
     if fold == REFIT:
-        cfg, kw["force"] = refit_config(cfg, arch, base), True
-    return train_fold(cfg, arch, fold, base, **kw)
+        cfg, opts = refit_config(cfg, arch, base), dataclasses.replace(opts, force=True)
+    return train_fold(cfg, arch, fold, base, opts)

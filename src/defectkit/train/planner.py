@@ -201,11 +201,24 @@ def _timed(fn, reps: int = 2) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def probe_arch(arch: str, device: str, sizes=PROBE_SIZES, cost: ArchCost | None = None, freeze_stages: int = 6,
-               batch: int = 64, reps: int = 2) -> ArchCost:
+@dataclass(frozen=True)
+class Probe:
+    """How a backbone is timed: the frozen stages its training caches (0: the whole network trains),
+    the recipe's batch size, and runs averaged after a warm-up."""
+    freeze_stages: int = 6
+    batch: int = 64
+    reps: int = 2
+
+
+MEMBER_PROBE = Probe(freeze_stages=0, batch=8, reps=1)  # the anomaly member's backbone: a forward at batch 8
+
+
+def probe_arch(arch: str, device: str, sizes=PROBE_SIZES, cost: ArchCost | None = None,
+               how: Probe = Probe()) -> ArchCost:
     """Seconds per image of `arch` at input `sizes` on `device` and the recipe's batch size (added
     to `cost`'s points when given); random weights: the speed does not depend on them."""
     import torch
+    freeze_stages, batch, reps = how.freeze_stages, how.batch, how.reps
 
     runtime.configure(torch.device(device))  # as training runs: threads, and glibc keeping freed blocks
     model = create_model(arch, pretrained="none")[0].to(torch.device(device), memory_format=torch.channels_last)
@@ -454,7 +467,7 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
     freeze = rec.freeze_stages if fixed["cached"] else 0
     t0, budget = time.perf_counter(), inputs["budget_min"] * 60
     batch = batch_for(s.n_train, cfg.recipe.n_folds, cfg.recipe.batch_size)
-    costs = {a: probe_arch(a, device, freeze_stages=freeze, batch=batch)
+    costs = {a: probe_arch(a, device, how=Probe(freeze, batch))
              for a in (rec.archs if "archs" in cfg.explicit else LITES)}
     plan = search(s, costs, device, budget - (time.perf_counter() - t0), fixed)
     for _ in range(2):  # timed again at the size planned (the plan's backbones), until the plan keeps its size
@@ -462,7 +475,7 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
         if any(abs(x / px - 1) < 0.25 for x, _ in costs[plan.archs[0]].train.points):
             break
         for a in plan.archs:
-            costs[a] = probe_arch(a, device, [plan.hw], costs[a], freeze, plan.batch, reps=1)
+            costs[a] = probe_arch(a, device, [plan.hw], costs[a], Probe(freeze, plan.batch, reps=1))
         plan = search(s, costs, device, budget - (time.perf_counter() - t0), fixed)
     spent = time.perf_counter() - t0
     sizes = ", ".join(f"{x / 1e3:.0f}k" for x in sorted({x for x, _ in costs[plan.archs[0]].train.points}))
@@ -475,7 +488,7 @@ def make_plan(cfg: Config, s: Survey, device: str, say=print) -> Plan:
         plan.anomaly = True
         plan.estimate = {"plan (probe)": spent, **estimate(s, costs, plan)}
     elif device != "cpu" and fixed.get("with_anomaly", True):  # the member runs on the CPU: its backbone timed there
-        cpu = probe_arch(plan.archs[0], "cpu", [PROBE_SIZES[0], anomaly_hw(plan.hw)], freeze_stages=0, batch=8, reps=1)
+        cpu = probe_arch(plan.archs[0], "cpu", [PROBE_SIZES[0], anomaly_hw(plan.hw)], how=MEMBER_PROBE)
         plan = add_member(s, plan, cpu, math.inf if fixed.get("with_anomaly") else budget)  # asked for: kept
     return plan
 
@@ -497,7 +510,7 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     t0, budget = time.perf_counter(), inputs["budget_min"] * 60
     arch = (fixed.get("archs") or LITES)[0]
     hw0 = fixed.get("hw") or min(ladder(s)[0], (ANOMALY_MAX_SIDE, ANOMALY_MAX_SIDE))
-    costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], freeze_stages=0, batch=8, reps=1)}
+    costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE)}
     plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
     spent = time.perf_counter() - t0
     say(f"probe: {arch} timed for the anomaly member on the cpu in {spent:.0f} s ({s.n_defect} defect image(s): "

@@ -30,7 +30,7 @@ from defectkit.core.config import Config
 from defectkit.core.fileio import file_hash
 from defectkit.core.layout import REFIT, Layout
 from defectkit.core.plugins import load_plugins
-from defectkit.train.fold import train_job
+from defectkit.train.fold import JobOptions, train_job
 
 SRC = Path(__file__).resolve().parents[2]  # src/, which holds the package defectkit
 LOG_TAIL = 15  # lines of a failed job's log shown by the driver
@@ -117,23 +117,22 @@ def worker_job(*args) -> JobResult:
     return job_body(*args)
 
 
-def job_body(cfg: Config, arch: str, fold: int | str, base: str, folds_hash: str, force: bool = False,
-             threads: int = 0) -> JobResult:
+def job_body(cfg: Config, arch: str, fold: int | str, base: str, jobs: JobOptions) -> JobResult:
     """One (arch, fold) job as a Ray task runs it: check the shared folder, train (resuming an
     interrupted fold), all output into models/<exp>/fold<k>.log. Never raises: a failure is a
     JobResult with ok=False, its one-line error and its log's tail."""
     t0, node = time.time(), socket.gethostname()
     exp = cfg.exp_name(arch)
     paths = Layout(base).fold(exp, fold)
-    if threads and not cfg.recipe.threads:
-        cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, threads=threads))
+    if jobs.threads and not cfg.recipe.threads:
+        cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, threads=jobs.threads))
     try:
         with output_to(paths.job_log) as log:
             print(f"=== {exp} fold {fold} on {node} (pid {os.getpid()}) at {time.strftime('%Y-%m-%d %H:%M:%S')}; "
                   f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}", file=log)
             try:
-                check_shared_workdir(cfg, Path(base), folds_hash, node)
-                meta = train_job(cfg, arch, fold, Path(base), progress=False, force=force)
+                check_shared_workdir(cfg, Path(base), jobs.folds_hash, node)
+                meta = train_job(cfg, arch, fold, Path(base), dataclasses.replace(jobs, progress=False))
             except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the grid
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 if not isinstance(e, (InputError, OSError)):
@@ -197,19 +196,20 @@ def job_resources(ray, opts: RayOptions) -> tuple[float, float]:
     return cpus, gpus
 
 
-def run_jobs(cfg: Config, todo: list[tuple[str, int]], base: Path, folds_hash: str, force: bool,
-             opts: RayOptions, say=print, progress: bool = True) -> list[JobResult]:
+def run_jobs(cfg: Config, todo: list[tuple[str, int]], base: Path, jobs: JobOptions,
+             opts: RayOptions) -> list[JobResult]:
     """Every job of `todo` as a Ray task; a progress bar over jobs and one line per finished job.
     Returns all results (failed ones included) in the order they finished."""
     from tqdm import tqdm
+    say, progress = jobs.say, jobs.progress
     ray = init_ray(opts.address)
     cpus, gpus = job_resources(ray, opts)
     say(f"Ray: {len(todo)} jobs, {cpus:g} CPU(s) and {gpus:g} GPU(s) each, on {ray.cluster_resources()}")
     task = ray.remote(worker_job).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-    threads = max(1, int(cpus))
+    task_jobs = dataclasses.replace(jobs, threads=max(1, int(cpus)), say=print)  # the driver's `say` stays here
 
     def submit(job):
-        return task.remote(cfg, job[0], job[1], str(base), folds_hash, force, threads)
+        return task.remote(cfg, job[0], job[1], str(base), task_jobs)
     later = {a: [j for j in todo if j == (a, REFIT)] for a in {a for a, _ in todo}}  # a refit waits for its folds
     refs = {submit(j): j for j in todo if j[1] != REFIT}
     results, pending = [], list(refs)
