@@ -13,9 +13,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from defectkit.cli.flags import config_from_args, config_parser
 from defectkit.core import metrics
 from defectkit.core.checks import cli_main, read_csv
-from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.data.datasets import ImageDataset, make_loader
 from defectkit.explain.gradcam import fold_images

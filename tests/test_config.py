@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from defectkit.cli.flags import add_recipe_flags, recipe_overrides
 from defectkit.core.checks import InputError
-from defectkit.core.config import add_recipe_flags, load_config, recipe_overrides
+from defectkit.core.config import load_config
 
 
 def _write(path, data):

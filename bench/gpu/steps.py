@@ -152,7 +152,7 @@ class Steps:
     def config(self):
         """The grid's config as train.py and blend.py see it (the same flags, the project's parser)."""
         sys.path.insert(0, str(ROOT / "src"))
-        from defectkit.core.config import add_config_flags, add_recipe_flags, config_from_args
+        from defectkit.cli.flags import add_config_flags, add_recipe_flags, config_from_args
         parser = argparse.ArgumentParser()
         add_config_flags(parser)
         add_recipe_flags(parser)

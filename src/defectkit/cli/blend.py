@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from defectkit.cli import command
+from defectkit.cli.flags import add_recipe_flags, config_from_args, config_parser
 from defectkit.core import metrics
-from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
 from defectkit.ensemble.report import BlendOptions, run_blend
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectkit.cli import command
-from defectkit.core.config import config_from_args, config_parser
+from defectkit.cli.flags import config_from_args, config_parser
 from defectkit.pipeline.distill import distill
 
 

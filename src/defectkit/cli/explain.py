@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectkit.cli import command
+from defectkit.cli.flags import config_from_args, config_parser
 from defectkit.core.checks import InputError
-from defectkit.core.config import config_from_args, config_parser
 from defectkit.explain.gradcam import CAMS, explain, localisation
 from defectkit.explain.localise import summary_line
 

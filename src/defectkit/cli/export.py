@@ -20,8 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectkit.cli import command
+from defectkit.cli.flags import config_from_args, config_parser
 from defectkit.core.checks import InputError
-from defectkit.core.config import config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ship.export import ExportOptions, calib_images, export, student_ensemble

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectkit.cli import command
-from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
+from defectkit.cli.flags import add_recipe_flags, config_from_args, config_parser
 from defectkit.core.layout import Layout
 from defectkit.data.folds import fold_summary, make_folds
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectkit.cli import command
-from defectkit.core.config import config_from_args, config_parser
+from defectkit.cli.flags import config_from_args, config_parser
 from defectkit.core.records import OPERATING_POINTS
 from defectkit.runtime.runner import ScoreOptions
 from defectkit.ship.predict import Scoring, predict

@@ -22,7 +22,8 @@ import argparse
 from pathlib import Path
 
 from defectkit.cli import command
-from defectkit.core.config import ROOT, add_workdir_flag, load_config
+from defectkit.cli.flags import add_workdir_flag
+from defectkit.core.config import ROOT, load_config
 from defectkit.core.layout import Layout
 from defectkit.data.sources import SOURCES, get_source, prepare_from_config
 from defectkit.data.sources.common import write_config_and_say_next

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from defectkit.cli import command
-from defectkit.core.config import config_from_args, config_parser
+from defectkit.cli.flags import config_from_args, config_parser
 from defectkit.ensemble.methods import METHODS
 from defectkit.ensemble.pseudo import PseudoRule, make_pseudo
 

@@ -19,8 +19,8 @@ import argparse
 from pathlib import Path
 
 from defectkit.cli import command
+from defectkit.cli.flags import add_recipe_flags, config_from_args, config_parser
 from defectkit.core.checks import InputError
-from defectkit.core.config import add_recipe_flags, config_from_args, config_parser
 from defectkit.pipeline.grid import EXECUTORS, run_grid
 from defectkit.train.ray_executor import RayOptions
 

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from defectkit.cli import command
-from defectkit.core.config import GRID_FIELDS, add_recipe_flags, config_from_args, config_parser
+from defectkit.cli.flags import add_recipe_flags, config_from_args, config_parser
+from defectkit.core.config import GRID_FIELDS
 from defectkit.core.layout import REFIT, Layout
 from defectkit.core.members import FitOptions
 from defectkit.train import engine

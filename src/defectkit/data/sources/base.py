@@ -10,18 +10,22 @@ from defectkit.core.registry import SOURCES
 
 register_source = SOURCES.register  # class decorator: a Source available as prepare.py NAME and source.type
 
+
 def get_source(name: str) -> Source:
     return SOURCES.lookup(name)()
+
 
 def source_path(source: dict, base: Path) -> Path:
     p = Path(source["path"])
     return p if p.is_absolute() else Path(base) / p
+
 
 def _columns(text: str) -> list[str]:
     cols = [c.strip() for c in text.split(",")]
     if len(cols) != 2 or not all(cols) or cols[0] == cols[1]:
         raise InputError(f"--submission-columns {text!r}: expected two different names, e.g. id,label")
     return cols
+
 
 class Source:
     name: ClassVar[str] = ""
@@ -43,6 +47,7 @@ class Source:
 
     def prepare(self, out: Path, source: dict, sub_cols, force: bool, base: Path) -> str:
         raise NotImplementedError
+
 
 class LabelledSource(Source):
     """folder and yolo: a path, a held-out split, the submission's columns, and a config written."""

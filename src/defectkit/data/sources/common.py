@@ -26,6 +26,7 @@ SPLIT_SEED = 2019  # fixed: every user gets the same held-out test split
 
 MIN_FOLDS = 5  # a held-out split must leave this many of each class for stratified folds
 
+
 def is_prepared(out: Path, args: dict) -> bool:
     """Marker matches these arguments and every file it lists is still there."""
     marker = out / MARKER
@@ -34,11 +35,13 @@ def is_prepared(out: Path, args: dict) -> bool:
     info = json.loads(marker.read_text())
     return info.get("args") == args and all((out / f).exists() for f in info.get("files", []))
 
+
 def write_marker(out: Path, args: dict, files: list[str], **extra) -> None:
     """Written last, once the import is whole: its arguments, its files, and the sha256 of the
     tables it wrote (so that a later run can tell a table the user changed)."""
     tables = {f: file_hash(out / f, 64) for f in files if f.endswith(".csv") and (out / f).exists()}
     write_json_atomic(out / MARKER, {"args": args, "files": files, "tables": tables, **extra})
+
 
 def check_user_edits(out: Path, force: bool) -> None:
     """Before a re-prepare rewrites the tables: refuse if the user changed one since it was written
@@ -52,9 +55,11 @@ def check_user_edits(out: Path, force: bool) -> None:
                              "arguments) would rewrite it; keep a copy of your changes and pass --force to rebuild, "
                              "or prepare with the arguments it was made with")
 
+
 def classifier_need(test_size: float) -> int:
     """Defect images a held-out split of `test_size` and MIN_FOLDS stratified folds need."""
     return MIN_FOLDS + max(1, int(np.ceil(MIN_FOLDS * test_size / (1 - test_size))))
+
 
 def held_out_split(target: np.ndarray, test_size: float, strata: np.ndarray | None = None,
                    seed: int = SPLIT_SEED) -> np.ndarray:
@@ -82,6 +87,7 @@ def held_out_split(target: np.ndarray, test_size: float, strata: np.ndarray | No
     mask[test_idx] = True
     return mask
 
+
 def few_defect_split(target: np.ndarray, test_size: float, seed: int = SPLIT_SEED) -> np.ndarray:
     """Each class held out alone by the same share, seeded: one defect at least in the test split
     when there are two or more (so that the held-out AUC exists), none when there is one."""
@@ -94,6 +100,7 @@ def few_defect_split(target: np.ndarray, test_size: float, seed: int = SPLIT_SEE
         mask[rng.permutation(idx)[:k]] = True
     return mask
 
+
 def few_defects_note(n_defect: int, test_size: float) -> str:
     """What prepare says when the defects are too few for classifiers; empty when they are not."""
     need = classifier_need(test_size)
@@ -101,6 +108,7 @@ def few_defects_note(n_defect: int, test_size: float) -> str:
         return ""
     return (f"; {n_defect} defect image(s): fewer than the {need} that classifiers need ({MIN_FOLDS} folds and a "
             "held-out share), so preset: auto trains the anomaly member, learnt from the good images alone")
+
 
 def write_competition(out: Path, train: pd.DataFrame, test_ids: list[str], sub_cols: list[str],
                       solution: pd.DataFrame | None) -> list[str]:
@@ -115,6 +123,7 @@ def write_competition(out: Path, train: pd.DataFrame, test_ids: list[str], sub_c
         (out / "solution.csv").unlink()
     return names
 
+
 def write_image(path: Path, img: np.ndarray, force: bool = False) -> None:
     """Encode an image atomically: an interrupted run never leaves a truncated file."""
     if path.exists() and not force:
@@ -125,11 +134,13 @@ def write_image(path: Path, img: np.ndarray, force: bool = False) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.tobytes())
 
+
 def solution_table(ids, target, id_col: str, target_col: str, seed: int = SPLIT_SEED) -> pd.DataFrame:
     """Answers for local scoring; Usage splits them like a Kaggle public/private leaderboard."""
     rng = np.random.default_rng(seed)
     usage = np.where(rng.random(len(ids)) < 0.5, "Public", "Private")
     return pd.DataFrame({id_col: list(ids), target_col: np.asarray(target, int), "Usage": usage})
+
 
 def list_images(folder: Path, what: str = "class folder") -> list[Path]:
     """Every image below `folder`, sub-folders included (hidden files and folders left out)."""
@@ -140,6 +151,7 @@ def list_images(folder: Path, what: str = "class folder") -> list[Path]:
     if not files:
         raise InputError(f"{folder}: no images ({', '.join(IMAGE_EXTS)}) in this {what}")
     return files
+
 
 def image_ids(files: list[Path], roots: list[Path], prefixes: list[str]) -> list[str]:
     """Ids from file names: the name stem when unique, else prefixed by the class and the
@@ -154,6 +166,7 @@ def image_ids(files: list[Path], roots: list[Path], prefixes: list[str]) -> list
         raise InputError(f"two files give the same id {dup.iloc[0]!r} (same name, same class); rename one")
     return ids
 
+
 def _same_image(src: Path, dst: Path) -> bool:
     """dst was made from src as it is now (copies keep size and time, re-encodes keep time)."""
     if not dst.exists():
@@ -161,6 +174,7 @@ def _same_image(src: Path, dst: Path) -> bool:
     s, d = src.stat(), dst.stat()
     same_format = src.suffix.lower() == dst.suffix.lower()
     return d.st_mtime_ns == s.st_mtime_ns and (not same_format or d.st_size == s.st_size)
+
 
 def import_image(src: Path, dst: Path) -> tuple[int, int]:
     """Check that `src` decodes (named error otherwise), then copy it (same format) or re-encode
@@ -179,11 +193,13 @@ def import_image(src: Path, dst: Path) -> tuple[int, int]:
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
     return img.shape[0], img.shape[1]
 
+
 def import_images(jobs: list[tuple[Path, Path]]) -> list[tuple[int, int]]:
     from tqdm import tqdm
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         return list(tqdm(pool.map(lambda j: import_image(*j), jobs), total=len(jobs), desc="images", unit="img",
                          leave=False))
+
 
 def build_labelled(out: Path, rows: pd.DataFrame, args: dict, force: bool,
                    test_files: list[Path] = ()) -> tuple[pd.DataFrame, list[str], list[tuple[int, int]], bool]:
@@ -220,6 +236,7 @@ def build_labelled(out: Path, rows: pd.DataFrame, args: dict, force: bool,
     write_marker(out, args, files, image_ext=ext, sizes=[list(s) for s in sizes])
     return train, test_ids, sizes, not test_files
 
+
 def describe_sizes(sizes: list[tuple[int, int]]) -> str:
     """The images' sizes and aspect ratios in one line (what preset auto plans the input from)."""
     if not sizes:
@@ -230,6 +247,7 @@ def describe_sizes(sizes: list[tuple[int, int]]) -> str:
             f"{int(hw[:, 0].max())} px (w x h), median {int(np.median(hw[:, 1]))} x {int(np.median(hw[:, 0]))}, "
             f"aspect ratios (w/h) {a.min():.2f}-{a.max():.2f}")
 
+
 def competition_yaml(name: str, source: dict, ext: str, sub_cols, why: str, boxes: bool = False) -> str:
     comp = {"name": name, "source": source, "id_col": "id", "target_col": "target", "image_ext": ext,
             "submission_columns": list(sub_cols), "metric": "roc_auc"}
@@ -239,6 +257,7 @@ def competition_yaml(name: str, source: dict, ext: str, sub_cols, why: str, boxe
     if boxes:
         head += "# input/<name>/defect_boxes.csv holds the defect boxes (for explain.py).\n"
     return head + yaml.safe_dump({"competition": comp, "recipe": {"preset": "auto"}}, sort_keys=False)
+
 
 def write_config_and_say_next(base: Path, name: str, source: dict, sub_cols, boxes: bool = False) -> str:
     out = Layout(base).raw_input(name)

@@ -35,6 +35,7 @@ def load_elpv():
     images, probs, types = elpv.load_dataset(str(labels))
     return ids, np.asarray(images), np.asarray(probs, dtype=float), np.asarray(types).astype(str)
 
+
 def load_elpv_copy(folder: Path):
     """The same as `load_elpv`, from a copy of the package's data: `labels.csv` (id, probability,
     type) and `images/<id>.<ext>` (a compact copy, e.g. the GPU kit's JPEGs, for a machine
@@ -57,6 +58,7 @@ def load_elpv_copy(folder: Path):
         raise InputError(f"{folder / 'labels.csv'}: row {row + 2}: probability {labels['probability'].iloc[row]!r}; "
                          "expected a number between 0 and 1")
     return ids, images, probs.to_numpy(float), labels["type"].astype(str).to_numpy()
+
 
 def prepare_elpv(out: Path, test_size: float = 0.25, force: bool = False, loader=load_elpv) -> str:
     args = {"source": "elpv", "test_size": test_size, "seed": SPLIT_SEED}

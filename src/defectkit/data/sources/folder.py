@@ -43,6 +43,7 @@ def copy_masks(masks: Path, rows: pd.DataFrame, out: Path) -> str:
         n += 1
     return f"; {n} of {int((rows.target == 1).sum())} defect masks kept in {out / 'masks'}"
 
+
 @dataclass(frozen=True)
 class ClassFolders:
     """A folder per class below `root`: `good`, `defect` (None: good images alone), `test` (a

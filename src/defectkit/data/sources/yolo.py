@@ -36,6 +36,7 @@ def read_yolo_boxes(label: Path, classes: set[int] | None) -> list[tuple[float, 
             boxes.append((cx, cy, w, h))
     return boxes
 
+
 def prepare_yolo(src: Path, out: Path, test_size: float = 0.25, sub_cols=("id", "target"),
                  defect_classes: list[int] | None = None, force: bool = False) -> str:
     """Detection data as a good/defect competition: an image with at least one box (of the
