@@ -96,7 +96,7 @@ def test_the_plan_names_its_experiments_by_what_it_chose():
 def test_a_planned_run_run_again_reuses_its_plan_and_trains_nothing_new(tmp_path, monkeypatch):
     from defectkit.pipeline.grid import run_grid
     from defectkit.testing import make_toy_competition
-    monkeypatch.setattr(planner, "LITES", ["tf_efficientnet_lite0"])  # one backbone to probe: a quick test
+    monkeypatch.setattr(planner.plans, "LITES", ["tf_efficientnet_lite0"])  # one backbone to probe: a quick test
     make_toy_competition(tmp_path)
     (tmp_path / "configs").mkdir(exist_ok=True)
     (tmp_path / "configs/toy.yaml").write_text(yaml.safe_dump({
@@ -204,7 +204,7 @@ def test_make_plan_on_a_gpu_times_the_member_on_the_cpu(tmp_path, monkeypatch):
     def probe(arch, device, sizes=planner.PROBE_SIZES, cost=None, how=planner.Probe()):
         calls.append((arch, device))
         return (GPU if device == "cuda" else CPU)[arch]
-    monkeypatch.setattr(planner, "probe_arch", probe)
+    monkeypatch.setattr(planner.plans, "probe_arch", probe)
     (tmp_path / "toy.yaml").write_text(yaml.safe_dump({
         "competition": {"name": "toy", "source": {"type": "toy"}}, "recipe": {"preset": "auto", "time_budget": 30}}))
     plan = planner.make_plan(load_config(tmp_path / "toy.yaml"), _with_defects(SURVEYS["elpv-like"], 500), "cuda",

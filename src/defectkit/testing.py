@@ -26,7 +26,8 @@ from defectkit.data.sources.common import build_labelled, is_prepared
 from defectkit.ensemble.methods import BlendMethod
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.engine import image_batches, make_setup, predict, to_input
-from defectkit.train.fold import FoldFacts, load_fold_data, write_fold_outputs
+from defectkit.train.fold import FoldFacts, write_fold_outputs
+from defectkit.train.fold_data import load_fold_data
 
 # Another CPU, imitated on this one: oneDNN (convolutions) held to SSE4.1, ATen's own vector kernels to
 # their portable build, MKL (matrix products) to its compatible code path. Each moves float results the

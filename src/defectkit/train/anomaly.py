@@ -37,7 +37,8 @@ from defectkit.core.records import FoldRecord
 from defectkit.train import runtime
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.engine import image_batches, make_setup, predict, to_input
-from defectkit.train.fold import FoldFacts, load_fold_data, prepare_outputs, write_fold_outputs
+from defectkit.train.fold import FoldFacts, prepare_outputs, write_fold_outputs
+from defectkit.train.fold_data import load_fold_data
 from defectkit.train.models import ModelInfo, create_model
 
 PROJECTION_DIM = 128  # coreset selection's random projection (PatchCore)

@@ -1,0 +1,315 @@
+"""The pure part of the planner: what a plan is (`Plan`), what the images and the backbones cost
+(`Survey`, `ArchCost`), the estimate of a run, and the search for the plan that fills a budget. No
+I/O and no timing: every figure comes in as an argument, so the search is tested with made-up costs."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from defectkit.core.checks import InputError
+from defectkit.core.presets import LITES
+
+PLAN_FORMAT = 2
+
+
+DEFAULT_BUDGET = {"cpu": 10.0, "cuda": 30.0}  # minutes, when time_budget is 0
+
+
+FILL = 0.9  # share of the budget a plan may fill (the rest: the estimate's error)
+
+
+FOLDS = 5
+
+
+EPOCHS = {"cpu": (5, 10), "cuda": (10, 20)}  # the fewest a plan trains, and the most it adds
+
+
+MIN_SIDE, MAX_CACHE_GB = 64, 8.0
+
+
+# Fixed costs on a 2-core CPU (seconds; calibrated against runs, README "How auto spends the budget"):
+START_S, FOLD_S, EPOCH_S = 20.0, 3.0, 0.6
+
+
+GPU_FOLD_S, GPU_EPOCH_S = 30.0, 1.5  # cudnn autotuning and loader start; validation, checkpoint, plot (H200)
+
+
+PLANNED = ("img_size", "aspect_ratio", "archs", "epochs", "tta", "name", "pool", "batch_size", "member",
+           "with_anomaly")
+
+
+ANOMALY_MAX_SIDE = 512  # the anomaly member's input: its patches (and the bank's choice) grow with the pixels
+
+
+ANOMALY_STRIDE = 8  # of its finest tapped level (level 2 of the lites and most timm CNNs)
+
+
+CORESET_S = 8.4e-8  # seconds per (pool patch x bank patch) of the greedy k-centre loop (2-core EPYC, memory bound)
+
+
+MIN_STEPS = 60  # optimizer steps a fold takes at least: a small set gets smaller batches and more epochs
+
+
+def batch_for(n_train: int, folds: int, batch: int) -> int:
+    """The recipe's batch, or for a small set a smaller power of two (at least 4 steps an epoch)."""
+    n_tr = n_train * (folds - 1) / folds
+    b = batch
+    while b > 8 and n_tr / b < 4:
+        b //= 2
+    return b
+
+
+def min_epochs(n_train: int, folds: int, batch: int, lo: int, hi: int) -> int:
+    """At least `lo` epochs, and enough for MIN_STEPS optimizer steps (at most `hi`)."""
+    steps = max(1, int(n_train * (folds - 1) / folds) // batch)
+    return int(min(hi, max(lo, math.ceil(MIN_STEPS / steps))))
+
+
+@dataclass
+class Survey:
+    n_train: int
+    n_test: int
+    hw: tuple[int, int]  # median (height, width) of the training images
+    aspect_lo: float  # 5 % and 95 % quantiles of width / height
+    aspect_hi: float
+    decode_s: float  # seconds to decode and resize one image
+    n_defect: int = -1  # defect rows of train.csv (-1: not counted, as many as a classifier needs)
+
+    @property
+    def n_good(self) -> int:
+        return self.n_train - max(self.n_defect, 0)
+
+    @property
+    def square(self) -> bool:
+        return 0.8 <= self.aspect_lo and self.aspect_hi <= 1.25
+
+    @property
+    def one_orientation(self) -> bool:
+        return self.aspect_lo > 1.25 or self.aspect_hi < 0.8
+
+
+@dataclass
+class Curve:
+    """Seconds per image (or view) at an input of `px` pixels: through the measured points, and
+    along the nearest two beyond them (cost per pixel is not constant: caches, memory bandwidth)."""
+
+    points: list[tuple[float, float]] = field(default_factory=list)  # (pixels, seconds), sorted
+
+    def add(self, px: float, t: float) -> None:
+        self.points = sorted({**dict(self.points), float(px): float(t)}.items())
+
+    def __call__(self, px: float) -> float:
+        p = self.points
+        if len(p) == 1:
+            return p[0][1] * px / p[0][0]
+        i = min(max(1, next((k for k, (x, _) in enumerate(p) if x >= px), len(p) - 1)), len(p) - 1)
+        (x0, t0), (x1, t1) = p[i - 1], p[i]
+        return max(t0 + (t1 - t0) * (px - x0) / (x1 - x0), 0.0)
+
+
+@dataclass
+class ArchCost:
+    prefix: Curve  # frozen stages' forward, per view (CPU scheme)
+    train: Curve  # one training step per image: the rest (CPU) or the whole network (GPU)
+    infer: Curve  # forward per view: the rest (CPU) or the whole network (GPU)
+    channels: int = 0  # of the frozen stages' output (the feature cache's size)
+    stride: int = 16
+
+
+@dataclass
+class Plan:
+    device: str
+    budget_s: float
+    hw: tuple[int, int]
+    archs: list[str]
+    epochs: int
+    tta: int
+    pool: str = "avg"
+    folds: int = FOLDS
+    batch: int = 64
+    cached: bool = True  # the CPU scheme: frozen stages cached, the rest trained (else the whole network)
+    estimate: dict = field(default_factory=dict)  # seconds per part
+    kept: dict = field(default_factory=dict)  # fields set explicitly, which the plan did not change
+    notes: list[str] = field(default_factory=list)
+    costs: dict = field(default_factory=dict, repr=False)  # the probe's points, kept with the plan
+    member: str = "classifier"  # anomaly: the anomaly member alone (too few defects for classifiers)
+    anomaly: bool = False  # the anomaly member beside the classifiers (recipe with_anomaly)
+
+    @property
+    def total_s(self) -> float:
+        return float(sum(self.estimate.values()))
+
+    def fields(self) -> dict:
+        h, w = self.hw
+        tag = f"{h}" if h == w else f"{h}x{w}"
+        size = {"img_size": [h, w] if h != w else h, "archs": list(self.archs), "tta": self.tta}
+        if self.member == "anomaly":
+            return {**size, "member": "anomaly", "name": f"{{arch}}_anomaly{tag}"}
+        return {**size, "epochs": self.epochs, "pool": self.pool, "batch_size": self.batch,
+                "with_anomaly": self.anomaly, "name": f"{{arch}}_auto{tag}e{self.epochs}b{self.batch}"}
+
+    def line(self, native: tuple[int, int]) -> str:
+        h, w = self.hw
+        share = f"{h * w / (native[0] * native[1]):.0%} of the images' pixels" if (h, w) != tuple(native) \
+            else "the images' own size"
+        names = " + ".join(a.replace("tf_efficientnet_", "") for a in self.archs)
+        budget = f"about {self.total_s / 60:.1f} min of {self.budget_s / 60:.0f}"
+        if self.member == "anomaly":
+            return (f"plan: the anomaly member alone (too few defects for classifiers), {w} x {h} px ({share}), "
+                    f"{names}, {self.folds} folds: {budget}")
+        extra = f" + the anomaly member ({' x '.join(map(str, anomaly_hw(self.hw)[::-1]))} px)" if self.anomaly else ""
+        return (f"plan: {w} x {h} px ({share}), {names}, {self.folds} folds x {self.epochs} epochs, TTA x{self.tta}, "
+                f"{self.pool} pooling{extra}: {budget}")
+
+
+def estimate(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> dict:
+    """Seconds per part of a run of `plan` on `s`: the image cache, each backbone's feature cache
+    (CPU scheme) and its folds (training, the validation pass of every epoch, TTA on the held-out
+    and test images), and the fixed costs."""
+    h, w = plan.hw
+    px, n_all = h * w, s.n_train + s.n_test
+    n_val = s.n_train / plan.folds
+    n_tr = s.n_train - n_val
+    n_tr = n_tr // plan.batch * plan.batch if n_tr > plan.batch else n_tr  # the last partial batch is dropped
+    gpu = plan.device == "cuda"
+    fold_s, epoch_s = (GPU_FOLD_S, GPU_EPOCH_S) if gpu else (FOLD_S, EPOCH_S)
+    out = {"start and blend": START_S, "images": n_all * s.decode_s * (1 + px / (s.hw[0] * s.hw[1]))}
+    for a in plan.archs:
+        c = costs[a]
+        if plan.cached:
+            out[f"{a} features"] = n_all * max(plan.tta, 2) * c.prefix(px)
+        per_epoch = n_tr * c.train(px) + n_val * c.infer(px) + epoch_s
+        predict = (n_val + s.n_test) * plan.tta * c.infer(px)
+        out[f"{a} folds"] = plan.folds * (plan.epochs * per_epoch + predict + fold_s)
+    if plan.anomaly:
+        out["anomaly member"] = anomaly_s(s, costs[plan.archs[0]], anomaly_hw(plan.hw), plan.folds)
+    return out
+
+
+def anomaly_hw(hw: tuple[int, int]) -> tuple[int, int]:
+    """The anomaly member's input beside classifiers at `hw`: the same, its longer side cut to
+    ANOMALY_MAX_SIDE (aspect kept, multiples of 32)."""
+    if max(hw) <= ANOMALY_MAX_SIDE:
+        return tuple(hw)
+    f = ANOMALY_MAX_SIDE / max(hw)
+    return tuple(max(32, int(x * f) // 32 * 32) for x in hw)
+
+
+def anomaly_s(s: Survey, c: ArchCost, hw: tuple[int, int], folds: int, bank: int = 4096) -> float:
+    """Seconds of the anomaly member's folds (on the CPU): every image's forward once (bank, scale,
+    validation and test images), the coreset's greedy loop, a fold's fixed cost."""
+    px = hw[0] * hw[1]
+    forward = (s.n_train + s.n_test) * (c.prefix(px) + c.infer(px))
+    per_image = math.ceil(hw[0] / ANOMALY_STRIDE) * math.ceil(hw[1] / ANOMALY_STRIDE)
+    pool = min(per_image * s.n_good * (folds - 1) / folds * 0.9, 16 * bank)
+    return folds * (forward + pool * min(bank, pool) * CORESET_S + FOLD_S)
+
+
+def search_anomaly(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, fixed: dict) -> Plan:
+    """The anomaly member alone: the largest input up to the images' size (its longer side at most
+    ANOMALY_MAX_SIDE) whose run fits the budget."""
+    arch = (fixed.get("archs") or [a for a in LITES if a in costs] or list(costs))[0]
+    folds = fixed.get("folds", FOLDS)
+    sizes = [fixed["hw"]] if "hw" in fixed else [hw for hw in ladder(s) if max(hw) <= ANOMALY_MAX_SIDE] or [
+        ladder(s)[-1]]
+    for hw in sizes:
+        plan = Plan(device, budget_s, hw, [arch], 1, 1, folds=folds, cached=False, member="anomaly")
+        plan.estimate = {"start and blend": START_S, "images": (s.n_train + s.n_test) * s.decode_s,
+                         f"{arch} anomaly folds": anomaly_s(s, costs[arch], hw, folds)}
+        if plan.total_s <= FILL * budget_s:
+            return plan
+    raise InputError(f"time_budget {budget_s / 60:g} min: too small for the anomaly member at {sizes[-1][1]} x "
+                     f"{sizes[-1][0]} px, which needs about {plan.total_s / 60 / FILL:.1f} min; give --time-budget "
+                     f"{math.ceil(plan.total_s / 60 / FILL)} or more")
+
+
+def cache_gb(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> float:
+    """Disk the feature caches take (float16 output of the frozen stages, per view)."""
+    if not plan.cached:
+        return 0.0
+    h, w = plan.hw
+    n_all = s.n_train + s.n_test
+    return sum(n_all * max(plan.tta, 2) * c.channels * math.ceil(h / c.stride) * math.ceil(w / c.stride) * 2
+               for c in (costs[a] for a in plan.archs)) / 2**30
+
+
+def ladder(s: Survey, aspect: float | None = None) -> list[tuple[int, int]]:
+    """Input sizes from the images' own size down, 32 px of height at a time: (h, w) in multiples
+    of 32, the median aspect ratio for images of one orientation, a square otherwise."""
+    h0, w0 = s.hw
+    if aspect is None:
+        aspect = w0 / h0 if s.one_orientation else 1.0
+    side = math.sqrt(h0 * w0 / aspect) if s.one_orientation else min(h0, w0)  # the height that keeps the area
+    top = max(MIN_SIDE, int(side) // 32 * 32)
+    out = []
+    for h in range(top, MIN_SIDE - 1, -32):
+        w = max(MIN_SIDE, int(h * aspect) // 32 * 32)
+        if (h, w) not in out:
+            out.append((h, w))
+    return out or [(MIN_SIDE, MIN_SIDE)]
+
+
+def search(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, fixed: dict) -> Plan:
+    """The plan (module docstring); `fixed`: fields set explicitly (hw, archs, epochs, tta, pool)."""
+    lo_e, hi_e = EPOCHS[device]
+    cands = [a for a in LITES if a in costs] or list(costs)
+    archs0 = fixed.get("archs") or cands[:1]
+    sizes = [fixed["hw"]] if "hw" in fixed else ladder(s)
+    tta0 = fixed.get("tta", 4 if device == "cpu" else 8)
+    folds = fixed.get("folds", FOLDS)
+    batch = fixed["batch"] if "batch_size" in fixed.get("explicit", ()) else batch_for(
+        s.n_train, folds, fixed.get("batch", 64 if device == "cpu" else 32))
+    epochs = fixed.get("epochs", min_epochs(s.n_train, folds, batch, lo_e, max(hi_e, 20)))
+    for hw in sizes:
+        plan = Plan(device, budget_s, hw, list(archs0), epochs, tta0, fixed.get("pool", "avg"), folds, batch,
+                    fixed.get("cached", device == "cpu"))
+        if fits(s, costs, plan):
+            return grow(s, costs, plan, fixed, cands, max(hi_e, epochs))
+    least = Plan(device, budget_s, sizes[-1], list(archs0), epochs, tta0, folds=folds, batch=batch,
+                 cached=fixed.get("cached", device == "cpu"))
+    least.estimate = estimate(s, costs, least)
+    raise InputError(f"time_budget {budget_s / 60:g} min: too small for even the smallest plan ({least.hw[1]} x "
+                     f"{least.hw[0]} px, {len(least.archs)} backbone, {least.epochs} epochs), which needs about "
+                     f"{least.total_s / 60 / FILL:.1f} min; give --time-budget {math.ceil(least.total_s / 60 / FILL)} "
+                     "or more")
+
+
+def fits(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> bool:
+    plan.estimate = estimate(s, costs, plan)
+    return plan.total_s <= FILL * plan.budget_s and cache_gb(s, costs, plan) <= MAX_CACHE_GB
+
+
+def grow(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict, cands: list[str], hi_e: int) -> Plan:
+    """Spend what the budget leaves: a second backbone, more epochs, a third, TTA x8 (square)."""
+    steps = []
+    if "archs" not in fixed:
+        steps += [("archs", a) for a in cands[1:2]]
+    if fixed.get("anomaly_beside"):
+        steps.append(("anomaly", True))
+    if "epochs" not in fixed:
+        steps += [("epochs", e) for e in range(plan.epochs + 1, hi_e + 1)]
+    if "archs" not in fixed:
+        steps += [("archs", a) for a in cands[2:3]]
+    if "tta" not in fixed and plan.hw[0] == plan.hw[1]:
+        steps.append(("tta", 8))
+    for key, value in steps:
+        trial = dataclasses.replace(plan, archs=[*plan.archs, value] if key == "archs" else plan.archs,
+                                    **({key: value} if key != "archs" else {}))
+        if fits(s, costs, trial):
+            plan = trial
+    plan.estimate = estimate(s, costs, plan)
+    return plan
+
+
+def notes(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> list[str]:
+    """What the plan gave up, and what a larger budget would buy."""
+    out = []
+    if plan.hw[0] * plan.hw[1] < 0.9 * s.hw[0] * s.hw[1] and "hw" not in plan.kept:
+        full = Plan(plan.device, plan.budget_s, ladder(s)[0], plan.archs[:1], EPOCHS[plan.device][0], plan.tta,
+                    folds=plan.folds, batch=plan.batch, cached=plan.cached)
+        need = sum(estimate(s, costs, full).values()) / FILL / 60
+        out.append(f"trains at {plan.hw[1]} x {plan.hw[0]} px, {plan.hw[0] * plan.hw[1] / (s.hw[0] * s.hw[1]):.0%} "
+                   f"of the images' {s.hw[1]} x {s.hw[0]}: a budget of about {math.ceil(need)} min (--time-budget) "
+                   "trains at their own size" + ("; a GPU would too, in far less" if plan.device == "cpu" else ""))
+    return out
