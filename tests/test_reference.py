@@ -31,7 +31,7 @@ from defectkit.ensemble.members import load_ensemble
 from defectkit.ensemble.report import run_blend
 from defectkit.pipeline.grid import run_grid
 from defectkit.ship.export import export
-from defectkit.ship.predict import predict
+from defectkit.ship.predict import Scoring, predict
 from defectkit.testing import learnt, make_toy_competition, no_torch_env, run_bundle, seed_offset, write_toy_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.numeric]  # trains models; compares with files made elsewhere
@@ -58,7 +58,8 @@ def produce(tmp_path: Path) -> dict[str, Path]:
                    no_torch_env(tmp_path))
     assert r.returncode == 0, r.stderr
     made["bundle_preds.csv"] = tmp_path / "bundle_preds.csv"
-    predict(cfg.competition, base, [str(base / "input/toy/test")], tmp_path / "predict_preds.csv", progress=False)
+    predict(cfg.competition, base, [str(base / "input/toy/test")], tmp_path / "predict_preds.csv",
+            scorer=Scoring(progress=False))
     made["predict_preds.csv"] = tmp_path / "predict_preds.csv"
     return {k: Path(v) for k, v in made.items()}
 
