@@ -3,6 +3,7 @@ batch and resolution, in one run; the ratio shows what the data pipeline costs.
 
     python bench/train_throughput.py [--arch tf_efficientnet_lite0] [--img-size 160] [--batch-size 32]
                                      [--steps 15] [--repeats 3] [--device auto] [--aug light]
+                                     [--data-path loader|device]
 
 "train.py loop" = engine.train_one_epoch over a DataLoader of an (N, S, S, 3) uint8 image array
 (the on-disk cache's format) with the augmentation preset, uint8 -> device, normalised there,
@@ -25,6 +26,7 @@ from torch.nn import functional as F
 
 from defectkit.data.augment import build_transform
 from defectkit.data.datasets import ImageDataset, make_loader
+from defectkit.data.device_batches import BatchAug, DeviceBatches
 from defectkit.train import engine, runtime
 from defectkit.train.models import create_model
 
@@ -66,6 +68,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--aug", default="light", choices=("none", "light", "strong"))
     p.add_argument("--workers", type=int, default=-1, help="-1 = train.py's automatic choice")
+    p.add_argument("--data-path", default="loader", choices=("loader", "device"),
+                   help="the recipe's data_path: a DataLoader with per-image augmentation, or the images on the "
+                        "device augmented a batch at a time (data/device_batches.py)")
     p.add_argument("--pretrained", default="auto", choices=("auto", "hub", "none"),
                    help="weights do not change the speed: none runs any arch offline")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
@@ -85,8 +90,12 @@ def main(argv=None) -> int:
     n = args.batch_size * args.steps
     images = np.random.default_rng(0).integers(0, 255, (n, args.img_size, args.img_size, 3), dtype=np.uint8)
     workers = args.workers if args.workers >= 0 else runtime.default_num_workers(device.type)
-    loader = make_loader(ImageDataset(images, np.arange(n) % 2, build_transform(args.aug)),
-                              args.batch_size, True, device.type, workers, seed=0)
+    if args.data_path == "device":
+        aug = BatchAug(args.aug) if args.aug != "none" else None
+        loader, workers = DeviceBatches([(images, np.arange(n) % 2, np.arange(n))], args.batch_size, device, aug), 0
+    else:
+        loader = make_loader(ImageDataset(images, np.arange(n) % 2, build_transform(args.aug)),
+                             args.batch_size, True, device.type, workers, seed=0)
     x = engine.to_input(torch.from_numpy(images[:args.batch_size]).permute(0, 3, 1, 2), setup)
     y = torch.tensor(np.arange(args.batch_size) % 2, dtype=torch.float32, device=device)
 
@@ -101,13 +110,15 @@ def main(argv=None) -> int:
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     peak = round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
     result = {"arch": args.arch, "img_size": args.img_size, "batch_size": args.batch_size, "steps": args.steps,
-              "repeats": args.repeats, "aug": args.aug, "workers": workers, "channels_last": setup.channels_last,
+              "repeats": args.repeats, "aug": args.aug, "data_path": args.data_path, "workers": workers,
+              "channels_last": setup.channels_last,
               "amp": str(setup.amp_dtype), "device": dev_name, "torch": torch.__version__,
               "bare_img_s": round(b, 1), "train_loop_img_s": round(t, 1),
               "ratio": round(t / b, 3), "target_ratio": 0.90, "peak_gpu_mem_gib": peak}
-    save_result(result, f"{args.arch} {args.img_size}px batch {args.batch_size} on {dev_name}: bare {b:.1f} img/s, "
-                f"train.py loop {t:.1f} img/s, ratio {t / b:.3f} (target >= 0.90)", args.out,
-                f"train_throughput_{device.type}")
+    suffix = "" if args.data_path == "loader" else "_device_path"
+    save_result(result, f"{args.arch} {args.img_size}px batch {args.batch_size} on {dev_name}, {args.aug} aug, "
+                f"{args.data_path} data path: bare {b:.1f} img/s, train.py loop {t:.1f} img/s, ratio {t / b:.3f} "
+                "(target >= 0.90)", args.out, f"train_throughput_{device.type}{suffix}")
     return 0
 
 

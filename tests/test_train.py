@@ -194,3 +194,20 @@ def test_a_bad_soft_target_is_a_one_line_error(work, capsys, defect, good, match
     rc = train_main(["--competition", "toy", "--workdir", str(work), "--quiet", "--arch", "resnet10t", "--fold", "0",
                      "--soft-target", "grade"])
     assert rc == 2 and "missing column" in capsys.readouterr().err.lower()
+
+
+def test_resumable_checkpoints_follow_checkpoint_s_and_the_curves_are_drawn_once(work):
+    """checkpoint_s 0: a resumable checkpoint after every epoch; an hour: none within a short fold (its best
+    model is kept all the same); the curves are drawn once, at the end."""
+    seen = {}
+    for every in (0.0, 3600.0):
+        name = f"ck{int(every)}"
+        p = Layout(work).fold(name, 0)
+
+        def look(epoch, p=p, every=every):
+            seen[every, epoch] = (p.last.exists(), p.best.exists(), p.curves.exists())
+        train_fold(_cfg(work, epochs=2, checkpoint_s=every, name=name), "resnet10t", 0, work,
+                   FitOptions(progress=False, on_epoch_end=look))
+        assert p.curves.exists() and p.meta.exists() and not p.last.exists()  # complete: no resume state kept
+    assert seen[0.0, 0] == (True, True, False) and seen[0.0, 1] == (True, True, False)
+    assert seen[3600.0, 0] == (False, True, False) and seen[3600.0, 1] == (False, True, False)

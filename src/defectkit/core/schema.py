@@ -127,6 +127,13 @@ class Recipe:
     channels_last: bool = opt(True, scope="run")
     compile: bool = opt(False, scope="run")
     num_workers: int = opt(-1, ge=-1, scope="run", doc="-1 = automatic")
+    checkpoint_s: float = opt(0.0, ge=0, scope="run",
+                              doc="seconds between resumable checkpoints (fold<k>_last.pt: weights, optimizer, EMA); "
+                                  "0 = after every epoch. The best epoch's model is always kept")
+    data_path: str = opt("auto", choices=("auto", "loader", "device"), scope="run",
+                         doc="training images: loader (worker processes, per-image augmentation), device (decoded "
+                             "once onto the device, augmented a batch at a time there), auto (device on a GPU when "
+                             "they fit a quarter of its free memory)")
     threads: int = opt(0, ge=0, scope="run", doc="CPU threads for torch, 0 = automatic")
     blend_method: str = opt("hill", choices=_blend_methods, scope="grid")
     stack_meta: list[str] = opt(factory=list, scope="grid",

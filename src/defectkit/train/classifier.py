@@ -27,6 +27,7 @@ from defectkit.core.members import FitOptions, MemberKind, register_member
 from defectkit.core.plots import figure
 from defectkit.data.augment import build_transform
 from defectkit.data.datasets import FeatureDataset, ImageDataset, JoinedDataset, make_loader
+from defectkit.data.device_batches import BatchAug, DeviceBatches
 from defectkit.train import engine, runtime
 from defectkit.train.checkpoint import Checkpoint, save_torch_atomic
 from defectkit.train.engine import Optim
@@ -76,6 +77,8 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
         net, datasets = CachedPrefixNet(model, rec.freeze_stages), _feature_datasets(rec, fd, views, setup,
                                                                                       cache_path, progress)
         workers = 0  # a memory map read per sample: worker processes only add overhead
+    elif runtime.use_device_path(rec.data_path, device, _image_bytes(fd)):
+        return ModelParts(model, info, model, setup, *_device_batches(rec, fd, device))
     else:
         net = model
         aug = build_transform(rec.aug, rec.n_symmetries)
@@ -88,6 +91,24 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
                make_loader(datasets[1], rec.batch_size * 2, False, dev, workers),
                make_loader(datasets[2], rec.batch_size * 2, False, dev, workers))
     return ModelParts(model, info, net, setup, *loaders)
+
+
+def _image_bytes(fd: FoldData) -> int:
+    """The decoded images a fold reads: its training, validation and pseudo-labelled rows, and the test set."""
+    rows = len(fd.tr_idx) + len(fd.val_idx) + len(fd.pseudo_idx) + len(fd.test_images)
+    return rows * int(np.prod(fd.train_images.shape[1:]))
+
+
+def _device_batches(rec, fd: FoldData, device: torch.device) -> tuple:
+    """The training, validation and test batches of the device data path (data/device_batches.py)."""
+    aug = BatchAug(rec.aug, rec.n_symmetries) if rec.aug != "none" else None
+    rows = [(fd.train_images, fd.y_fit, fd.tr_idx), (fd.test_images, fd.pseudo_targets(), fd.pseudo_idx)]
+    train = DeviceBatches(rows, rec.batch_size, device, aug, True, rec.seed)
+    val = DeviceBatches([(fd.train_images, fd.y, fd.val_idx)], rec.batch_size * 2, device, train=False)
+    n_test = len(fd.test_images)
+    test = DeviceBatches([(fd.test_images, np.zeros(n_test), np.arange(n_test))], rec.batch_size * 2, device,
+                         train=False)
+    return train, val, test
 
 
 def _feature_datasets(rec, fd: FoldData, views: FrozenViews, setup, cache_path, progress: bool):
@@ -177,6 +198,7 @@ class FoldTrainer:
     def __init__(self, cfg: Config, arch: str, fold: int, layout: Layout, progress: bool = True):
         self.cfg, self.arch, self.fold, self.layout, self.progress = cfg, arch, fold, layout, progress
         self.t0 = time.time()
+        self.saved_at = time.monotonic()  # of the last resumable checkpoint (recipe checkpoint_s)
         self.exp = cfg.exp_name(arch)
         self.paths = layout.fold(self.exp, fold)
         self.device = runtime.pick_device(cfg.recipe.device)
@@ -271,10 +293,10 @@ class FoldTrainer:
                 st.best_epoch, improved = epoch, True
             if improved:
                 self.save_best(epoch, auc)
-            save_torch_atomic(self.checkpoint(), self.paths.last)
-            frame = pd.DataFrame(st.log)
-            write_csv_atomic(frame, self.paths.log)
-            plot_curves(frame, self.paths.curves, f"{self.exp} fold {self.fold}")
+            if time.monotonic() - self.saved_at >= rec.checkpoint_s:  # resumable; 0 s: every epoch
+                save_torch_atomic(self.checkpoint(), self.paths.last)
+                self.saved_at = time.monotonic()
+            write_csv_atomic(pd.DataFrame(st.log), self.paths.log)
             self.say(f"epoch {epoch + 1:>2}/{rec.epochs} loss {tr['loss']:.4f} val_loss {vloss:.4f} "
                      f"val_auc {auc:.4f}{' *' if improved else '  '} lr {st.log[-1]['lr']:.2e} "
                      f"{tr['img_s']:.0f} img/s {tr['secs']:.0f}s")
@@ -282,6 +304,7 @@ class FoldTrainer:
                 on_epoch_end(epoch)
             if st.should_stop(rec.patience):
                 self.say(f"early stop: no val AUC gain for {st.bad_epochs} epochs")
+        plot_curves(pd.DataFrame(st.log), self.paths.curves, f"{self.exp} fold {self.fold}")  # once, at the end
         return self.write_predictions()
 
     def validate(self) -> tuple[float, float]:

@@ -58,6 +58,20 @@ def default_num_workers(device_type: str) -> int:
     return 0 if cpus <= 2 else min(4, cpus // 2)
 
 
+DEVICE_SHARE = 0.25  # of a GPU's free memory the decoded images may take on the device data path
+
+
+def use_device_path(choice: str, device: torch.device, nbytes: int) -> bool:
+    """Recipe data_path: "device" (any device, the CPU included), "loader", or "auto": the device path
+    on CUDA when the decoded images (`nbytes`) take at most DEVICE_SHARE of the GPU's free memory."""
+    if choice != "auto":
+        return choice == "device"
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_SHARE * free
+
+
 def free_memory_bytes() -> int:
     """The memory available to a new allocation (Linux: MemAvailable), 0 where unknown."""
     try:
