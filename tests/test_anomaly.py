@@ -41,6 +41,8 @@ def test_good_images_alone_find_the_spots_in_held_out_images(spots):
     for k in (0, 1):
         rec = FoldRecord.read(Layout(base).fold("tf_efficientnet_lite0_anomaly", k).meta)
         learnt("anomaly: fold OOF AUC", rec.oof_auc, 0.85)
+        # held-out good images against made-up defects (0.78 and 0.80 measured at seed 0)
+        learnt("anomaly: fold AUC on synthetic defects", rec.synthetic_auc, 0.6)
         assert rec.n_train == 512  # the bank: 512 patches
 
 

@@ -132,6 +132,7 @@ class FoldRecord:
     config: dict = field(repr=False)
     peak_gpu_mem_gib: float | None = None
     on_trial: bool = False  # its member kind's: the blend keeps it only if the cross-check says it helps
+    synthetic_auc: float | None = None  # a yardstick, not a result: held-out good images vs synthetic defects
 
     @property
     def recipe(self) -> dict:
@@ -160,7 +161,8 @@ class FoldRecord:
             n_pseudo=c.integer("n_pseudo", 0, 0), device=c.text("device", ""), secs=c.number("secs", 0, default=0.0),
             created=c.text("created", ""), config=c.mapping("config", {}),
             peak_gpu_mem_gib=c.number("peak_gpu_mem_gib", 0, optional=True, default=None),
-            on_trial=c.flag("on_trial", _on_trial_before(c)))
+            on_trial=c.flag("on_trial", _on_trial_before(c)),
+            synthetic_auc=c.number("synthetic_auc", 0, 1, optional=True, default=None))
 
 
 def _on_trial_before(c: Checker) -> bool:

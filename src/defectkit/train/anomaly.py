@@ -34,6 +34,7 @@ from defectkit.core.config import Config, config_hash
 from defectkit.core.layout import Layout
 from defectkit.core.members import FitOptions, MemberKind, register_member
 from defectkit.core.records import FoldRecord
+from defectkit.data.synthetic import synthetic_set
 from defectkit.train import runtime
 from defectkit.train.checkpoint import Checkpoint
 from defectkit.train.engine import image_batches, make_setup, predict, to_input
@@ -202,13 +203,30 @@ def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> Fo
     Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
                mean=info.mean, std=info.std, tta=rec.tta_views, epoch=1, val_auc=val_auc, run_id=run_id,
                config_hash=config_hash(cfg), config=cfg.to_dict()).save(paths.best)
+    synthetic = synthetic_auc(net, d, p_val, (setup, rec, fold))
     meta = write_fold_outputs(cfg, arch, d, paths, (p_val, p_test), FoldFacts(
         weights=info.source, run_id=run_id, best_epoch=1, epochs_run=1, val_auc=val_auc, n_train=len(net.bank),
-        device="cpu", secs=round(time.time() - t0, 1)))
+        device="cpu", secs=round(time.time() - t0, 1), synthetic_auc=synthetic))
     print(f"[{meta.exp} fold {fold}] anomaly bank {len(net.bank)} patches x {net.bank.shape[1]} of the good training "
           f"images, scale {float(net.scale):.4f}" + (f", OOF AUC with TTA x{rec.tta_views} {meta.oof_auc:.4f}"
-                                                      if meta.oof_auc is not None else "") + f" -> {paths.oof.parent}")
+                                                      if meta.oof_auc is not None else "")
+          + (f", AUC on synthetic defects {synthetic:.4f} (a yardstick, not a result)" if synthetic is not None else "")
+          + f" -> {paths.oof.parent}")
     return meta
+
+
+def synthetic_auc(net: nn.Module, d, p_val: np.ndarray, how: tuple) -> float | None:
+    """The fold's held-out good images against synthetic defects made on them (data/synthetic.py: every kind
+    and size in turn, seeded by the recipe's seed and the fold): how well the member tells a defect it has
+    never seen, when no real one is held out. None without two held-out good images (a refit)."""
+    setup, rec, fold = how
+    good = np.flatnonzero(d.y_val == 0)
+    if len(good) < 2:
+        return None
+    seed = rec.seed * 1000 + (fold if isinstance(fold, int) else 999)
+    defects, _, _ = synthetic_set(d.train_images[d.val_idx[good]], seed)
+    p_syn = score(net, defects, setup, rec.tta_views, 2 * rec.batch_size)
+    return round(float(metrics.auc(np.r_[np.zeros(len(good)), np.ones(len(p_syn))], np.r_[p_val[good], p_syn])), 5)
 
 
 def load_anomaly_net(ck: Checkpoint) -> PatchCoreNet:

@@ -75,6 +75,7 @@ class FoldFacts:
     device: str
     secs: float
     peak_gpu_mem_gib: float | None = None
+    synthetic_auc: float | None = None  # on the fold's held-out good images and synthetic defects made on them
 
 
 def write_fold_outputs(cfg: Config, arch: str, d: FoldData, paths, preds: tuple, facts: FoldFacts) -> FoldRecord:
