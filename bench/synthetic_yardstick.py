@@ -29,6 +29,8 @@ from defectkit.pipeline.grid import run_grid
 
 from benchlib import save_result  # first: puts src/ on the path
 
+ROOT = Path(__file__).resolve().parents[1]
+
 VARIANTS = [  # (arch, img_size, tapped levels, bank patches)
     ("tf_efficientnet_lite0", 160, [2, 3], 4096),
     ("tf_efficientnet_lite0", 224, [2, 3], 4096),
@@ -59,40 +61,49 @@ def run_variant(config: Path, base: Path, i: int, variant: tuple) -> dict:
     run_grid(cfg, base, progress=False, say=lambda *a: None)
     layout = Layout(base)
     recs = [FoldRecord.read(p) for p in layout.fold_metas(name)]
+    # a variant resumed in an earlier --workdir: the folds' own training time, not this call's
+    minutes = sum(r.secs for r in recs) / 60 if time.time() - t0 < 30 else (time.time() - t0) / 60
     row = {"recipe": name, "arch": arch, "img_size": size, "levels": levels, "bank": bank,
            "synthetic_auc": round(float(np.mean([r.synthetic_auc for r in recs])), 4),
            "oof_auc": round(float(np.mean([r.oof_auc for r in recs])), 4),
            "held_out_auc": round(held_out_auc(layout, cfg.competition, name), 4),
-           "minutes": round((time.time() - t0) / 60, 1)}
+           "minutes": round(minutes, 1)}
     print(row, flush=True)
     return row
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="configs/elpv_cpu.yaml")
-    p.add_argument("--workdir", help="default: a temporary folder")
+    p.add_argument("--config", default=str(ROOT / "configs/elpv_cpu.yaml"), help="relative to the repository root")
+    p.add_argument("--workdir", help="default: a temporary folder; a given one keeps finished folds (a rerun resumes)")
     p.add_argument("--quick", action="store_true", help="the first three variants only")
     p.add_argument("--out")
     args = p.parse_args(argv)
-    from scipy.stats import kendalltau, spearmanr
     variants = VARIANTS[:3] if args.quick else VARIANTS
+    config = Path(args.config) if Path(args.config).is_absolute() else ROOT / args.config
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(args.workdir or tmp)
-        rows = [run_variant(Path(args.config), base, i, v) for i, v in enumerate(variants)]
+        base, rows = Path(args.workdir or tmp), []
+        for i, v in enumerate(variants):  # the JSON is rewritten after every variant: a cut-off run keeps its rows
+            rows.append(run_variant(config, base, i, v))
+            if len(rows) >= 2:
+                write(rows, config, args.out, complete=len(rows) == len(variants))
+    return 0
+
+
+def write(rows: list[dict], config: Path, out: str | None, complete: bool) -> None:
+    from scipy.stats import kendalltau, spearmanr
     table = pd.DataFrame(rows)
     corr = {f"{kind} vs {real}": round(float(fn(table.synthetic_auc, table[real])[0]), 3)
             for real in ("oof_auc", "held_out_auc") for kind, fn in (("spearman", spearmanr), ("kendall", kendalltau))}
     best_syn, best_real = table.loc[table.synthetic_auc.idxmax()], table.loc[table.held_out_auc.idxmax()]
-    competition = load_config(Path(args.config)).competition.name
-    save_result({"competition": competition, "variants": rows, "rank_correlation": corr,
+    competition = load_config(config).competition.name
+    save_result({"competition": competition, "complete": complete, "variants": rows, "rank_correlation": corr,
                  "chosen_by_synthetic": best_syn.recipe, "its_held_out_auc": best_syn.held_out_auc,
                  "best_held_out": best_real.recipe, "best_held_out_auc": best_real.held_out_auc},
                 f"{competition}: {len(rows)} recipes of the anomaly member; synthetic vs real rank correlation "
                 f"{corr}; the synthetic yardstick picks {best_syn.recipe} (held-out {best_syn.held_out_auc}), the "
-                f"best is {best_real.recipe} ({best_real.held_out_auc})", args.out,
+                f"best is {best_real.recipe} ({best_real.held_out_auc})", out,
                 f"synthetic_yardstick_{competition}")
-    return 0
 
 
 if __name__ == "__main__":

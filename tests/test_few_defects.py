@@ -46,6 +46,19 @@ def test_good_images_alone_plan_train_and_blend_the_anomaly_member(good_only):
     assert blend["blend_oof_auc"] is None  # strict JSON: undefined without defects
     oof = pd.concat(pd.read_csv(p) for p in (base / "oof/tf_efficientnet_lite0_anomaly96").glob("fold[0-9].csv"))
     assert len(oof) == 45 and ops["chosen"]["threshold"] > oof["pred"].max()
+    # the synthetic yardstick's recall at each point: one synthetic defect per held-out good image, its
+    # share above the point's threshold, from the member's own scores of them (the files say the same)
+    syn = pd.concat(pd.read_csv(p) for p in sorted((base / "oof/tf_efficientnet_lite0_anomaly96")
+                                                   .glob("synthetic_fold[0-9].csv")))
+    assert len(syn) == 45 and set(syn["source"]) == set(oof["id"]) and syn["id"].is_unique
+    assert set(syn["kind"]) == {"patch", "scratch", "blob", "blur", "brightness"}
+    for op in ops.values():
+        assert op["synthetic_recall"] == round(float((syn["pred"] >= op["threshold"]).mean()), 4)
+    assert ops["false_alarm_1pct"]["synthetic_recall"] >= ops["false_alarm_0.1pct"]["synthetic_recall"]
+    estimate = blend["cross_check"]["synthetic"]
+    scratches = syn.pred[syn.kind == "scratch"]
+    assert estimate["chosen_by_kind"]["scratch"] == round(float((scratches >= ops["chosen"]["threshold"]).mean()), 4)
+    assert estimate["n"] == 45 and "not on real ones" in estimate["note"]
 
 
 @pytest.mark.slow  # plans and trains the member

@@ -3,6 +3,7 @@ draws the same defects, every kind and size comes about equally often, and a det
 images finds them while one that does not cannot."""
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from defectkit.core.checks import InputError
@@ -66,3 +67,28 @@ def test_a_detector_that_knows_the_good_images_finds_them_and_one_that_does_not_
     # has detail, and these images are smooth but for their noise
     assert all(found[k] > 0.85 for k in KINDS if k != "blur"), found
     assert abs(auc(y, np.r_[blind(fresh), blind(defects)]) - 0.5) < 0.2
+
+
+def test_the_blend_estimates_recall_on_the_members_common_synthetic_defects_and_only_on_those():
+    """Operating points from good images' scores get the share of synthetic defects above each threshold,
+    from the blend of the members' scores of the same defects; members that scored different defects
+    (another seed) give no estimate rather than a wrong one."""
+    from defectkit.ensemble.experiments import Experiment
+    from defectkit.ensemble.methods import MeanBlend, synthetic_recall
+
+    def member(preds, ids=None):
+        t = pd.DataFrame({"id": ids or [f"synthetic-0-{i}" for i in range(len(preds))],
+                          "kind": ["patch", "scratch"] * (len(preds) // 2), "pred": preds})
+        return Experiment("m", np.zeros(4), [np.zeros(2)], np.zeros(4, int), synthetic=[t])
+
+    a, b = member([0.9, 0.2, 0.7, 0.6]), member([0.7, 0.4, 0.7, 0.4])  # blended: 0.8, 0.3, 0.7, 0.5
+    ops = {"chosen": {"threshold": 0.6}, "false_alarm_0.1pct": {"threshold": 0.75}}
+    syn = synthetic_recall([a, b], MeanBlend().fit(np.zeros((4, 2)), None), ops)
+    assert ops["chosen"]["synthetic_recall"] == 0.5 and ops["false_alarm_0.1pct"]["synthetic_recall"] == 0.25
+    assert syn["n"] == 4 and syn["chosen_by_kind"] == {"patch": 1.0, "scratch": 0.0}
+    other_seed = member([0.7, 0.4, 0.3, 0.8], ids=[f"synthetic-0-{i}" for i in (1, 0, 2, 3)])
+    ops = {"chosen": {"threshold": 0.6}}
+    assert synthetic_recall([a, other_seed], MeanBlend().fit(np.zeros((4, 2)), None), ops) is None
+    assert "synthetic_recall" not in ops["chosen"]
+    assert synthetic_recall([a, Experiment("c", np.zeros(4), [np.zeros(2)], np.zeros(4, int))],
+                            MeanBlend().fit(np.zeros((4, 2)), None), ops) is None  # a classifier has none

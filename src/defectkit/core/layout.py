@@ -48,10 +48,13 @@ class FoldPaths:
     lock = _fold_file("model_dir", "fold{k}.lock", "held while the fold is written")
     oof = _fold_file("oof_dir", "fold{k}.csv", "OOF rows")
     test = _fold_file("oof_dir", "test_fold{k}.csv", "test rows")
+    synthetic = _fold_file("oof_dir", "synthetic_fold{k}.csv", "scores of synthetic defects made on the fold's "
+                           "held-out good images (an anomaly member's yardstick, not a result)")
     meta = _fold_file("oof_dir", "fold{k}.json", "the fold record, written last: its presence marks the fold complete")
 
     def outputs(self) -> list[Path]:
-        return [self.best, self.last, self.log, self.curves, self.config, self.oof, self.test, self.meta]
+        return [self.best, self.last, self.log, self.curves, self.config, self.oof, self.test, self.synthetic,
+                self.meta]
 
 
 class Layout:

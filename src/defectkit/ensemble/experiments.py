@@ -29,6 +29,7 @@ class Experiment:
     meta: list = field(default_factory=list)
     refit: np.ndarray | None = None  # the full-data refit's test probabilities, when there is one
     refit_why: str = ""  # why there is none
+    synthetic: list[pd.DataFrame] | None = None  # per fold: its model's scores of synthetic defects (anomaly kinds)
 
     @property
     def on_trial(self) -> bool:
@@ -149,7 +150,25 @@ def load_experiment(d: Path, comp: Competition, folds: pd.DataFrame, folds_hash:
         raise InputError(f"{d}: OOF fold numbers differ from the folds file")
     refit, why = _read_refit(d, folds_hash, pd.Index(test_ids), comp.sample_submission, meta)
     return Experiment(d.name, oof["pred"].to_numpy(float), list(tests), folds["fold"].to_numpy(int), fold_auc,
-                      meta, refit, why), ""
+                      meta, refit, why, _read_synthetic(d, meta, n_folds)), ""
+
+
+def _read_synthetic(d: Path, meta: list[FoldRecord], n_folds: int) -> list[pd.DataFrame] | None:
+    """Per fold, the fold model's scores of the synthetic defects made on its held-out good images
+    (synthetic_fold{k}.csv: id, kind, pred), or None unless every fold's record says it has them."""
+    by_fold = {m.fold: m for m in meta}
+    if any(by_fold.get(k) is None or by_fold[k].synthetic_auc is None for k in range(n_folds)):
+        return None
+    tables = []
+    for k in range(n_folds):
+        path = d / f"synthetic_fold{k}.csv"
+        if not path.exists():
+            return None  # made before the scores were kept
+        t = read_csv(path, "synthetic defects' scores")
+        check_columns(t, ["id", "kind", "pred"], path)
+        check_predictions(t["pred"], path)
+        tables.append(t)
+    return tables
 
 
 def _read_refit(d: Path, folds_hash: str, test_index: pd.Index, sample_name: str,

@@ -21,6 +21,7 @@ import dataclasses
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 
 from defectkit.core import metrics
 from defectkit.core.checks import InputError, check_predictions
@@ -194,8 +195,34 @@ def mean_blend(inp: BlendInputs, threshold_by: str, note: str, refit: str = "non
     auc = metrics.auc(inp.y, oof)
     cv = {"blend_auc_mean": auc, "blend_auc_std": float("nan"), "best_single_auc_mean": float("nan"),
           "per_fold": [], "note": note}
+    ops = metrics.operating_points(inp.y, oof, threshold_by)
+    syn = synthetic_recall(inp.exps, model, ops)
+    if syn:
+        cv["synthetic"] = syn
     return {"method": "mean", "model": model, "weights": model.weights_, "oof": oof, "test": test, "auc": auc,
-            "cv": cv, "ops": metrics.operating_points(inp.y, oof, threshold_by)}
+            "cv": cv, "ops": ops}
+
+
+def synthetic_recall(exps: list[Experiment], model: BlendMethod, ops: dict) -> dict | None:
+    """With no defects to weigh by, what the synthetic yardstick estimates: the blend (`model`, in
+    probability space) of each member's scores of the same synthetic defects, and at each operating point
+    the share of them above its threshold (`synthetic_recall`, added to `ops`), with the chosen point's
+    share per kind of defect. None unless every member scored the same synthetic defects (anomaly members
+    of one seed and folds file). Never a result: synthetic defects are not the user's."""
+    tables = [e.synthetic for e in exps]
+    if not exps or any(t is None for t in tables):
+        return None
+    ids = [pd.concat(t)["id"].astype(str).to_numpy() for t in tables]
+    if any(len(i) != len(ids[0]) or (i != ids[0]).any() for i in ids[1:]):
+        return None  # members of different seeds made different defects: nothing to blend
+    s = model.apply(np.column_stack([pd.concat(t)["pred"].to_numpy(float) for t in tables]))
+    kinds = pd.concat(tables[0])["kind"].astype(str).to_numpy()
+    for op in ops.values():
+        op["synthetic_recall"] = round(float((s >= op["threshold"]).mean()), 4)
+    t = ops["chosen"]["threshold"]
+    return {"n": len(s), "note": "recall estimated on synthetic defects made on the held-out good images "
+                                 "(data/synthetic.py), not on real ones",
+            "chosen_by_kind": {k: round(float((s[kinds == k] >= t).mean()), 4) for k in dict.fromkeys(kinds)}}
 
 
 def compute_blend(inp: BlendInputs, method: str, threshold_by: str, meta: tuple | None = None,

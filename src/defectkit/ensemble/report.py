@@ -114,6 +114,10 @@ def print_blend(say, inp: BlendInputs, table: pd.DataFrame, b: dict, method: str
         say(f"anomaly member {name}: {why}")
     for key, op in b["ops"].items():
         say(f"  OOF operating point {key:>18}: {describe_point(op)}")
+    syn = cv.get("synthetic")
+    if syn:
+        say(f"  synthetic recall at the chosen point, by kind ({syn['n']} synthetic defects, a yardstick, not a "
+            "result): " + ", ".join(f"{k} {v:.2f}" for k, v in syn["chosen_by_kind"].items()))
 
 
 def print_weights(say, inp: BlendInputs, table: pd.DataFrame, b: dict) -> None:
@@ -139,6 +143,8 @@ def describe_point(op: dict) -> str:
            f"({op['fp']} of {op['fp'] + op['tn']} good)")
     if op.get("recall") is not None:
         out += f" recall {op['recall']:.3f} precision {op['precision']:.3f} F1 {op['f1']:.3f}"
+    if op.get("synthetic_recall") is not None:
+        out += f" synthetic recall {op['synthetic_recall']:.3f}"
     if op.get("resolved") is False:
         out += f" (too few good images to resolve {op['rate']:.1%}: above every good OOF score)"
     return out + (f" [= {op['by']}]" if op.get("by") in metrics.FALSE_ALARMS else "")

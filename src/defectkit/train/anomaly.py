@@ -24,6 +24,7 @@ import time
 import uuid
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +32,7 @@ from torch import nn
 from defectkit.core import metrics
 from defectkit.core.checks import InputError
 from defectkit.core.config import Config, config_hash
+from defectkit.core.fileio import write_csv_atomic
 from defectkit.core.layout import Layout
 from defectkit.core.members import FitOptions, MemberKind, register_member
 from defectkit.core.records import FoldRecord
@@ -203,7 +205,12 @@ def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> Fo
     Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
                mean=info.mean, std=info.std, tta=rec.tta_views, epoch=1, val_auc=val_auc, run_id=run_id,
                config_hash=config_hash(cfg), config=cfg.to_dict()).save(paths.best)
-    synthetic = synthetic_auc(net, d, p_val, (setup, rec, fold))
+    synthetic = synthetic_scores(net, d, p_val, (setup, rec, fold))
+    if synthetic is not None:  # before the record, which marks the fold complete
+        write_csv_atomic(synthetic[1], paths.synthetic, index=False)
+        synthetic = synthetic[0]
+    else:
+        paths.synthetic.unlink(missing_ok=True)
     meta = write_fold_outputs(cfg, arch, d, paths, (p_val, p_test), FoldFacts(
         weights=info.source, run_id=run_id, best_epoch=1, epochs_run=1, val_auc=val_auc, n_train=len(net.bank),
         device="cpu", secs=round(time.time() - t0, 1), synthetic_auc=synthetic))
@@ -215,18 +222,23 @@ def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> Fo
     return meta
 
 
-def synthetic_auc(net: nn.Module, d, p_val: np.ndarray, how: tuple) -> float | None:
+def synthetic_scores(net: nn.Module, d, p_val: np.ndarray, how: tuple) -> tuple[float, pd.DataFrame] | None:
     """The fold's held-out good images against synthetic defects made on them (data/synthetic.py: every kind
     and size in turn, seeded by the recipe's seed and the fold): how well the member tells a defect it has
-    never seen, when no real one is held out. None without two held-out good images (a refit)."""
+    never seen, when no real one is held out. (AUC, the defects' table: id, source id, kind, size, pred), the
+    table read by the blend for the recall it estimates at its operating points; None without two held-out
+    good images (a refit). Members with one seed and folds file make the same defects: they blend."""
     setup, rec, fold = how
     good = np.flatnonzero(d.y_val == 0)
     if len(good) < 2:
         return None
     seed = rec.seed * 1000 + (fold if isinstance(fold, int) else 999)
-    defects, _, _ = synthetic_set(d.train_images[d.val_idx[good]], seed)
+    defects, _, table = synthetic_set(d.train_images[d.val_idx[good]], seed)
     p_syn = score(net, defects, setup, rec.tta_views, 2 * rec.batch_size)
-    return round(float(metrics.auc(np.r_[np.zeros(len(good)), np.ones(len(p_syn))], np.r_[p_val[good], p_syn])), 5)
+    auc = round(float(metrics.auc(np.r_[np.zeros(len(good)), np.ones(len(p_syn))], np.r_[p_val[good], p_syn])), 5)
+    table.insert(0, "id", [f"synthetic-{fold}-{i}" for i in range(len(table))])
+    table["source"] = np.asarray(d.ids)[d.val_idx[good]][table["source"].to_numpy()]
+    return auc, table.assign(pred=p_syn)
 
 
 def load_anomaly_net(ck: Checkpoint) -> PatchCoreNet:
