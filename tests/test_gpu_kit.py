@@ -138,3 +138,25 @@ def test_the_kit_scripts_name_only_what_exists():
     for script in ("bench/train_throughput.py", "bench/gpu/steps.py", "src/prepare.py", "src/make_folds.py",
                    "src/train.py", "src/blend.py"):
         assert script in text and (ROOT / script).exists()
+
+
+def test_parallel_auto_packs_the_grid_from_the_fold_and_the_bare_loop_measured_here(tmp_path, monkeypatch):
+    """--parallel auto reads step c's fold record and step b's bare loop: the H200 run's figures (2.35 GiB,
+    1,574 x 20 images in 101.6 s, bare 2,507 img/s: 12 % busy) pack 8 jobs; a fold near the bare loop's
+    speed runs alone; nothing measured: the fallback, said so."""
+    s = steps.Steps(type("A", (), {"device": "cuda", "out": str(tmp_path / "out"), "work": str(tmp_path / "w"),
+                                   "site": str(tmp_path / "site"), "recipe": "", "config": "configs/elpv.yaml",
+                                   "parallel": "auto", "minutes": 1})())
+    monkeypatch.setattr(steps.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(s, "free_gib", lambda: 135.0)
+    cfg = s.config()
+    assert s.parallel(cfg)[0] == steps.FALLBACK_PARALLEL and "fallback" in s.parallel(cfg)[1]
+    meta = {"n_train": 1574, "epochs_run": 20, "secs": 101.6, "peak_gpu_mem_gib": 2.35}
+    monkeypatch.setattr(s, "fold_meta", lambda arch, fold: meta)
+    (tmp_path / "out/train_throughput_cuda_lite0_300.json").write_text(json.dumps({"bare_img_s": 2507.4}))
+    n, why = s.parallel(cfg)
+    assert n == 8 and "device saturation 9" in why
+    meta["secs"] = 14.0  # 2,249 img/s: 90 % of the bare loop
+    assert s.parallel(cfg)[0] == 2
+    s.args.parallel = "3"
+    assert s.parallel(cfg) == (3, "--parallel")

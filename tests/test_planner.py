@@ -217,3 +217,20 @@ def test_a_budget_too_small_for_the_anomaly_member_says_what_it_needs():
     with pytest.raises(InputError, match=r"too small for the anomaly member at .* needs about [\d.]+ min; give "
                                          r"--time-budget \d+ or more"):
         planner.search_anomaly(_with_defects(SURVEYS["10,000 images"], 0), CPU, "cpu", 0.2 * 60, {})
+
+
+def test_folds_are_packed_on_a_device_as_memory_cores_and_its_idle_share_allow():
+    """The H200 run's fold (2.35 GiB, ~310 img/s end to end of 2,507 bare: 12 % busy) packs by its idle share
+    up to the cores and the cap; a fold that keeps the GPU busy runs about alone; memory binds a big one."""
+    from defectkit.train.planner import JobFootprint, pack_jobs
+    n, why = pack_jobs(JobFootprint(mem_gib=2.35, cpus=2, busy=310 / 2507), free_gib=135, cpus=16)
+    assert n == 8 and "limited by" in why and "device saturation 9" in why and "CPU cores 8" in why
+    assert pack_jobs(JobFootprint(2.35, 1, 0.9), free_gib=135, cpus=16)[0] == 2  # 90 % busy: one more fills it
+    assert pack_jobs(JobFootprint(2.35, 1, 1.0), free_gib=135, cpus=16)[0] == 1
+    n, why = pack_jobs(JobFootprint(30, 1, 0.2), free_gib=78, cpus=16)
+    assert n == 2 and "limited by memory" in why  # 0.8 x 78 / 30
+    n, why = pack_jobs(JobFootprint(90, 1, 0.2), free_gib=78, cpus=16)
+    assert n == 1 and "memory 0" in why  # never none: one job runs (and fails on its own if it cannot)
+    assert pack_jobs(JobFootprint(1, 9, 0.1), free_gib=78, cpus=16)[0] == 1  # 9 loader cores of 16
+    with pytest.raises(InputError, match="busy share"):
+        pack_jobs(JobFootprint(1, 1, 0), free_gib=78, cpus=16)

@@ -1,7 +1,7 @@
 """The GPU kit's one call: headline figures first, each step's JSON written before the next starts,
 the whole inside a time budget. `bash bench/gpu/run.sh` runs it; README "GPU kit" says how.
 
-    python bench/gpu/steps.py [--device cuda] [--minutes 8.5] [--parallel 5] [--out DIR] [--only a,b,c,d]
+    python bench/gpu/steps.py [--device cuda] [--minutes 8.5] [--parallel auto|N] [--out DIR] [--only a,b,c,d]
                               [--recipe "--epochs 1 --img-size 64"] [--throughput "--steps 2 ..."]
 
   a  environment: python, torch, CUDA, cuDNN, the GPU, bf16, the packages     -> env_<dev>.json
@@ -10,7 +10,8 @@ the whole inside a time budget. `bash bench/gpu/run.sh` runs it; README "GPU kit
   c  one ELPV fold of configs/elpv.yaml (the `gpu` preset) with lite0, alone:
      fold AUC, training img/s, peak GPU memory, seconds                          -> elpv_fold_<dev>.json
   d  the rest of the grid, --parallel train.py processes at a time (each resumes what an earlier
-     call left), as long as the budget lets a job finish; then blend.py over the complete
+     call left; auto: as many as step c's fold, step b's bare loop and the device's free memory and
+     cores say, planner.pack_jobs), as long as the budget lets a job finish; then blend.py over the complete
      experiments: OOF and held-out AUC, accuracy, wall time                     -> elpv_grid_<dev>.json
 
 Every JSON goes to --out ($OUT when set, else bench/results/gpu) and to bench/results/. The kit
@@ -35,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RESULTS = ROOT / "bench" / "results"
 LITE0 = "tf_efficientnet_lite0"
+FALLBACK_PARALLEL = 5  # jobs at a time when nothing here was measured (the H200 run's 2.0 jobs/min)
 THROUGHPUT = {  # name: benchmark flags (the issue's two cases; batch 64, strong augmentation)
     "lite0_300": ["--arch", LITE0, "--img-size", "300", "--batch-size", "64"],
     "resnet50_224": ["--arch", "resnet50", "--img-size", "224", "--batch-size", "64"],
@@ -200,8 +202,9 @@ class Steps:
         jobs = [(a, k) for a in archs for k in (cfg.recipe.folds or range(n_folds))]
         todo = [j for j in jobs if self.fold_meta(*j) is None]
         reserve = self.args.blend_reserve
+        parallel, packing = self.parallel(cfg)
         self.say(f"grid: {len(jobs)} jobs, {len(jobs) - len(todo)} complete, {len(todo)} to run, "
-                 f"{self.args.parallel} at a time, {self.left():.0f} s left")
+                 f"{parallel} at a time ({packing}), {self.left():.0f} s left")
         secs: dict[str, list[float]] = {a: [] for a in archs}
         m0 = self.fold_meta(LITE0, 0)
         if m0:
@@ -224,7 +227,7 @@ class Steps:
             if len(failed) >= 2 and not any(secs.values()):
                 self.say(f"{len(failed)} jobs failed and none completed: the rest are not started")
                 todo.clear()
-            while todo and len(running) < self.args.parallel:
+            while todo and len(running) < parallel:
                 arch, k = todo[0]
                 est = estimate(secs, arch, archs) * (1 if not running else 1.15)
                 if est > self.left() - reserve:
@@ -250,7 +253,7 @@ class Steps:
             log = self.work / "logs" / f"{arch}_fold{k}.log"
             if (arch, k) not in done and log.exists():
                 self.say(f"{arch} fold {k} log tail:\n" + "".join(log.read_text().splitlines(True)[-8:]))
-        result = {"config": self.args.config, "recipe_overrides": self.recipe, "parallel": self.args.parallel,
+        result = {"config": self.args.config, "recipe_overrides": self.recipe, "parallel": parallel, "packing": packing,
                   "jobs": len(jobs), "jobs_complete": len(done), "grid_wall_s_this_call": round(wall, 1),
                   "job_secs": {a: [round(s, 1) for s in v] for a, v in secs.items()},
                   "complete_archs": [a for a in archs if all((a, k) in done for _, k in jobs if _ == a)]}
@@ -262,6 +265,32 @@ class Steps:
                 result.update(blend_summary(json.loads(report.read_text())))
         self.save("elpv_grid", result)
         return result
+
+
+    def parallel(self, cfg) -> tuple[int, str]:
+        """Grid jobs at a time: --parallel N, or (auto) planner.pack_jobs from what steps b and c measured
+        here (the fold's peak memory and end-to-end images/s, the bare loop's images/s) and the device's
+        free memory and cores; on the CPU one job (each uses every core)."""
+        if self.args.parallel != "auto":
+            return int(self.args.parallel), "--parallel"
+        if self.dev == "cpu":
+            return 1, "CPU jobs use every core"
+        m0 = self.fold_meta(LITE0, 0)
+        bare = self.out / f"train_throughput_{self.dev}_lite0_300.json"
+        if not (m0 and m0.get("peak_gpu_mem_gib") and bare.exists()):
+            return FALLBACK_PARALLEL, "no measured fold or bare loop here: the fallback"
+        from defectkit.train.planner import JobFootprint, pack_jobs
+        rec = cfg.recipe
+        device_path = rec.data_path == "device" or (rec.data_path == "auto" and self.dev == "cuda")  # auto: ELPV fits
+        workers = rec.num_workers if rec.num_workers >= 0 else min(8, (os.cpu_count() or 2) // 2)
+        busy = m0["n_train"] * m0["epochs_run"] / m0["secs"] / json.loads(bare.read_text())["bare_img_s"]
+        job = JobFootprint(m0["peak_gpu_mem_gib"], 1 if device_path else 1 + workers, min(busy, 1.0))
+        return pack_jobs(job, self.free_gib(), os.cpu_count() or 1)
+
+    def free_gib(self) -> float:
+        code = "import torch; print(torch.cuda.mem_get_info()[0] / 2**30)"
+        p = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=60)
+        return float(p.stdout.strip().splitlines()[-1])
 
 
 def read_csv_rows(path: Path) -> list[dict]:
@@ -307,7 +336,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
     p.add_argument("--minutes", type=float, default=8.5, help="the whole call's budget (the device allows 10)")
-    p.add_argument("--parallel", type=int, default=5, help="grid jobs at a time (train.py processes)")
+    p.add_argument("--parallel", default="auto", type=lambda v: v if v == "auto" else str(int(v)),
+                   help="grid jobs at a time (train.py processes), or auto: packed from the measured fold")
     p.add_argument("--kit", default="gpu_kit")
     p.add_argument("--site", default="gpu_work/site", help="where the kit's wheels and weights are installed")
     p.add_argument("--work", default="gpu_work")

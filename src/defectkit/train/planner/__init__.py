@@ -38,6 +38,7 @@ from defectkit.train.planner.cost import (  # noqa: F401
     START_S,
     ArchCost,
     Curve,
+    JobFootprint,
     Plan,
     Survey,
     anomaly_hw,
@@ -50,6 +51,7 @@ from defectkit.train.planner.cost import (  # noqa: F401
     ladder,
     min_epochs,
     notes,
+    pack_jobs,
     search,
     search_anomaly,
 )

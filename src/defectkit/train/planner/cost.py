@@ -313,3 +313,39 @@ def notes(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> list[str]:
                    f"of the images' {s.hw[1]} x {s.hw[0]}: a budget of about {math.ceil(need)} min (--time-budget) "
                    "trains at their own size" + ("; a GPU would too, in far less" if plan.device == "cpu" else ""))
     return out
+
+
+PACK_MEMORY_SHARE = 0.8  # of the device's free memory that packed jobs may hold (allocator caches, cuDNN workspaces)
+
+
+MAX_JOBS_PER_DEVICE = 8
+
+
+@dataclass(frozen=True)
+class JobFootprint:
+    """What one training job holds and uses, measured on the device it runs on: its peak memory, the
+    CPU cores it keeps busy (the main process, plus loader workers), and `busy`: the share of the
+    device's training throughput one job alone reaches (its end-to-end images/s over the bare AMP
+    loop's: what the GPU idles between steps is what another job can use)."""
+
+    mem_gib: float
+    cpus: float
+    busy: float
+
+
+def pack_jobs(job: JobFootprint, free_gib: float, cpus: int, max_jobs: int = MAX_JOBS_PER_DEVICE) -> tuple[int, str]:
+    """(Jobs to run at a time on one device, why that many): as many as its free memory holds (with a
+    margin), its CPU cores feed, and its idle share can use (beyond ceil(1 / busy) jobs the device is
+    saturated and another job only adds memory and contention), at least one, at most `max_jobs`."""
+    if not (job.mem_gib > 0 and job.cpus > 0 and 0 < job.busy <= 1.5):
+        raise InputError(f"job footprint {job}: expected memory > 0 GiB, CPUs > 0 and a busy share in (0, 1.5]")
+    limits = {"memory": math.floor(free_gib * PACK_MEMORY_SHARE / job.mem_gib),
+              "CPU cores": math.floor(cpus / job.cpus),
+              "device saturation": math.ceil(1 / min(job.busy, 1.0) - 1e-9),
+              "the cap": max_jobs}
+    binding = min(limits, key=limits.get)
+    n = max(1, limits[binding])
+    why = (f"{n} at a time, limited by {binding}: one job holds {job.mem_gib:.2f} GiB of {free_gib:.1f} free, uses "
+           f"{job.cpus:g} of {cpus} cores and reaches {job.busy:.0%} of the bare loop's throughput (" +
+           ", ".join(f"{k} {v}" for k, v in limits.items()) + ")")
+    return n, why
