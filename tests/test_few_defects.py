@@ -35,30 +35,45 @@ def good_only(tmp_path_factory):
 
 @pytest.mark.slow  # plans and trains the member
 def test_good_images_alone_plan_train_and_blend_the_anomaly_member(good_only):
+    """With time left at the images' own size the plan buys more backbones as members; the mean keeps those the
+    synthetic yardstick says help, and every operating point carries the recall the yardstick estimates there."""
     base, said = good_only
     assert "plan: the anomaly member alone (too few defects for classifiers), 96 x 96 px" in said
+    lites = [f"tf_efficientnet_lite{k}_anomaly96" for k in range(3)]
+    assert "lite0 + lite1 + lite2" in said and all((base / "oof" / e / "fold4.json").exists() for e in lites)
     blend = json.loads((base / "submissions/blend.json").read_text())
-    assert "none in fold(s) [0, 1, 2, 3, 4]: no weights can be found" in blend["cross_check"]["note"]
-    assert blend["method"] == "mean" and list(blend["weights"]) == ["tf_efficientnet_lite0_anomaly96"]
+    cv = blend["cross_check"]
+    assert "none in fold(s) [0, 1, 2, 3, 4]: no weights can be found" in cv["note"]
+    assert "members chosen by the synthetic yardstick" in cv["note"]
+    chosen = list(blend["weights"])
+    assert blend["method"] == "mean" and set(chosen) <= set(lites) and chosen
+    assert set(blend["weights"].values()) == {1 / len(chosen)}
+    members = cv["synthetic"]["members"]  # the yardstick's AUC of each member and of the chosen blend
+    assert members["blend"] >= max(members[e] for e in lites) and set(members) == {*lites, "blend"}
     ops = blend["operating_points"]
     assert "recall_95" not in ops and ops["chosen"]["by"] == "false_alarm_1pct"
     assert ops["false_alarm_1pct"]["fp"] == 0 and ops["false_alarm_1pct"]["resolved"] is False  # 45 good OOF rows
     assert blend["blend_oof_auc"] is None  # strict JSON: undefined without defects
-    oof = pd.concat(pd.read_csv(p) for p in (base / "oof/tf_efficientnet_lite0_anomaly96").glob("fold[0-9].csv"))
-    assert len(oof) == 45 and ops["chosen"]["threshold"] > oof["pred"].max()
-    # the synthetic yardstick's recall at each point: one synthetic defect per held-out good image, its
-    # share above the point's threshold, from the member's own scores of them (the files say the same)
-    syn = pd.concat(pd.read_csv(p) for p in sorted((base / "oof/tf_efficientnet_lite0_anomaly96")
-                                                   .glob("synthetic_fold[0-9].csv")))
-    assert len(syn) == 45 and set(syn["source"]) == set(oof["id"]) and syn["id"].is_unique
+
+    def files(exp, pattern):
+        return pd.concat(pd.read_csv(p) for p in sorted((base / "oof" / exp).glob(pattern))).reset_index(drop=True)
+    oof = sum(files(e, "fold[0-9].csv")["pred"] for e in chosen) / len(chosen)
+    ids = files(chosen[0], "fold[0-9].csv")["id"]
+    assert len(oof) == 45 and ops["chosen"]["threshold"] > oof.max()
+    # the synthetic yardstick's recall at each point: one synthetic defect per held-out good image, the share of
+    # the blend of the chosen members' scores of them above the point's threshold (the files say the same)
+    syn = files(chosen[0], "synthetic_fold[0-9].csv")
+    pred = sum(files(e, "synthetic_fold[0-9].csv")["pred"] for e in chosen) / len(chosen)
+    assert len(syn) == 45 and set(syn["source"]) == set(ids) and syn["id"].is_unique
+    assert all((files(e, "synthetic_fold[0-9].csv")["id"] == syn["id"]).all() for e in lites)  # the same defects
     assert set(syn["kind"]) == {"patch", "scratch", "blob", "blur", "brightness"}
     for op in ops.values():
-        assert op["synthetic_recall"] == round(float((syn["pred"] >= op["threshold"]).mean()), 4)
+        assert op["synthetic_recall"] == round(float((pred >= op["threshold"]).mean()), 4)
     assert ops["false_alarm_1pct"]["synthetic_recall"] >= ops["false_alarm_0.1pct"]["synthetic_recall"]
-    estimate = blend["cross_check"]["synthetic"]
-    scratches = syn.pred[syn.kind == "scratch"]
-    assert estimate["chosen_by_kind"]["scratch"] == round(float((scratches >= ops["chosen"]["threshold"]).mean()), 4)
-    assert estimate["n"] == 45 and "not on real ones" in estimate["note"]
+    scratches = pred[syn.kind == "scratch"]
+    assert cv["synthetic"]["chosen_by_kind"]["scratch"] == round(float((scratches >= ops["chosen"]["threshold"])
+                                                                      .mean()), 4)
+    assert cv["synthetic"]["n"] == 45 and "not on real ones" in cv["synthetic"]["note"]
 
 
 @pytest.mark.slow  # plans and trains the member

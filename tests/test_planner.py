@@ -234,3 +234,20 @@ def test_folds_are_packed_on_a_device_as_memory_cores_and_its_idle_share_allow()
     assert pack_jobs(JobFootprint(1, 9, 0.1), free_gib=78, cpus=16)[0] == 1  # 9 loader cores of 16
     with pytest.raises(InputError, match="busy share"):
         pack_jobs(JobFootprint(1, 1, 0), free_gib=78, cpus=16)
+
+
+@pytest.mark.parametrize("name", ["tiny", "100 images"])
+def test_with_the_input_at_its_largest_the_anomaly_plan_buys_more_backbones_while_they_fit(name):
+    import dataclasses
+    s = _with_defects(SURVEYS[name], 0)
+    alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
+    assert alone.hw == planner.anomaly_sizes(s, {})[0] and alone.total_s < 0.5 * 600  # room left at the top size
+    grown = planner.grow_anomaly(s, CPU, dataclasses.replace(alone, archs=list(alone.archs)))
+    assert grown.archs[0] == alone.archs[0] and len(grown.archs) > 1 and grown.total_s <= FILL * 600
+    for arch in grown.archs[1:]:
+        assert grown.estimate[f"{arch} anomaly folds"] == pytest.approx(planner.anomaly_s(s, CPU[arch], grown.hw, 5))
+    left_out = [a for a in CPU if a not in grown.archs]
+    assert not left_out or grown.total_s + planner.anomaly_s(s, CPU[left_out[0]], grown.hw, 5) > FILL * 600
+    assert "lite0 + lite1" in grown.line(s.hw) and grown.fields()["archs"] == grown.archs
+    tight = planner.search_anomaly(s, CPU, "cpu", alone.total_s / FILL * 1.01, {})
+    assert planner.grow_anomaly(s, CPU, tight).archs == alone.archs  # no room: the member alone

@@ -92,3 +92,27 @@ def test_the_blend_estimates_recall_on_the_members_common_synthetic_defects_and_
     assert "synthetic_recall" not in ops["chosen"]
     assert synthetic_recall([a, Experiment("c", np.zeros(4), [np.zeros(2)], np.zeros(4, int))],
                             MeanBlend().fit(np.zeros((4, 2)), None), ops) is None  # a classifier has none
+
+
+def test_without_defects_the_mean_keeps_the_members_the_yardstick_says_help_and_drops_a_blind_one():
+    """Forward selection on the synthetic AUC: a member that sees half the kinds, one that sees the other
+    half (the blend beats both), one that sees nothing (left out); a single member: no choice."""
+    from defectkit.ensemble.experiments import Experiment
+    from defectkit.ensemble.methods import choose_by_yardstick
+    rng = np.random.default_rng(0)
+    n = 200
+    kinds = np.array(["patch", "scratch"] * (n // 2))
+    good = rng.normal(0.3, 0.05, (n, 3))
+    sees_patch = np.where(kinds == "patch", 0.6, 0.3) + rng.normal(0, 0.05, n)
+    sees_scratch = np.where(kinds == "scratch", 0.6, 0.3) + rng.normal(0, 0.05, n)
+    blind = rng.normal(0.3, 0.05, n)
+
+    def member(name, preds):
+        t = pd.DataFrame({"id": [f"synthetic-0-{i}" for i in range(n)], "kind": kinds, "pred": preds})
+        return Experiment(name, np.zeros(n), [np.zeros(2)], np.zeros(n, int), synthetic=[t])
+    exps = [member("blind", blind), member("patch", sees_patch), member("scratch", sees_scratch)]
+    chosen = choose_by_yardstick(exps, good)
+    assert list(chosen["weights"]) == [0.0, 0.5, 0.5]
+    assert chosen["aucs"]["blend"] > max(chosen["aucs"]["patch"], chosen["aucs"]["scratch"]) + 0.1
+    assert abs(chosen["aucs"]["blind"] - 0.5) < 0.1 and "not a result" in chosen["note"]
+    assert choose_by_yardstick(exps[1:2], good[:, :1]) is None

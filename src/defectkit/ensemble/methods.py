@@ -190,6 +190,10 @@ def mean_blend(inp: BlendInputs, threshold_by: str, note: str, refit: str = "non
     """The plain mean of the members' probabilities, with operating points (few or no defects)."""
     O, T = blend_space("prob", inp.exps, refit)
     model = MeanBlend().fit(O, inp.y)
+    chosen = choose_by_yardstick(inp.exps, O[inp.y == 0])
+    if chosen:
+        model.weights_ = chosen["weights"]
+        note += f"; {chosen['note']}"
     oof, test = model.apply(O), model.apply(T)
     check_predictions(test, "blend of test predictions")
     auc = metrics.auc(inp.y, oof)
@@ -198,9 +202,52 @@ def mean_blend(inp: BlendInputs, threshold_by: str, note: str, refit: str = "non
     ops = metrics.operating_points(inp.y, oof, threshold_by)
     syn = synthetic_recall(inp.exps, model, ops)
     if syn:
-        cv["synthetic"] = syn
+        cv["synthetic"] = {**syn, **({"members": chosen["aucs"]} if chosen else {})}
     return {"method": "mean", "model": model, "weights": model.weights_, "oof": oof, "test": test, "auc": auc,
             "cv": cv, "ops": ops}
+
+
+def synthetic_matrix(exps: list[Experiment]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(Scores, kinds) of the synthetic defects every member scored: an n x m matrix, one column per member,
+    and each defect's kind; None unless all members scored the same defects (anomaly members of one seed and
+    folds file)."""
+    tables = [e.synthetic for e in exps]
+    if not exps or any(t is None for t in tables):
+        return None
+    ids = [pd.concat(t)["id"].astype(str).to_numpy() for t in tables]
+    if any(len(i) != len(ids[0]) or (i != ids[0]).any() for i in ids[1:]):
+        return None  # members of different seeds made different defects: nothing to blend
+    return (np.column_stack([pd.concat(t)["pred"].to_numpy(float) for t in tables]),
+            pd.concat(tables[0])["kind"].astype(str).to_numpy())
+
+
+def choose_by_yardstick(exps: list[Experiment], good: np.ndarray, min_gain: float = 1e-3) -> dict | None:
+    """Without defects to weigh by, which members the mean keeps: forward selection on the synthetic
+    yardstick's AUC (the good OOF rows `good`, n x m probabilities, against the members' scores of the
+    synthetic defects): the best member first, then the one that most raises the mean's AUC, while it
+    raises it by `min_gain`. {weights, aucs (each member's and the blend's), note}; None with one member
+    or without common synthetic scores (then every member is averaged)."""
+    syn = synthetic_matrix(exps)
+    if syn is None or len(exps) < 2 or len(good) < 2:
+        return None
+    S, y = syn[0], np.r_[np.zeros(len(good)), np.ones(len(syn[0]))]
+
+    def yard(cols: list[int]) -> float:
+        return float(metrics.auc(y, np.r_[good[:, cols].mean(1), S[:, cols].mean(1)]))
+    single = [yard([j]) for j in range(len(exps))]
+    chosen, best = [int(np.argmax(single))], max(single)
+    while len(chosen) < len(exps):
+        gains = {j: yard([*chosen, j]) for j in range(len(exps)) if j not in chosen}
+        j = max(gains, key=gains.get)
+        if gains[j] < best + min_gain:
+            break
+        chosen, best = [*chosen, j], gains[j]
+    w = np.zeros(len(exps))
+    w[chosen] = 1.0 / len(chosen)
+    names = [exps[j].name for j in chosen]
+    return {"weights": w, "aucs": {**{e.name: round(a, 5) for e, a in zip(exps, single)}, "blend": round(best, 5)},
+            "note": f"members chosen by the synthetic yardstick (AUC on synthetic defects, not a result): "
+                    f"{', '.join(names)} ({best:.4f}; alone: " + ", ".join(f"{a:.4f}" for a in single) + ")"}
 
 
 def synthetic_recall(exps: list[Experiment], model: BlendMethod, ops: dict) -> dict | None:
@@ -209,14 +256,10 @@ def synthetic_recall(exps: list[Experiment], model: BlendMethod, ops: dict) -> d
     the share of them above its threshold (`synthetic_recall`, added to `ops`), with the chosen point's
     share per kind of defect. None unless every member scored the same synthetic defects (anomaly members
     of one seed and folds file). Never a result: synthetic defects are not the user's."""
-    tables = [e.synthetic for e in exps]
-    if not exps or any(t is None for t in tables):
+    syn = synthetic_matrix(exps)
+    if syn is None:
         return None
-    ids = [pd.concat(t)["id"].astype(str).to_numpy() for t in tables]
-    if any(len(i) != len(ids[0]) or (i != ids[0]).any() for i in ids[1:]):
-        return None  # members of different seeds made different defects: nothing to blend
-    s = model.apply(np.column_stack([pd.concat(t)["pred"].to_numpy(float) for t in tables]))
-    kinds = pd.concat(tables[0])["kind"].astype(str).to_numpy()
+    s, kinds = model.apply(syn[0]), syn[1]
     for op in ops.values():
         op["synthetic_recall"] = round(float((s >= op["threshold"]).mean()), 4)
     t = ops["chosen"]["threshold"]

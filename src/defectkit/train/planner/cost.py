@@ -206,13 +206,19 @@ def anomaly_s(s: Survey, c: ArchCost, hw: tuple[int, int], folds: int, bank: int
     return folds * (forward + pool * min(bank, pool) * CORESET_S + FOLD_S)
 
 
+def anomaly_sizes(s: Survey, fixed: dict) -> list[tuple[int, int]]:
+    """The anomaly member's inputs, largest first: the images' size down, at most ANOMALY_MAX_SIDE a side."""
+    if "hw" in fixed:
+        return [tuple(fixed["hw"])]
+    return [hw for hw in ladder(s) if max(hw) <= ANOMALY_MAX_SIDE] or [ladder(s)[-1]]
+
+
 def search_anomaly(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, fixed: dict) -> Plan:
     """The anomaly member alone: the largest input up to the images' size (its longer side at most
     ANOMALY_MAX_SIDE) whose run fits the budget."""
     arch = (fixed.get("archs") or [a for a in LITES if a in costs] or list(costs))[0]
     folds = fixed.get("folds", FOLDS)
-    sizes = [fixed["hw"]] if "hw" in fixed else [hw for hw in ladder(s) if max(hw) <= ANOMALY_MAX_SIDE] or [
-        ladder(s)[-1]]
+    sizes = anomaly_sizes(s, fixed)
     for hw in sizes:
         plan = Plan(device, budget_s, hw, [arch], 1, 1, folds=folds, cached=False, member="anomaly")
         plan.estimate = {"start and blend": START_S, "images": (s.n_train + s.n_test) * s.decode_s,
@@ -222,6 +228,21 @@ def search_anomaly(s: Survey, costs: dict[str, ArchCost], device: str, budget_s:
     raise InputError(f"time_budget {budget_s / 60:g} min: too small for the anomaly member at {sizes[-1][1]} x "
                      f"{sizes[-1][0]} px, which needs about {plan.total_s / 60 / FILL:.1f} min; give --time-budget "
                      f"{math.ceil(plan.total_s / 60 / FILL)} or more")
+
+
+def grow_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> Plan:
+    """With the input at its largest (the images' size, or ANOMALY_MAX_SIDE a side) and budget left,
+    another backbone as another member, in `costs`' order, while the whole fits: each learns the same
+    good images with other features, and the blend keeps it only if the synthetic yardstick says it
+    helps (ensemble.methods.choose_by_yardstick). A plan below the largest input is returned as it is:
+    resolution comes first."""
+    for arch in [a for a in costs if a not in plan.archs]:
+        extra = anomaly_s(s, costs[arch], plan.hw, plan.folds)
+        if plan.total_s + extra > FILL * plan.budget_s:
+            break
+        plan.archs = [*plan.archs, arch]
+        plan.estimate = {**plan.estimate, f"{arch} anomaly folds": extra}
+    return plan
 
 
 def cache_gb(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> float:

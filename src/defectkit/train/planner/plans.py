@@ -23,8 +23,10 @@ from defectkit.train.planner.cost import (
     Survey,
     anomaly_hw,
     anomaly_s,
+    anomaly_sizes,
     batch_for,
     estimate,
+    grow_anomaly,
     ladder,
     notes,
     search,
@@ -115,9 +117,14 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     hw0 = fixed.get("hw") or min(ladder(s)[0], (ANOMALY_MAX_SIDE, ANOMALY_MAX_SIDE))
     costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE)}
     plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
+    others = [a for a in LITES if a != arch and not fixed.get("archs")]
+    if others and tuple(plan.hw) == anomaly_sizes(s, fixed)[0] and plan.total_s < FILL * budget / 2:  # room left
+        costs.update({a: probe_arch(a, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE) for a in others})
+        plan.budget_s = budget - (time.perf_counter() - t0)
+        plan = grow_anomaly(s, costs, plan)
     spent = time.perf_counter() - t0
-    say(f"probe: {arch} timed for the anomaly member on the cpu in {spent:.0f} s ({s.n_defect} defect image(s): "
-        f"fewer than the {plan.folds} a classifier's folds need)")
+    say(f"probe: {', '.join(costs)} timed for the anomaly member on the cpu in {spent:.0f} s ({s.n_defect} defect "
+        f"image(s): fewer than the {plan.folds} a classifier's folds need)")
     plan.budget_s, plan.estimate = budget, {"plan (probe)": spent, **plan.estimate}
     plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
     plan.kept = dict(inputs["fixed"])
