@@ -273,7 +273,22 @@ def few_defects() -> str:
     return table(["what", "figure"], rows) + f"\n({machine(r)}, {r['date']}: {src('few_defects_scratch.json')})\n"
 
 
-TABLES = {"demo": demo, "results": results, "speed": speed, "line-speed": line_speed,
+def yardstick() -> str:
+    """Recipes of the anomaly member on ELPV's good images: synthetic vs real AUC (bench/synthetic_yardstick.py)."""
+    r = load("synthetic_yardstick_elpv.json")
+    rows = [[f"{v['arch'].replace('tf_efficientnet_', '')}, {v['img_size']} px, levels "
+             f"{'+'.join(map(str, v['levels']))}, bank {v['bank']:,}", fmt(v["synthetic_auc"]), fmt(v["oof_auc"]),
+             fmt(v["held_out_auc"]), fmt(v["minutes"], 1)] for v in r["variants"]]
+    corr = r["rank_correlation"]
+    return (table(["recipe", "synthetic AUC", "OOF AUC (real)", "held-out AUC (real)", "minutes"], rows)
+            + f"\nRank correlation of the synthetic AUC with the held-out AUC: Spearman "
+              f"{fmt(corr['spearman vs held_out_auc'], 3)}, Kendall {fmt(corr['kendall vs held_out_auc'], 3)}; with "
+              f"the OOF AUC: Spearman {fmt(corr['spearman vs oof_auc'], 3)}"
+            + ("" if r.get("complete", True) else f" ({len(rows)} of the bench's recipes: the run was cut short)")
+            + f".\n({machine(r)}, {r['date']}: {src('synthetic_yardstick_elpv.json')})\n")
+
+
+TABLES = {"demo": demo, "yardstick": yardstick, "results": results, "speed": speed, "line-speed": line_speed,
           "anomaly-bundle": anomaly_bundle, "anomaly-speed": anomaly_speed, "few-defects": few_defects,
           "plans": plans, "localise": localise, "bundle-speed": bundle_speed, "cpu-profiles": cpu_profiles,
           "test-margins": test_margins}
