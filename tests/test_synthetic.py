@@ -111,8 +111,14 @@ def test_without_defects_the_mean_keeps_the_members_the_yardstick_says_help_and_
         t = pd.DataFrame({"id": [f"synthetic-0-{i}" for i in range(n)], "kind": kinds, "pred": preds})
         return Experiment(name, np.zeros(n), [np.zeros(2)], np.zeros(n, int), synthetic=[t])
     exps = [member("blind", blind), member("patch", sees_patch), member("scratch", sees_scratch)]
-    chosen = choose_by_yardstick(exps, good)
+    chosen = choose_by_yardstick(exps, good, np.zeros(n, int))
     assert list(chosen["weights"]) == [0.0, 0.5, 0.5]
     assert chosen["aucs"]["blend"] > max(chosen["aucs"]["patch"], chosen["aucs"]["scratch"]) + 0.1
     assert abs(chosen["aucs"]["blind"] - 0.5) < 0.1 and "not a result" in chosen["note"]
-    assert choose_by_yardstick(exps[1:2], good[:, :1]) is None
+    assert choose_by_yardstick(exps[1:2], good[:, :1], np.zeros(n, int)) is None
+    # a few real defects join the yardstick (half its say): the one member that sees them is kept first
+    y = np.r_[np.zeros(n, int), np.ones(3, int)]
+    real = np.array([[0.3, 0.3, 0.9]] * 3)  # only "scratch" scores them above the good rows
+    chosen = choose_by_yardstick(exps, np.r_[good, real], y)
+    assert chosen["weights"][2] > 0 and "the 3 real one(s) held out" in chosen["note"]
+    assert chosen["aucs"]["scratch"] > chosen["aucs"]["patch"] + 0.2

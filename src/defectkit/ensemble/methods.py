@@ -190,7 +190,7 @@ def mean_blend(inp: BlendInputs, threshold_by: str, note: str, refit: str = "non
     """The plain mean of the members' probabilities, with operating points (few or no defects)."""
     O, T = blend_space("prob", inp.exps, refit)
     model = MeanBlend().fit(O, inp.y)
-    chosen = choose_by_yardstick(inp.exps, O[inp.y == 0])
+    chosen = choose_by_yardstick(inp.exps, O, inp.y)
     if chosen:
         model.weights_ = chosen["weights"]
         note += f"; {chosen['note']}"
@@ -221,19 +221,27 @@ def synthetic_matrix(exps: list[Experiment]) -> tuple[np.ndarray, np.ndarray] | 
             pd.concat(tables[0])["kind"].astype(str).to_numpy())
 
 
-def choose_by_yardstick(exps: list[Experiment], good: np.ndarray, min_gain: float = 1e-3) -> dict | None:
-    """Without defects to weigh by, which members the mean keeps: forward selection on the synthetic
-    yardstick's AUC (the good OOF rows `good`, n x m probabilities, against the members' scores of the
-    synthetic defects): the best member first, then the one that most raises the mean's AUC, while it
-    raises it by `min_gain`. {weights, aucs (each member's and the blend's), note}; None with one member
-    or without common synthetic scores (then every member is averaged)."""
+def choose_by_yardstick(exps: list[Experiment], O: np.ndarray, y: np.ndarray, min_gain: float = 1e-3) -> dict | None:
+    """Without defects enough to weigh by, which members the mean keeps: forward selection on the yardstick
+    (the good OOF rows of `O`, n x m probabilities, against the members' scores of the synthetic defects;
+    with a few real defects among the OOF rows, each scored by fold models that never saw it, the mean of
+    that AUC and the AUC of the good rows against the real defects): the best member first, then the one
+    that most raises the mean's yardstick, while it raises it by `min_gain`. {weights, aucs (each member's
+    and the blend's), note}; None with one member or without common synthetic scores (then every member is
+    averaged)."""
     syn = synthetic_matrix(exps)
+    good, real = O[y == 0], O[y == 1]
     if syn is None or len(exps) < 2 or len(good) < 2:
         return None
-    S, y = syn[0], np.r_[np.zeros(len(good)), np.ones(len(syn[0]))]
+    S = syn[0]
 
     def yard(cols: list[int]) -> float:
-        return float(metrics.auc(y, np.r_[good[:, cols].mean(1), S[:, cols].mean(1)]))
+        g = good[:, cols].mean(1)
+        a = float(metrics.auc(np.r_[np.zeros(len(g)), np.ones(len(S))], np.r_[g, S[:, cols].mean(1)]))
+        if not len(real):
+            return a
+        r = float(metrics.auc(np.r_[np.zeros(len(g)), np.ones(len(real))], np.r_[g, real[:, cols].mean(1)]))
+        return (a + r) / 2
     single = [yard([j]) for j in range(len(exps))]
     chosen, best = [int(np.argmax(single))], max(single)
     while len(chosen) < len(exps):
@@ -245,8 +253,9 @@ def choose_by_yardstick(exps: list[Experiment], good: np.ndarray, min_gain: floa
     w = np.zeros(len(exps))
     w[chosen] = 1.0 / len(chosen)
     names = [exps[j].name for j in chosen]
+    what = "synthetic defects" + (f" and the {len(real)} real one(s) held out" if len(real) else "")
     return {"weights": w, "aucs": {**{e.name: round(a, 5) for e, a in zip(exps, single)}, "blend": round(best, 5)},
-            "note": f"members chosen by the synthetic yardstick (AUC on synthetic defects, not a result): "
+            "note": f"members chosen by the synthetic yardstick (AUC on {what}, not a result): "
                     f"{', '.join(names)} ({best:.4f}; alone: " + ", ".join(f"{a:.4f}" for a in single) + ")"}
 
 
