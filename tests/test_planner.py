@@ -237,17 +237,34 @@ def test_folds_are_packed_on_a_device_as_memory_cores_and_its_idle_share_allow()
 
 
 @pytest.mark.parametrize("name", ["tiny", "100 images"])
-def test_with_the_input_at_its_largest_the_anomaly_plan_buys_more_backbones_while_they_fit(name):
+def test_with_the_input_at_its_largest_the_anomaly_plan_buys_more_backbones_while_run_and_line_allow(name):
     import dataclasses
     s = _with_defects(SURVEYS[name], 0)
     alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
     assert alone.hw == planner.anomaly_sizes(s, {})[0] and alone.total_s < 0.5 * 600  # room left at the top size
-    grown = planner.grow_anomaly(s, CPU, dataclasses.replace(alone, archs=list(alone.archs)))
-    assert grown.archs[0] == alone.archs[0] and len(grown.archs) > 1 and grown.total_s <= FILL * 600
-    for arch in grown.archs[1:]:
-        assert grown.estimate[f"{arch} anomaly folds"] == pytest.approx(planner.anomaly_s(s, CPU[arch], grown.hw, 5))
-    left_out = [a for a in CPU if a not in grown.archs]
-    assert not left_out or grown.total_s + planner.anomaly_s(s, CPU[left_out[0]], grown.hw, 5) > FILL * 600
-    assert "lite0 + lite1" in grown.line(s.hw) and grown.fields()["archs"] == grown.archs
+    ms = planner.anomaly_image_ms
+    for limit in (planner.IMAGE_MS, float("inf")):  # the line's speed, or none
+        grown = planner.grow_anomaly(s, CPU, dataclasses.replace(alone, archs=list(alone.archs)), limit)
+        assert grown.archs[0] == alone.archs[0] and grown.total_s <= FILL * 600
+        assert len(grown.archs) == 1 or ms(CPU, grown.archs, grown.hw, 5) <= limit
+        for arch in grown.archs[1:]:
+            want = planner.anomaly_s(s, CPU[arch], grown.hw, 5)
+            assert grown.estimate[f"{arch} anomaly folds"] == pytest.approx(want)
+        left_out = [a for a in CPU if a not in grown.archs]
+        assert not left_out or (grown.total_s + planner.anomaly_s(s, CPU[left_out[0]], grown.hw, 5) > FILL * 600
+                                or ms(CPU, [*grown.archs, left_out[0]], grown.hw, 5) > limit)
+    assert len(grown.archs) == 3 and "lite0 + lite1 + lite2" in grown.line(s.hw)  # no limit: the budget alone
+    assert grown.fields()["archs"] == grown.archs
     tight = planner.search_anomaly(s, CPU, "cpu", alone.total_s / FILL * 1.01, {})
-    assert planner.grow_anomaly(s, CPU, tight).archs == alone.archs  # no room: the member alone
+    assert planner.grow_anomaly(s, CPU, tight, float("inf")).archs == alone.archs  # no room: the member alone
+
+
+def test_the_bundle_latency_of_anomaly_members_grows_with_pixels_backbones_and_folds():
+    ms = planner.anomaly_image_ms
+    one = ms(CPU, ["tf_efficientnet_lite0"], (160, 160), 5)
+    assert ms(CPU, ["tf_efficientnet_lite0"], (320, 320), 5) > 3 * one
+    assert ms(CPU, ["tf_efficientnet_lite0", "tf_efficientnet_lite1"], (160, 160), 5) > 2 * one
+    assert ms(CPU, ["tf_efficientnet_lite0"], (160, 160), 1) == pytest.approx(one / 5)
+    # the search alone: 20 x 20 patches x 4,096 bank patches, per fold model
+    assert ms({"z": planner.ArchCost(Curve([(1, 0), (2, 0)]), Curve([(1, 0), (2, 0)]), Curve([(1, 0), (2, 0)]))},
+              ["z"], (160, 160), 1) == pytest.approx(1000 * 400 * 4096 * planner.NN_S)

@@ -230,15 +230,32 @@ def search_anomaly(s: Survey, costs: dict[str, ArchCost], device: str, budget_s:
                      f"{math.ceil(plan.total_s / 60 / FILL)} or more")
 
 
-def grow_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> Plan:
+NN_S = 2.1e-9  # seconds per (image patch x bank patch) of one image's nearest-neighbour search, 2 threads
+#   (2-core EPYC: lite0 at 160 px, banks of 1,024-16,384, bench/results/anomaly_speed_cpu.json)
+
+
+IMAGE_MS = 50.0  # what one image through the anomaly members' bundle may take on the CPU (every fold model)
+
+
+def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int, int], folds: int,
+                     bank: int = 4096) -> float:
+    """Milliseconds one image takes through the bundle of anomaly members `archs` (each fold's model: the
+    backbone's forward and the search of its bank)."""
+    px = hw[0] * hw[1]
+    patches = math.ceil(hw[0] / ANOMALY_STRIDE) * math.ceil(hw[1] / ANOMALY_STRIDE)
+    return 1000 * folds * sum(costs[a].prefix(px) + costs[a].infer(px) + patches * bank * NN_S for a in archs)
+
+
+def grow_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, max_image_ms: float = IMAGE_MS) -> Plan:
     """With the input at its largest (the images' size, or ANOMALY_MAX_SIDE a side) and budget left,
-    another backbone as another member, in `costs`' order, while the whole fits: each learns the same
-    good images with other features, and the blend keeps it only if the synthetic yardstick says it
-    helps (ensemble.methods.choose_by_yardstick). A plan below the largest input is returned as it is:
-    resolution comes first."""
+    another backbone as another member, in `costs`' order, while the whole run fits and one image
+    through the bundle stays within `max_image_ms` (the line's speed is the user's budget too): each
+    learns the same good images with other features, and the blend keeps it only if the synthetic
+    yardstick says it helps (ensemble.methods.choose_by_yardstick)."""
     for arch in [a for a in costs if a not in plan.archs]:
         extra = anomaly_s(s, costs[arch], plan.hw, plan.folds)
-        if plan.total_s + extra > FILL * plan.budget_s:
+        if (plan.total_s + extra > FILL * plan.budget_s
+                or anomaly_image_ms(costs, [*plan.archs, arch], plan.hw, plan.folds) > max_image_ms):
             break
         plan.archs = [*plan.archs, arch]
         plan.estimate = {**plan.estimate, f"{arch} anomaly folds": extra}

@@ -17,11 +17,13 @@ from defectkit.train.planner.cost import (
     ANOMALY_MAX_SIDE,
     DEFAULT_BUDGET,
     FILL,
+    IMAGE_MS,
     PLAN_FORMAT,
     ArchCost,
     Plan,
     Survey,
     anomaly_hw,
+    anomaly_image_ms,
     anomaly_s,
     anomaly_sizes,
     batch_for,
@@ -125,6 +127,9 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     spent = time.perf_counter() - t0
     say(f"probe: {', '.join(costs)} timed for the anomaly member on the cpu in {spent:.0f} s ({s.n_defect} defect "
         f"image(s): fewer than the {plan.folds} a classifier's folds need)")
+    say(f"the members' bundle: about {anomaly_image_ms(costs, plan.archs, plan.hw, plan.folds):.0f} ms an image on "
+        f"this CPU ({plan.folds} fold models of {' + '.join(a.replace('tf_efficientnet_', '') for a in plan.archs)}; "
+        f"another backbone is bought only within {IMAGE_MS:.0f} ms)")
     plan.budget_s, plan.estimate = budget, {"plan (probe)": spent, **plan.estimate}
     plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
     plan.kept = dict(inputs["fixed"])
