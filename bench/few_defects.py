@@ -96,6 +96,12 @@ def main(argv=None) -> int:
               "wall_min": round(wall / 60, 2), "fold_secs": [r.secs for r in recs], "bank_patches": recs[0].n_train,
               "oof_auc": summary["table"][0]["oof_auc"], "held_out_auc": summary["table"][-1]["test_auc"],
               "operating_points": summary["blend"]["operating_points"], **fresh_scores(cfg_path, work, fresh)}
+    plan = summary.get("plan") or {}
+    if plan.get("total_s"):  # how the plan spent the budget, and how close its estimate came to the wall time
+        result.update(plan_min=round(plan["total_s"] / 60, 2), budget_min=round(plan["budget_s"] / 60, 2),
+                      budget_used=round(wall / plan["budget_s"], 3), estimate_error=round(plan["total_s"] / wall - 1, 3))
+    result.update(blend_weights=summary["blend"]["weights"],
+                  yardstick=(summary["blend"]["cross_check"] or {}).get("synthetic"))
     tag = f"_{args.img_size[0]}x{args.img_size[1]}" if args.img_size else ""
     save_result(result, f"{args.data} {args.defects} defects in {args.n}: {exp}, held-out AUC "
                 f"{result['held_out_auc']}, fresh AUC {result['fresh_auc']} (false alarms "
