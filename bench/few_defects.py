@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     plan = summary.get("plan") or {}
     if plan.get("total_s"):  # how the plan spent the budget, and how close its estimate came to the wall time
         result.update(plan_min=round(plan["total_s"] / 60, 2), budget_min=round(plan["budget_s"] / 60, 2),
-                      budget_used=round(wall / plan["budget_s"], 3), estimate_error=round(plan["total_s"] / wall - 1, 3))
+                      budget_used=round(wall / plan["budget_s"], 3),
+                      estimate_error=round(plan["total_s"] / wall - 1, 3))
     result.update(blend_weights=summary["blend"]["weights"],
                   yardstick=(summary["blend"]["cross_check"] or {}).get("synthetic"))
     tag = f"_{args.img_size[0]}x{args.img_size[1]}" if args.img_size else ""
