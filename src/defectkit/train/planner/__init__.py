@@ -28,6 +28,7 @@ from defectkit.train.planner.cost import (  # noqa: F401
     FILL,
     FOLD_S,
     FOLDS,
+    FORWARD_S_PER_PX,
     GPU_EPOCH_S,
     GPU_FOLD_S,
     IMAGE_MS,

@@ -231,19 +231,30 @@ def search_anomaly(s: Survey, costs: dict[str, ArchCost], device: str, budget_s:
 
 
 NN_S = 2.1e-9  # seconds per (image patch x bank patch) of one image's nearest-neighbour search, 2 threads
-#   (2-core EPYC: lite0 at 160 px, banks of 1,024-16,384, bench/results/anomaly_speed_cpu.json)
 
 
-IMAGE_MS = 50.0  # what one image through the anomaly members' bundle may take on the CPU (every fold model)
+FORWARD_S_PER_PX = 1.13e-7  # lite0's forward per input pixel, one image per call, 2 threads, ONNX
+#   (both: the fitted line through the 2-core EPYC's p50 of lite0 at 160 px with banks of 1,024-16,384,
+#   bench/results/anomaly_speed_cpu.json: 2.9 ms of forward, 0.83 us per bank patch over 400 patches)
+
+
+IMAGE_MS = 50.0  # what one image through the anomaly members' bundle may take on 2 cores (every fold model)
 
 
 def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int, int], folds: int,
                      bank: int = 4096) -> float:
-    """Milliseconds one image takes through the bundle of anomaly members `archs` (each fold's model: the
-    backbone's forward and the search of its bank)."""
+    """Milliseconds one image takes through the bundle of anomaly members `archs` on the 2-core reference
+    CPU (each fold's model: the backbone's forward and the search of its bank): lite0's measured cost per
+    pixel, scaled for another backbone by the probe's ratio of its forward to the first one's (a ratio
+    holds across machines and loads where the probe's own seconds do not)."""
     px = hw[0] * hw[1]
     patches = math.ceil(hw[0] / ANOMALY_STRIDE) * math.ceil(hw[1] / ANOMALY_STRIDE)
-    return 1000 * folds * sum(costs[a].prefix(px) + costs[a].infer(px) + patches * bank * NN_S for a in archs)
+    base = costs[archs[0]].prefix(px) + costs[archs[0]].infer(px)
+
+    def ratio(a: str) -> float:
+        own = costs[a].prefix(px) + costs[a].infer(px)
+        return own / base if base > 0 and own > 0 else 1.0
+    return 1000 * folds * sum(FORWARD_S_PER_PX * px * ratio(a) + patches * bank * NN_S for a in archs)
 
 
 def grow_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, max_image_ms: float = IMAGE_MS) -> Plan:

@@ -120,7 +120,9 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE)}
     plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
     others = [a for a in LITES if a != arch and not fixed.get("archs")]
-    if others and tuple(plan.hw) == anomaly_sizes(s, fixed)[0] and plan.total_s < FILL * budget / 2:  # room left
+    room = (tuple(plan.hw) == anomaly_sizes(s, fixed)[0] and plan.total_s < FILL * budget / 2
+            and 2 * anomaly_image_ms(costs, plan.archs, plan.hw, plan.folds) <= IMAGE_MS)  # time and speed left
+    if others and room:
         costs.update({a: probe_arch(a, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE) for a in others})
         plan.budget_s = budget - (time.perf_counter() - t0)
         plan = grow_anomaly(s, costs, plan)
@@ -128,7 +130,7 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     say(f"probe: {', '.join(costs)} timed for the anomaly member on the cpu in {spent:.0f} s ({s.n_defect} defect "
         f"image(s): fewer than the {plan.folds} a classifier's folds need)")
     say(f"the members' bundle: about {anomaly_image_ms(costs, plan.archs, plan.hw, plan.folds):.0f} ms an image on "
-        f"this CPU ({plan.folds} fold models of {' + '.join(a.replace('tf_efficientnet_', '') for a in plan.archs)}; "
+        f"2 cores ({plan.folds} fold models of {' + '.join(a.replace('tf_efficientnet_', '') for a in plan.archs)}; "
         f"another backbone is bought only within {IMAGE_MS:.0f} ms)")
     plan.budget_s, plan.estimate = budget, {"plan (probe)": spent, **plan.estimate}
     plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
