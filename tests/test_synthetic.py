@@ -74,7 +74,7 @@ def test_the_blend_estimates_recall_on_the_members_common_synthetic_defects_and_
     from the blend of the members' scores of the same defects; members that scored different defects
     (another seed) give no estimate rather than a wrong one."""
     from defectkit.ensemble.experiments import Experiment
-    from defectkit.ensemble.methods import MeanBlend, synthetic_recall
+    from defectkit.ensemble.methods import MeanBlend, synthetic_matrix, synthetic_recall
 
     def member(preds, ids=None):
         t = pd.DataFrame({"id": ids or [f"synthetic-0-{i}" for i in range(len(preds))],
@@ -83,14 +83,14 @@ def test_the_blend_estimates_recall_on_the_members_common_synthetic_defects_and_
 
     a, b = member([0.9, 0.2, 0.7, 0.6]), member([0.7, 0.4, 0.7, 0.4])  # blended: 0.8, 0.3, 0.7, 0.5
     ops = {"chosen": {"threshold": 0.6}, "false_alarm_0.1pct": {"threshold": 0.75}}
-    syn = synthetic_recall([a, b], MeanBlend().fit(np.zeros((4, 2)), None), ops)
+    syn = synthetic_recall(synthetic_matrix([a, b]), MeanBlend().fit(np.zeros((4, 2)), None), ops)
     assert ops["chosen"]["synthetic_recall"] == 0.5 and ops["false_alarm_0.1pct"]["synthetic_recall"] == 0.25
     assert syn["n"] == 4 and syn["chosen_by_kind"] == {"patch": 1.0, "scratch": 0.0}
     other_seed = member([0.7, 0.4, 0.3, 0.8], ids=[f"synthetic-0-{i}" for i in (1, 0, 2, 3)])
     ops = {"chosen": {"threshold": 0.6}}
-    assert synthetic_recall([a, other_seed], MeanBlend().fit(np.zeros((4, 2)), None), ops) is None
+    assert synthetic_recall(synthetic_matrix([a, other_seed]), MeanBlend().fit(np.zeros((4, 2)), None), ops) is None
     assert "synthetic_recall" not in ops["chosen"]
-    assert synthetic_recall([a, Experiment("c", np.zeros(4), [np.zeros(2)], np.zeros(4, int))],
+    assert synthetic_recall(synthetic_matrix([a, Experiment("c", np.zeros(4), [np.zeros(2)], np.zeros(4, int))]),
                             MeanBlend().fit(np.zeros((4, 2)), None), ops) is None  # a classifier has none
 
 
@@ -98,7 +98,7 @@ def test_without_defects_the_mean_keeps_the_members_the_yardstick_says_help_and_
     """Forward selection on the synthetic AUC: a member that sees half the kinds, one that sees the other
     half (the blend beats both), one that sees nothing (left out); a single member: no choice."""
     from defectkit.ensemble.experiments import Experiment
-    from defectkit.ensemble.methods import choose_by_yardstick
+    from defectkit.ensemble.methods import choose_by_yardstick, synthetic_matrix
     rng = np.random.default_rng(0)
     n = 200
     kinds = np.array(["patch", "scratch"] * (n // 2))
@@ -111,14 +111,15 @@ def test_without_defects_the_mean_keeps_the_members_the_yardstick_says_help_and_
         t = pd.DataFrame({"id": [f"synthetic-0-{i}" for i in range(n)], "kind": kinds, "pred": preds})
         return Experiment(name, np.zeros(n), [np.zeros(2)], np.zeros(n, int), synthetic=[t])
     exps = [member("blind", blind), member("patch", sees_patch), member("scratch", sees_scratch)]
-    chosen = choose_by_yardstick(exps, good, np.zeros(n, int))
+    names = [e.name for e in exps]
+    chosen = choose_by_yardstick(synthetic_matrix(exps), good, np.zeros(n, int), names)
     assert list(chosen["weights"]) == [0.0, 0.5, 0.5]
     assert chosen["aucs"]["blend"] > max(chosen["aucs"]["patch"], chosen["aucs"]["scratch"]) + 0.1
     assert abs(chosen["aucs"]["blind"] - 0.5) < 0.1 and "not a result" in chosen["note"]
-    assert choose_by_yardstick(exps[1:2], good[:, :1], np.zeros(n, int)) is None
+    assert choose_by_yardstick(synthetic_matrix(exps[1:2]), good[:, :1], np.zeros(n, int), names[1:2]) is None
     # a few real defects join the yardstick (half its say): the one member that sees them is kept first
     y = np.r_[np.zeros(n, int), np.ones(3, int)]
     real = np.array([[0.3, 0.3, 0.9]] * 3)  # only "scratch" scores them above the good rows
-    chosen = choose_by_yardstick(exps, np.r_[good, real], y)
+    chosen = choose_by_yardstick(synthetic_matrix(exps), np.r_[good, real], y, names)
     assert chosen["weights"][2] > 0 and "the 3 real one(s) held out" in chosen["note"]
     assert chosen["aucs"]["scratch"] > chosen["aucs"]["patch"] + 0.2

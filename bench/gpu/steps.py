@@ -266,7 +266,6 @@ class Steps:
         self.save("elpv_grid", result)
         return result
 
-
     def parallel(self, cfg) -> tuple[int, str]:
         """Grid jobs at a time: --parallel N, or (auto) planner.pack_jobs from what steps b and c measured
         here (the fold's peak memory and end-to-end images/s, the bare loop's images/s) and the device's
@@ -280,9 +279,10 @@ class Steps:
         if not (m0 and m0.get("peak_gpu_mem_gib") and bare.exists()):
             return FALLBACK_PARALLEL, "no measured fold or bare loop here: the fallback"
         from defectkit.train.planner import JobFootprint, pack_jobs
+        from defectkit.train.runtime import default_num_workers
         rec = cfg.recipe
         device_path = rec.data_path == "device" or (rec.data_path == "auto" and self.dev == "cuda")  # auto: ELPV fits
-        workers = rec.num_workers if rec.num_workers >= 0 else min(8, (os.cpu_count() or 2) // 2)
+        workers = rec.num_workers if rec.num_workers >= 0 else default_num_workers(self.dev)
         busy = m0["n_train"] * m0["epochs_run"] / m0["secs"] / json.loads(bare.read_text())["bare_img_s"]
         job = JobFootprint(m0["peak_gpu_mem_gib"], 1 if device_path else 1 + workers, min(busy, 1.0))
         return pack_jobs(job, self.free_gib(), os.cpu_count() or 1)

@@ -190,7 +190,8 @@ def mean_blend(inp: BlendInputs, threshold_by: str, note: str, refit: str = "non
     """The plain mean of the members' probabilities, with operating points (few or no defects)."""
     O, T = blend_space("prob", inp.exps, refit)
     model = MeanBlend().fit(O, inp.y)
-    chosen = choose_by_yardstick(inp.exps, O, inp.y)
+    syn = synthetic_matrix(inp.exps)
+    chosen = choose_by_yardstick(syn, O, inp.y, [e.name for e in inp.exps])
     if chosen:
         model.weights_ = chosen["weights"]
         note += f"; {chosen['note']}"
@@ -200,9 +201,9 @@ def mean_blend(inp: BlendInputs, threshold_by: str, note: str, refit: str = "non
     cv = {"blend_auc_mean": auc, "blend_auc_std": float("nan"), "best_single_auc_mean": float("nan"),
           "per_fold": [], "note": note}
     ops = metrics.operating_points(inp.y, oof, threshold_by)
-    syn = synthetic_recall(inp.exps, model, ops)
-    if syn:
-        cv["synthetic"] = {**syn, **({"members": chosen["aucs"]} if chosen else {})}
+    recall = synthetic_recall(syn, model, ops)
+    if recall:
+        cv["synthetic"] = {**recall, **({"members": chosen["aucs"]} if chosen else {})}
     return {"method": "mean", "model": model, "weights": model.weights_, "oof": oof, "test": test, "auc": auc,
             "cv": cv, "ops": ops}
 
@@ -214,24 +215,25 @@ def synthetic_matrix(exps: list[Experiment]) -> tuple[np.ndarray, np.ndarray] | 
     tables = [e.synthetic for e in exps]
     if not exps or any(t is None for t in tables):
         return None
-    ids = [pd.concat(t)["id"].astype(str).to_numpy() for t in tables]
+    whole = [pd.concat(t) for t in tables]
+    ids = [w["id"].astype(str).to_numpy() for w in whole]
     if any(len(i) != len(ids[0]) or (i != ids[0]).any() for i in ids[1:]):
         return None  # members of different seeds made different defects: nothing to blend
-    return (np.column_stack([pd.concat(t)["pred"].to_numpy(float) for t in tables]),
-            pd.concat(tables[0])["kind"].astype(str).to_numpy())
+    return np.column_stack([w["pred"].to_numpy(float) for w in whole]), whole[0]["kind"].astype(str).to_numpy()
 
 
-def choose_by_yardstick(exps: list[Experiment], O: np.ndarray, y: np.ndarray, min_gain: float = 1e-3) -> dict | None:
-    """Without defects enough to weigh by, which members the mean keeps: forward selection on the yardstick
-    (the good OOF rows of `O`, n x m probabilities, against the members' scores of the synthetic defects;
+def choose_by_yardstick(syn: tuple | None, O: np.ndarray, y: np.ndarray, names: list[str],
+                        min_gain: float = 1e-3) -> dict | None:
+    """Without defects enough to weigh by, which of the members (`names`) the mean keeps: forward selection on
+    the yardstick (the good OOF rows of `O`, n x m probabilities, against the members' scores of the synthetic
+    defects, `syn` = synthetic_matrix's;
     with a few real defects among the OOF rows, each scored by fold models that never saw it, the mean of
     that AUC and the AUC of the good rows against the real defects): the best member first, then the one
     that most raises the mean's yardstick, while it raises it by `min_gain`. {weights, aucs (each member's
     and the blend's), note}; None with one member or without common synthetic scores (then every member is
     averaged)."""
-    syn = synthetic_matrix(exps)
     good, real = O[y == 0], O[y == 1]
-    if syn is None or len(exps) < 2 or len(good) < 2:
+    if syn is None or len(names) < 2 or len(good) < 2:
         return None
     S = syn[0]
 
@@ -242,30 +244,30 @@ def choose_by_yardstick(exps: list[Experiment], O: np.ndarray, y: np.ndarray, mi
             return a
         r = float(metrics.auc(np.r_[np.zeros(len(g)), np.ones(len(real))], np.r_[g, real[:, cols].mean(1)]))
         return (a + r) / 2
-    single = [yard([j]) for j in range(len(exps))]
+    single = [yard([j]) for j in range(len(names))]
     chosen, best = [int(np.argmax(single))], max(single)
-    while len(chosen) < len(exps):
-        gains = {j: yard([*chosen, j]) for j in range(len(exps)) if j not in chosen}
+    while len(chosen) < len(names):
+        gains = {j: yard([*chosen, j]) for j in range(len(names)) if j not in chosen}
         j = max(gains, key=gains.get)
         if gains[j] < best + min_gain:
             break
         chosen, best = [*chosen, j], gains[j]
-    w = np.zeros(len(exps))
+    w = np.zeros(len(names))
     w[chosen] = 1.0 / len(chosen)
-    names = [exps[j].name for j in chosen]
     what = "synthetic defects" + (f" and the {len(real)} real one(s) held out" if len(real) else "")
-    return {"weights": w, "aucs": {**{e.name: round(a, 5) for e, a in zip(exps, single)}, "blend": round(best, 5)},
+    return {"weights": w, "aucs": {**{n: round(a, 5) for n, a in zip(names, single)}, "blend": round(best, 5)},
             "note": f"members chosen by the synthetic yardstick (AUC on {what}, not a result): "
-                    f"{', '.join(names)} ({best:.4f}; alone: " + ", ".join(f"{a:.4f}" for a in single) + ")"}
+                    f"{', '.join(names[j] for j in chosen)} ({best:.4f}; alone: "
+                    + ", ".join(f"{a:.4f}" for a in single) + ")"}
 
 
-def synthetic_recall(exps: list[Experiment], model: BlendMethod, ops: dict) -> dict | None:
+def synthetic_recall(syn: tuple | None, model: BlendMethod, ops: dict) -> dict | None:
     """With no defects to weigh by, what the synthetic yardstick estimates: the blend (`model`, in
-    probability space) of each member's scores of the same synthetic defects, and at each operating point
+    probability space) of each member's scores of the same synthetic defects (`syn` = synthetic_matrix's),
+    and at each operating point
     the share of them above its threshold (`synthetic_recall`, added to `ops`), with the chosen point's
     share per kind of defect. None unless every member scored the same synthetic defects (anomaly members
     of one seed and folds file). Never a result: synthetic defects are not the user's."""
-    syn = synthetic_matrix(exps)
     if syn is None:
         return None
     s, kinds = model.apply(syn[0]), syn[1]

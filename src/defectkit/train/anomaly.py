@@ -205,10 +205,9 @@ def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> Fo
     Checkpoint(arch=arch, model=net.state_dict(), hw=rec.hw, resize=rec.resize, border_crop=rec.border_crop,
                mean=info.mean, std=info.std, tta=rec.tta_views, epoch=1, val_auc=val_auc, run_id=run_id,
                config_hash=config_hash(cfg), config=cfg.to_dict()).save(paths.best)
-    synthetic = synthetic_scores(net, d, p_val, (setup, rec, fold))
-    if synthetic is not None:  # before the record, which marks the fold complete
-        write_csv_atomic(synthetic[1], paths.synthetic, index=False)
-        synthetic = synthetic[0]
+    synthetic, table = synthetic_scores(net, d, p_val, (setup, rec, fold)) or (None, None)
+    if table is not None:  # before the record, which marks the fold complete
+        write_csv_atomic(table, paths.synthetic, index=False)
     else:
         paths.synthetic.unlink(missing_ok=True)
     meta = write_fold_outputs(cfg, arch, d, paths, (p_val, p_test), FoldFacts(
