@@ -158,5 +158,7 @@ def test_parallel_auto_packs_the_grid_from_the_fold_and_the_bare_loop_measured_h
     assert n == 8 and "device saturation 9" in why
     meta["secs"] = 14.0  # 2,249 img/s: 90 % of the bare loop
     assert s.parallel(cfg)[0] == 2
+    monkeypatch.setattr(s, "free_gib", lambda: None)  # unread: the fallback, said so, not a traceback
+    assert s.parallel(cfg) == (steps.FALLBACK_PARALLEL, "the GPU's free memory could not be read: the fallback")
     s.args.parallel = "3"
     assert s.parallel(cfg) == (3, "--parallel")

@@ -285,12 +285,20 @@ class Steps:
         workers = rec.num_workers if rec.num_workers >= 0 else default_num_workers(self.dev)
         busy = m0["n_train"] * m0["epochs_run"] / m0["secs"] / json.loads(bare.read_text())["bare_img_s"]
         job = JobFootprint(m0["peak_gpu_mem_gib"], 1 if device_path else 1 + workers, min(busy, 1.0))
-        return pack_jobs(job, self.free_gib(), os.cpu_count() or 1)
+        free = self.free_gib()
+        if free is None:
+            return FALLBACK_PARALLEL, "the GPU's free memory could not be read: the fallback"
+        return pack_jobs(job, free, os.cpu_count() or 1)
 
-    def free_gib(self) -> float:
+    def free_gib(self) -> float | None:
+        """The GPU's free memory, read in a child process (this one never holds a CUDA context); None if unread."""
         code = "import torch; print(torch.cuda.mem_get_info()[0] / 2**30)"
         p = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=60)
-        return float(p.stdout.strip().splitlines()[-1])
+        try:
+            return float(p.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            self.say(f"free GPU memory not read (exit {p.returncode}): {p.stderr.strip()[-200:]}")
+            return None
 
 
 def read_csv_rows(path: Path) -> list[dict]:
