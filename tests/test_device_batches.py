@@ -9,6 +9,7 @@ import torch
 from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.core.members import QUIET
+from defectkit.core.records import FoldRecord
 from defectkit.data.augment import StrongAug
 from defectkit.data.datasets import ImageDataset, make_loader
 from defectkit.data.device_batches import D4_TORCH, BatchAug, DeviceBatches
@@ -94,7 +95,10 @@ def test_a_fold_on_the_device_path_learns_as_the_loaders_does(tmp_path):
         cfg = load_config(write_toy_config(tmp_path, archs=["resnet10t"], epochs=4, aug="strong", data_path=path),
                           {"name": f"{{arch}}_{path}"})
         make_folds(cfg.competition, cfg.recipe.n_folds, cfg.recipe.seed, base=tmp_path)
-        aucs[path] = train_fold(cfg, "resnet10t", 0, tmp_path, QUIET).oof_auc
+        meta = train_fold(cfg, "resnet10t", 0, tmp_path, QUIET)
+        aucs[path] = meta.oof_auc
+        assert meta.data_path == path  # the record says which path ran (the GPU kit packs jobs by it)
+        assert FoldRecord.read(Layout(tmp_path).fold(f"resnet10t_{path}", 0).meta).data_path == path
         oof = pd.read_csv(Layout(tmp_path).fold(f"resnet10t_{path}", 0).oof)
         assert oof.pred.between(0, 1).all()
     learnt("device path: toy OOF AUC", aucs["device"], 0.8)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from defectkit.data.sources.elpv import load_elpv_copy
+from defectkit.train.runtime import default_num_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,6 +159,12 @@ def test_parallel_auto_packs_the_grid_from_the_fold_and_the_bare_loop_measured_h
     assert n == 8 and "device saturation 9" in why
     meta["secs"] = 14.0  # 2,249 img/s: 90 % of the bare loop
     assert s.parallel(cfg)[0] == 2
+    meta.update(secs=101.6, data_path="loader")  # the fold record says it took the loader: its workers count
+    n, why = s.parallel(cfg)
+    feeders = 1 + default_num_workers("cuda")  # the job and its loader's workers
+    assert n == 16 // feeders and f"limited by CPU cores: one job holds 2.35 GiB of 135.0 free, uses {feeders} " in why
+    meta["data_path"] = "device"
+    assert s.parallel(cfg)[0] == 8
     monkeypatch.setattr(s, "free_gib", lambda: None)  # unread: the fallback, said so, not a traceback
     assert s.parallel(cfg) == (steps.FALLBACK_PARALLEL, "the GPU's free memory could not be read: the fallback")
     s.args.parallel = "3"

@@ -148,7 +148,10 @@ def test_records_without_a_format_are_read_and_a_newer_format_is_one_line(tmp_pa
            "device": "cpu", "secs": 1.0, "created": "", "config": {}}
     (tmp_path / "fold0.json").write_text(json.dumps(old))
     rec = FoldRecord.read(tmp_path / "fold0.json")
-    assert (rec.fold, rec.oof_auc, rec.peak_gpu_mem_gib) == (0, 0.91, None)
+    assert (rec.fold, rec.oof_auc, rec.peak_gpu_mem_gib, rec.data_path) == (0, 0.91, None, None)
+    (tmp_path / "fold0.json").write_text(json.dumps({**old, "data_path": "gpu"}))
+    with pytest.raises(InputError, match=r"fold0.json: data_path = 'gpu'; expected loader or device or cache or null"):
+        FoldRecord.read(tmp_path / "fold0.json")
     (tmp_path / "fold0.json").write_text(json.dumps({**old, "format": 99}))
     with pytest.raises(InputError, match=r"fold0.json: a fold record of format 99; this code reads formats 1 to 2"):
         FoldRecord.read(tmp_path / "fold0.json")

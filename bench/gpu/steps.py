@@ -281,7 +281,8 @@ class Steps:
         from defectkit.train.planner import JobFootprint, pack_jobs
         from defectkit.train.runtime import default_num_workers
         rec = cfg.recipe
-        device_path = rec.data_path == "device" or (rec.data_path == "auto" and self.dev == "cuda")  # auto: ELPV fits
+        ran = m0.get("data_path")  # the path the fold took (records before it was kept: the recipe's, auto = device)
+        device_path = ran == "device" if ran else rec.data_path in ("device", "auto")
         workers = rec.num_workers if rec.num_workers >= 0 else default_num_workers(self.dev)
         busy = m0["n_train"] * m0["epochs_run"] / m0["secs"] / json.loads(bare.read_text())["bare_img_s"]
         job = JobFootprint(m0["peak_gpu_mem_gib"], 1 if device_path else 1 + workers, min(busy, 1.0))

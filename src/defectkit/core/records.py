@@ -82,6 +82,15 @@ class Checker:
             self.fail(key, "true or false")
         return v
 
+    def choice(self, key: str, options: tuple[str, ...], default: Any = dataclasses.MISSING) -> str | None:
+        """One of `options`, or the default (None allowed) when the key is absent or null."""
+        v = self.data.get(key, default)
+        if v is None and default is None:
+            return None
+        if v not in options:
+            self.fail(key, " or ".join(options) + (" or null" if default is None else ""))
+        return v
+
     def mapping(self, key: str, default: Any = dataclasses.MISSING) -> dict:
         v = self.data.get(key, default)
         if v is dataclasses.MISSING or not isinstance(v, dict):
@@ -101,6 +110,8 @@ def write_record(path: Path, record) -> None:
 
 
 # --- the fold record --------------------------------------------------------------------------------
+
+DATA_PATHS = ("loader", "device", "cache")  # how a fold's training batches reached its model (FoldRecord.data_path)
 
 @dataclass
 class FoldRecord:
@@ -133,6 +144,8 @@ class FoldRecord:
     peak_gpu_mem_gib: float | None = None
     on_trial: bool = False  # its member kind's: the blend keeps it only if the cross-check says it helps
     synthetic_auc: float | None = None  # a yardstick, not a result: held-out good images vs synthetic defects
+    data_path: str | None = None  # how training batches reached the model: loader, device or cache (None: no
+    # training loop, or a record written before it was kept)
 
     @property
     def recipe(self) -> dict:
@@ -162,7 +175,8 @@ class FoldRecord:
             created=c.text("created", ""), config=c.mapping("config", {}),
             peak_gpu_mem_gib=c.number("peak_gpu_mem_gib", 0, optional=True, default=None),
             on_trial=c.flag("on_trial", _on_trial_before(c)),
-            synthetic_auc=c.number("synthetic_auc", 0, 1, optional=True, default=None))
+            synthetic_auc=c.number("synthetic_auc", 0, 1, optional=True, default=None),
+            data_path=c.choice("data_path", DATA_PATHS, default=None))
 
 
 def _on_trial_before(c: Checker) -> bool:

@@ -57,6 +57,7 @@ class ModelParts:
     train_loader: torch.utils.data.DataLoader
     val_loader: torch.utils.data.DataLoader
     test_loader: torch.utils.data.DataLoader
+    data_path: str = "loader"  # how batches reach the model: loader, device or cache (the fold record keeps it)
 
 
 def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: torch.device,
@@ -78,7 +79,7 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
                                                                                       cache_path, progress)
         workers = 0  # a memory map read per sample: worker processes only add overhead
     elif runtime.use_device_path(rec.data_path, device, _image_bytes(fd)):
-        return ModelParts(model, info, model, setup, *_device_batches(rec, fd, device))
+        return ModelParts(model, info, model, setup, *_device_batches(rec, fd, device), data_path="device")
     else:
         net = model
         aug = build_transform(rec.aug, rec.n_symmetries)
@@ -90,7 +91,7 @@ def build_model(cfg: Config, arch: str, fd: FoldData, layout: Layout, device: to
     loaders = (make_loader(datasets[0], rec.batch_size, True, dev, workers, rec.seed),
                make_loader(datasets[1], rec.batch_size * 2, False, dev, workers),
                make_loader(datasets[2], rec.batch_size * 2, False, dev, workers))
-    return ModelParts(model, info, net, setup, *loaders)
+    return ModelParts(model, info, net, setup, *loaders, data_path="cache" if rec.cache_frozen else "loader")
 
 
 def _image_bytes(fd: FoldData) -> int:
@@ -337,7 +338,7 @@ class FoldTrainer:
             weights=self.parts.info.source, run_id=st.run_id, best_epoch=st.best_epoch + 1, epochs_run=st.epochs_done,
             val_auc=st.best_auc, n_train=len(d.tr_idx), device=str(self.device), secs=round(time.time() - self.t0, 1),
             peak_gpu_mem_gib=round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
-            if self.device.type == "cuda" else None))
+            if self.device.type == "cuda" else None, data_path=self.parts.data_path))
         oof_auc = meta.oof_auc
         if oof_auc is None:
             self.say(f"refit on all {len(d.tr_idx)} training rows, {st.epochs_done} epochs -> {self.paths.test}")

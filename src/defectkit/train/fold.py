@@ -76,6 +76,7 @@ class FoldFacts:
     secs: float
     peak_gpu_mem_gib: float | None = None
     synthetic_auc: float | None = None  # on the fold's held-out good images and synthetic defects made on them
+    data_path: str | None = None  # how training batches reached the model (loader, device, cache); None: no training
 
 
 def write_fold_outputs(cfg: Config, arch: str, d: FoldData, paths, preds: tuple, facts: FoldFacts) -> FoldRecord:
