@@ -72,6 +72,46 @@ def test_predict_and_the_bundle_without_torch_score_the_member_alike(spots, tmp_
     np.testing.assert_allclose(b.loc[sub.index], sub, atol=1e-4)
 
 
+@pytest.mark.slow  # trains the member's refit
+def test_a_full_data_refit_is_the_bundles_one_model_and_scores_as_predict_does(spots, tmp_path):
+    """refit: only (what the planner sets when five fold models would be too slow on the line): the grid adds
+    one bank of every good training image; the blend and the bundle score new images with it alone."""
+    import dataclasses
+    import json
+    import shutil
+
+    from defectkit.core.metrics import auc
+    from defectkit.core.records import FoldRecord
+    base, cfg = spots
+    work = tmp_path / "w"
+    shutil.copytree(base, work, ignore=shutil.ignore_patterns("submissions"))
+    said = []
+    run_grid(dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, refit="only")), work, progress=False,
+             say=said.append)
+    exp = "tf_efficientnet_lite0_anomaly"
+    rec = FoldRecord.read(Layout(work).fold(exp, "all").meta)
+    assert (rec.n_train, rec.n_val, rec.synthetic_auc, rec.data_path) == (512, 0, None, None)
+    assert not list((work / "oof" / exp).glob("synthetic_foldall*"))  # no held-out goods to make defects on
+    blend = json.loads((work / "submissions/blend.json").read_text())
+    assert blend["refit"] == "only"
+    sub = pd.read_csv(work / "submissions/submission.csv").set_index("id")["target"]
+    sol = pd.read_csv(work / "input/toy/solution.csv").set_index("id")["target"]
+    learnt("anomaly refit: held-out AUC", auc(sol.loc[sub.index].to_numpy(), sub.to_numpy()), 0.85)
+    argv = ["--config", str(work / "configs/toy.yaml"), "--workdir", str(work)]
+    assert predict_main([*argv, str(work / "input/toy/test"), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    assert export_main([*argv, "--out", str(tmp_path / "bundle")]) == 0
+    spec = json.loads((tmp_path / "bundle/bundle.json").read_text())
+    (entry,) = spec["experiments"]
+    assert entry["folds"] == [] and entry["refit"]["use"] == "only"  # one model an image, not five
+    r = run_bundle(tmp_path / "bundle", [str(work / "input/toy/test"), "--out", str(tmp_path / "b.csv")],
+                   no_torch_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    p = pd.read_csv(tmp_path / "p.csv").set_index("id")["prob"]
+    b = pd.read_csv(tmp_path / "b.csv").set_index("id")["prob"]
+    np.testing.assert_allclose(p.loc[sub.index], sub, atol=1e-6)
+    np.testing.assert_allclose(b.loc[sub.index], sub, atol=1e-4)
+
+
 def test_the_net_scores_the_distance_to_the_nearest_bank_patch():
     from defectkit.train.anomaly import PatchCoreNet, backbone, coreset
     net = PatchCoreNet(backbone("resnet10t", [1, 2], "none")[0], [1, 2], torch.zeros(1, 1))

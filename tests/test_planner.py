@@ -243,20 +243,42 @@ def test_with_the_input_at_its_largest_the_anomaly_plan_buys_more_backbones_whil
     alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
     assert alone.hw == planner.anomaly_sizes(s, {})[0] and alone.total_s < 0.5 * 600  # room left at the top size
     ms = planner.anomaly_image_ms
+    refit = 1 + (alone.refit == "only") / 5  # a member's folds, and its refit when the bundle ships that alone
     for limit in (planner.IMAGE_MS, float("inf")):  # the line's speed, or none
         grown = planner.grow_anomaly(s, CPU, dataclasses.replace(alone, archs=list(alone.archs)), limit)
         assert grown.archs[0] == alone.archs[0] and grown.total_s <= FILL * 600
-        assert len(grown.archs) == 1 or ms(CPU, grown.archs, grown.hw, 5) <= limit
+        assert len(grown.archs) == 1 or ms(CPU, grown.archs, grown.hw, grown.models) <= limit
         for arch in grown.archs[1:]:
-            want = planner.anomaly_s(s, CPU[arch], grown.hw, 5)
+            want = planner.anomaly_s(s, CPU[arch], grown.hw, 5) * refit
             assert grown.estimate[f"{arch} anomaly folds"] == pytest.approx(want)
         left_out = [a for a in CPU if a not in grown.archs]
-        assert not left_out or (grown.total_s + planner.anomaly_s(s, CPU[left_out[0]], grown.hw, 5) > FILL * 600
-                                or ms(CPU, [*grown.archs, left_out[0]], grown.hw, 5) > limit)
-    assert len(grown.archs) == 3 and "lite0 + lite1 + lite2" in grown.line(s.hw)  # no limit: the budget alone
+        assert not left_out or (grown.total_s + planner.anomaly_s(s, CPU[left_out[0]], grown.hw, 5) * refit
+                                > FILL * 600 or ms(CPU, [*grown.archs, left_out[0]], grown.hw, grown.models) > limit)
+    names = " + ".join(a.replace("tf_efficientnet_", "") for a in grown.archs)
+    assert len(grown.archs) >= 2 and names in grown.line(s.hw)  # no limit: the budget alone (checked above)
     assert grown.fields()["archs"] == grown.archs
     tight = planner.search_anomaly(s, CPU, "cpu", alone.total_s / FILL * 1.01, {})
     assert planner.grow_anomaly(s, CPU, tight, float("inf")).archs == alone.archs  # no room: the member alone
+
+
+def test_the_anomaly_plan_keeps_one_image_within_the_line_budget_by_shipping_a_full_data_refit():
+    """Large images: five fold models would take over IMAGE_MS an image, so the bundle ships a full-data refit
+    alone (its time in the estimate); small images keep the fold models; a refit the user set is kept, and
+    with fold models fixed the input goes down until an image fits (or the smallest)."""
+    ms, big = planner.anomaly_image_ms, _with_defects(SURVEYS["100 images"], 0)
+    plan = planner.search_anomaly(big, CPU, "cpu", 10 * 60, {})
+    lite0 = "tf_efficientnet_lite0"
+    assert ms(CPU, [lite0], plan.hw, 5) > planner.IMAGE_MS >= ms(CPU, [lite0], plan.hw, plan.models)
+    assert (plan.refit, plan.models, plan.fields()["refit"]) == ("only", 1, "only")
+    assert plan.estimate[f"{lite0} anomaly refit"] == pytest.approx(plan.estimate[f"{lite0} anomaly folds"] / 5)
+    assert "5 folds + a full-data refit each (the bundle's model)" in plan.line(big.hw)
+    small = planner.search_anomaly(_with_defects(SURVEYS["tiny"], 0), CPU, "cpu", 10 * 60, {})
+    assert (small.refit, small.models) == ("none", 5) and ms(CPU, [lite0], small.hw, 5) <= planner.IMAGE_MS
+    folds = planner.search_anomaly(big, CPU, "cpu", 10 * 60, {"refit": "none"})
+    sizes = planner.anomaly_sizes(big, {})
+    assert folds.refit == "none" and ms(CPU, [lite0], folds.hw, 5) <= planner.IMAGE_MS or folds.hw == sizes[-1]
+    assert sizes.index(folds.hw) > sizes.index(plan.hw)  # smaller than with the refit
+    assert all(ms(CPU, [lite0], hw, 5) > planner.IMAGE_MS for hw in sizes[:sizes.index(folds.hw)])
 
 
 def test_the_bundle_latency_of_anomaly_members_grows_with_pixels_backbones_and_folds():

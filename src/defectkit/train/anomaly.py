@@ -143,9 +143,10 @@ def check_bank_memory(k: int, dim: int, pool: int) -> None:
 
 
 @torch.inference_mode()
-def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16) -> torch.Tensor:
-    """`k` coreset patches of the good `images` (uint8 NHWC), drawn from at most POOL_PER_BANK x k."""
-    g = torch.Generator().manual_seed(0)
+def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16, seed: int = 0) -> torch.Tensor:
+    """`k` coreset patches of the good `images` (uint8 NHWC), drawn from at most POOL_PER_BANK x k; `seed`
+    draws the pool and the coreset's first patch (bench/anomaly_ceiling.py: how far the AUC moves with it)."""
+    g = torch.Generator().manual_seed(seed)
     x0 = net.patches(to_input(image_batches(images[:1], 1)[0][0], setup))
     per_image = x0.shape[2] * x0.shape[3]
     keep = max(1, min(per_image, POOL_PER_BANK * k // len(images)))
@@ -156,7 +157,7 @@ def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int 
         flat = p.permute(0, 2, 3, 1).reshape(len(p), per_image, -1)
         pool += [f[torch.randperm(per_image, generator=g)[:keep]] for f in flat]
     pool = torch.cat(pool)
-    return pool[coreset(pool, min(k, len(pool)))]
+    return pool[coreset(pool, min(k, len(pool)), seed)]
 
 
 def score(net: nn.Module, images: np.ndarray, setup, tta: int, batch: int) -> np.ndarray:

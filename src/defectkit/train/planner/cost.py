@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from defectkit.core.checks import InputError
 from defectkit.core.presets import LITES
 
-PLAN_FORMAT = 2
+PLAN_FORMAT = 3
 
 
 DEFAULT_BUDGET = {"cpu": 10.0, "cuda": 30.0}  # minutes, when time_budget is 0
@@ -135,17 +135,23 @@ class Plan:
     costs: dict = field(default_factory=dict, repr=False)  # the probe's points, kept with the plan
     member: str = "classifier"  # anomaly: the anomaly member alone (too few defects for classifiers)
     anomaly: bool = False  # the anomaly member beside the classifiers (recipe with_anomaly)
+    refit: str = "none"  # recipe refit: "only" ships each anomaly member's full-data refit, one model, not its folds
 
     @property
     def total_s(self) -> float:
         return float(sum(self.estimate.values()))
+
+    @property
+    def models(self) -> int:
+        """Models per member in the bundle: the fold models, the full-data refit alone, or both."""
+        return {"none": self.folds, "only": 1, "both": self.folds + 1}[self.refit]
 
     def fields(self) -> dict:
         h, w = self.hw
         tag = f"{h}" if h == w else f"{h}x{w}"
         size = {"img_size": [h, w] if h != w else h, "archs": list(self.archs), "tta": self.tta}
         if self.member == "anomaly":
-            return {**size, "member": "anomaly", "name": f"{{arch}}_anomaly{tag}"}
+            return {**size, "member": "anomaly", "refit": self.refit, "name": f"{{arch}}_anomaly{tag}"}
         return {**size, "epochs": self.epochs, "pool": self.pool, "batch_size": self.batch,
                 "with_anomaly": self.anomaly, "name": f"{{arch}}_auto{tag}e{self.epochs}b{self.batch}"}
 
@@ -156,8 +162,9 @@ class Plan:
         names = " + ".join(a.replace("tf_efficientnet_", "") for a in self.archs)
         budget = f"about {self.total_s / 60:.1f} min of {self.budget_s / 60:.0f}"
         if self.member == "anomaly":
+            refit = {"only": " + a full-data refit each (the bundle's model)", "both": " + a full-data refit each"}
             return (f"plan: the anomaly member alone (too few defects for classifiers), {w} x {h} px ({share}), "
-                    f"{names}, {self.folds} folds: {budget}")
+                    f"{names}, {self.folds} folds{refit.get(self.refit, '')}: {budget}")
         extra = f" + the anomaly member ({' x '.join(map(str, anomaly_hw(self.hw)[::-1]))} px)" if self.anomaly else ""
         return (f"plan: {w} x {h} px ({share}), {names}, {self.folds} folds x {self.epochs} epochs, TTA x{self.tta}, "
                 f"{self.pool} pooling{extra}: {budget}")
@@ -215,19 +222,35 @@ def anomaly_sizes(s: Survey, fixed: dict) -> list[tuple[int, int]]:
 
 def search_anomaly(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, fixed: dict) -> Plan:
     """The anomaly member alone: the largest input up to the images' size (its longer side at most
-    ANOMALY_MAX_SIDE) whose run fits the budget."""
+    ANOMALY_MAX_SIDE) whose run fits the budget and whose bundle scores an image within IMAGE_MS
+    (`anomaly_plan`: the fold models, or the full-data refit alone when they would be slower; the
+    smallest input when none is that fast)."""
     arch = (fixed.get("archs") or [a for a in LITES if a in costs] or list(costs))[0]
-    folds = fixed.get("folds", FOLDS)
     sizes = anomaly_sizes(s, fixed)
     for hw in sizes:
-        plan = Plan(device, budget_s, hw, [arch], 1, 1, folds=folds, cached=False, member="anomaly")
-        plan.estimate = {"start and blend": START_S, "images": (s.n_train + s.n_test) * s.decode_s,
-                         f"{arch} anomaly folds": anomaly_s(s, costs[arch], hw, folds)}
-        if plan.total_s <= FILL * budget_s:
+        plan = anomaly_plan(s, costs, arch, hw, fixed)
+        plan.device, plan.budget_s = device, budget_s
+        fast = anomaly_image_ms(costs, plan.archs, hw, plan.models) <= IMAGE_MS or hw == sizes[-1]
+        if plan.total_s <= FILL * budget_s and fast:
             return plan
     raise InputError(f"time_budget {budget_s / 60:g} min: too small for the anomaly member at {sizes[-1][1]} x "
                      f"{sizes[-1][0]} px, which needs about {plan.total_s / 60 / FILL:.1f} min; give --time-budget "
                      f"{math.ceil(plan.total_s / 60 / FILL)} or more")
+
+
+def anomaly_plan(s: Survey, costs: dict[str, ArchCost], arch: str, hw: tuple[int, int], fixed: dict) -> Plan:
+    """The member at `hw`: its folds (the OOF scores and thresholds) and, when one image through their
+    models would take over IMAGE_MS (each fold's bank is as good as the others': the refit only averages
+    less), a full-data refit that the bundle ships alone; a refit the user set is kept."""
+    folds = fixed.get("folds", FOLDS)
+    plan = Plan("cpu", 0.0, hw, [arch], 1, 1, folds=folds, cached=False, member="anomaly")
+    plan.refit = fixed.get("refit") or ("only" if anomaly_image_ms(costs, [arch], hw, folds) > IMAGE_MS else "none")
+    fold_s = anomaly_s(s, costs[arch], hw, folds)
+    plan.estimate = {"start and blend": START_S, "images": (s.n_train + s.n_test) * s.decode_s,
+                     f"{arch} anomaly folds": fold_s}
+    if plan.refit != "none":
+        plan.estimate[f"{arch} anomaly refit"] = fold_s / folds  # one more fold's work: every image, one bank
+    return plan
 
 
 NN_S = 2.1e-9  # seconds per (image patch x bank patch) of one image's nearest-neighbour search, 2 threads
@@ -264,9 +287,9 @@ def grow_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, max_image_ms
     learns the same good images with other features, and the blend keeps it only if the synthetic
     yardstick says it helps (ensemble.methods.choose_by_yardstick)."""
     for arch in [a for a in costs if a not in plan.archs]:
-        extra = anomaly_s(s, costs[arch], plan.hw, plan.folds)
+        extra = anomaly_s(s, costs[arch], plan.hw, plan.folds) * (1 + (plan.refit != "none") / plan.folds)
         if (plan.total_s + extra > FILL * plan.budget_s
-                or anomaly_image_ms(costs, [*plan.archs, arch], plan.hw, plan.folds) > max_image_ms):
+                or anomaly_image_ms(costs, [*plan.archs, arch], plan.hw, plan.models) > max_image_ms):
             break
         plan.archs = [*plan.archs, arch]
         plan.estimate = {**plan.estimate, f"{arch} anomaly folds": extra}
