@@ -3,7 +3,9 @@ them: prepare.py folder; the supervised path (preset cpu-fast: its one-line mess
 command (preset auto: the anomaly member alone); then predict.py on a fresh set drawn the same way
 (`--fresh` good and `--fresh` defect images): the held-out AUC (the split keeps 1 of the 5 defects),
 the fresh AUC, and the flags at the chosen operating point (at most 1 % false alarms among the good
-OOF scores). Writes bench/results/few_defects_<data>[_<img>].json.
+OOF scores); then the blend's bundle (ONNX fp32), loaded as a line keeps it, times one fresh image per call
+on 2 threads (the plan keeps it within 50 ms: its models, p50 and p99). Writes
+bench/results/few_defects_<data>[_<img>].json.
 
     python bench/few_defects.py [--data scratch|blob] [--n 100] [--defects 5] [--fresh 100] [--img-size H W]
 
@@ -21,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from line_speed import export_variant, measure
 
 from defectkit.cli.predict import main as predict_main
 from defectkit.cli.prepare import main as prepare_main
@@ -67,6 +70,17 @@ def fresh_scores(cfg_path: Path, work: Path, fresh: Path) -> dict:
             "fresh_recall": round(float(p["defect"][y == 1].mean()), 4)}
 
 
+def bundle_speed(cfg_path: Path, work: Path, fresh: Path, n: int = 48) -> dict:
+    """The blend's bundle (ONNX fp32): its models, and one fresh image per call on 2 threads (p50, p99 ms)."""
+    from defectkit.core.layout import Layout
+    from defectkit.runtime.imaging import read_image
+    comp = load_config(cfg_path).competition
+    images = [read_image(q) for d in ("good", "defect") for q in sorted((fresh / d).glob("*"))[:n // 2]]
+    export_variant(Layout(work), comp, ("ensemble", "onnx", "fp32"), work / "bundle")
+    row = measure(work / "bundle", images, None, n, 2)
+    return {k: row[k] for k in ("models", "model_mb", "p50_ms", "p99_ms", "img_s_batch1")}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=("scratch", "blob"), default="scratch")
@@ -94,6 +108,8 @@ def main(argv=None) -> int:
     result = {"data": args.data, "images": args.n, "defects": args.defects, "supervised_message": message,
               "experiment": exp, "plan": {k: (summary.get("plan") or {}).get(k) for k in ("hw", "archs", "member")},
               "wall_min": round(wall / 60, 2), "fold_secs": [r.secs for r in recs], "bank_patches": recs[0].n_train,
+              "refit": (summary.get("plan") or {}).get("refit"),
+              "refit_secs": [FoldRecord.read(q).secs for q in sorted((work / "oof").glob("*/foldall.json"))],
               "oof_auc": summary["table"][0]["oof_auc"], "held_out_auc": summary["table"][-1]["test_auc"],
               "operating_points": summary["blend"]["operating_points"], **fresh_scores(cfg_path, work, fresh)}
     plan = summary.get("plan") or {}
@@ -102,11 +118,13 @@ def main(argv=None) -> int:
                       budget_used=round(wall / plan["budget_s"], 3),
                       estimate_error=round(plan["total_s"] / wall - 1, 3))
     result.update(blend_weights=summary["blend"]["weights"],
-                  yardstick=(summary["blend"]["cross_check"] or {}).get("synthetic"))
+                  yardstick=(summary["blend"]["cross_check"] or {}).get("synthetic"),
+                  bundle=bundle_speed(cfg_path, work, fresh))
     tag = f"_{args.img_size[0]}x{args.img_size[1]}" if args.img_size else ""
     save_result(result, f"{args.data} {args.defects} defects in {args.n}: {exp}, held-out AUC "
                 f"{result['held_out_auc']}, fresh AUC {result['fresh_auc']} (false alarms "
-                f"{result['fresh_false_alarms']}, recall {result['fresh_recall']}), {result['wall_min']} min",
+                f"{result['fresh_false_alarms']}, recall {result['fresh_recall']}), {result['wall_min']} min; the "
+                f"bundle: {result['bundle']['models']} model(s), {result['bundle']['p50_ms']} ms an image (p50)",
                 args.out, f"few_defects_{args.data}{tag}")
     return 0
 

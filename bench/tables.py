@@ -263,13 +263,20 @@ def few_defects() -> str:
     ch = r["operating_points"]["chosen"]
     archs = ", ".join(a.replace("tf_efficientnet_", "") for a in r["plan"]["archs"])
     h, w = r["plan"]["hw"]
-    rows = [["plan", f"the anomaly member alone, {archs}, {w} x {h} px; wall {fmt(r['wall_min'], 1)} min, bank "
-                     f"{r['bank_patches']:,} patches"],
+    refit = ", 5 folds + a full-data refit (the bundle's model)" if r.get("refit") == "only" else ""
+    rows = [["plan", f"the anomaly member alone, {archs}, {w} x {h} px{refit}; wall {fmt(r['wall_min'], 1)} min "
+                     f"({fmt(100 * r['budget_used'], 0)} % of {fmt(r['budget_min'], 0)}, estimated "
+                     f"{fmt(r['plan_min'], 1)}), bank {r['bank_patches']:,} patches"],
             [f"OOF ({ch['tn'] + ch['fp']} good, {ch['tp'] + ch['fn']} defects)", f"AUC {fmt(r['oof_auc'])}"],
             ["held-out split", f"AUC {fmt(r['held_out_auc'])}"],
             [f"fresh {r['fresh_good']} good + {r['fresh_defect']} defects",
              f"AUC {fmt(r['fresh_auc'])}; at the chosen point {fmt(100 * r['fresh_false_alarms'], 1)} % false alarms, "
              f"{fmt(100 * r['fresh_recall'], 1)} % recall"]]
+    if r.get("bundle"):
+        b = r["bundle"]
+        rows.append(["the bundle (ONNX fp32, 2 threads, one image per call)",
+                     f"{b['models']} model(s), {fmt(b['model_mb'], 1)} MB: p50 {fmt(b['p50_ms'], 1)} ms, "
+                     f"p99 {fmt(b['p99_ms'], 1)} ms"])
     return table(["what", "figure"], rows) + f"\n({machine(r)}, {r['date']}: {src('few_defects_scratch.json')})\n"
 
 
@@ -288,8 +295,23 @@ def yardstick() -> str:
             + f".\n({machine(r)}, {r['date']}: {src('synthetic_yardstick_elpv.json')})\n")
 
 
-TABLES = {"demo": demo, "yardstick": yardstick, "results": results, "speed": speed, "line-speed": line_speed,
-          "anomaly-bundle": anomaly_bundle, "anomaly-speed": anomaly_speed, "few-defects": few_defects,
+def ceiling() -> str:
+    """The anomaly member on ELPV: one run's noise over coreset draws, and the AUC by annotation grade
+    (bench/anomaly_ceiling.py)."""
+    r = load("anomaly_ceiling_lite0_224.json")
+    per_seed = ", ".join(fmt(x["held_out_auc"]) for x in r["per_seed"])
+    rows = [[f"held-out AUC, {len(r['per_seed'])} coreset draws", f"{per_seed} (sd {fmt(r['spread']['sd'])})"],
+            ["held-out AUC of their mean", fmt(r["mean_of_seeds_auc"])],
+            ["held-out AUC, certain cells alone (probability 0 against 1)", fmt(r["certain_cells_auc"])],
+            *[[f"mean rank of the cells graded {g} ({v['cells']})", fmt(v["mean_rank_pct"], 3)]
+              for g, v in r["by_grade"].items()]]
+    return (table(["lite0, 224 px, levels 2+3, bank 4,096, every good training image", "figure"], rows)
+            + f"\n({machine(r)}, {r['date']}: {src('anomaly_ceiling_lite0_224.json')})\n")
+
+
+TABLES = {"demo": demo, "yardstick": yardstick, "ceiling": ceiling, "results": results, "speed": speed,
+          "line-speed": line_speed, "anomaly-bundle": anomaly_bundle, "anomaly-speed": anomaly_speed,
+          "few-defects": few_defects,
           "plans": plans, "localise": localise, "bundle-speed": bundle_speed, "cpu-profiles": cpu_profiles,
           "test-margins": test_margins}
 
