@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     rows, logs, t0 = [], [], time.time()
     for seed in range(args.seeds):
         net = PatchCoreNet(model, layers, torch.zeros(1, 1))
-        bank = build_bank(net, good, args.bank, setup, seed=seed)
+        bank = build_bank(net, good, args.bank, setup, seeds=(seed,))
         net = PatchCoreNet(model, layers, bank)
         p = score(net, test, setup, 1, 64)
         logs.append(np.log(p / (1 - p)))

@@ -75,7 +75,7 @@ def test_predict_and_the_bundle_without_torch_score_the_member_alike(spots, tmp_
 @pytest.mark.slow  # trains the member's refit
 def test_a_full_data_refit_is_the_bundles_one_model_and_scores_as_predict_does(spots, tmp_path):
     """refit: only (what the planner sets when five fold models would be too slow on the line): the grid adds
-    one bank of every good training image; the blend and the bundle score new images with it alone."""
+    banks of every good training image (two draws here); the blend and the bundle score new images with it alone."""
     import dataclasses
     import json
     import shutil
@@ -84,13 +84,13 @@ def test_a_full_data_refit_is_the_bundles_one_model_and_scores_as_predict_does(s
     from defectkit.core.records import FoldRecord
     base, cfg = spots
     work = tmp_path / "w"
-    shutil.copytree(base, work, ignore=shutil.ignore_patterns("submissions"))
+    shutil.copytree(base, work, ignore=shutil.ignore_patterns("submissions", "oof", "models"))
     said = []
-    run_grid(dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, refit="only")), work, progress=False,
-             say=said.append)
-    exp = "tf_efficientnet_lite0_anomaly"
+    recipe = dataclasses.replace(cfg.recipe, refit="only", anomaly_draws=2, name="{arch}_draws")  # two banks each
+    run_grid(dataclasses.replace(cfg, recipe=recipe), work, progress=False, say=said.append)
+    exp = "tf_efficientnet_lite0_draws"
     rec = FoldRecord.read(Layout(work).fold(exp, "all").meta)
-    assert (rec.n_train, rec.n_val, rec.synthetic_auc, rec.data_path) == (512, 0, None, None)
+    assert (rec.n_train, rec.n_val, rec.synthetic_auc, rec.data_path) == (2 * 512, 0, None, None)
     assert not list((work / "oof" / exp).glob("synthetic_foldall*"))  # no held-out goods to make defects on
     blend = json.loads((work / "submissions/blend.json").read_text())
     assert blend["refit"] == "only"
@@ -123,7 +123,16 @@ def test_the_net_scores_the_distance_to_the_nearest_bank_patch():
         net = PatchCoreNet(net.model, [1, 2], bank, scale=2.0)
         want = torch.cdist(flat, bank).min(1).values.view(2, -1).max(1).values
         np.testing.assert_allclose(torch.exp(net(x)[:, 0]) * 2.0, want, rtol=1e-3)
+        # two draws: the mean over the banks of log(largest patch distance / scale); the map, their mean distance
+        other = flat[coreset(flat, 50, seed=1)]
+        two = PatchCoreNet(net.model, [1, 2], torch.cat([bank, other]), scale=2.0, draws=2)
+        want2 = torch.cdist(flat, other).min(1).values.view(2, -1).max(1).values
+        np.testing.assert_allclose(two(x)[:, 0], (torch.log(want / 2) + torch.log(want2 / 2)) / 2, rtol=1e-3, atol=1e-4)
+        maps = torch.stack([torch.cdist(flat, b).min(1).values.view(2, 16, 16) for b in (bank, other)]).mean(0)
+        np.testing.assert_allclose(two.patch_scores(x), maps, atol=0.01)  # sqrt of |a|^2 - 2ab + |b|^2 near 0
     assert len(set(coreset(flat, 50).tolist())) == 50  # k distinct centres
+    with pytest.raises(ValueError, match="does not split into 3 draws"):
+        PatchCoreNet(net.model, [1, 2], torch.zeros(50, 4), draws=3)
 
 
 def test_bad_requests_are_one_line(tmp_path, monkeypatch):

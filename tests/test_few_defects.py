@@ -43,7 +43,10 @@ def test_good_images_alone_plan_train_and_blend_the_anomaly_member(good_only):
     lites = [f"{a}_anomaly96" for a in plan["archs"]]  # lite0, and lite1/2 if this CPU's probe says they fit
     assert plan["archs"][0] == "tf_efficientnet_lite0"
     assert all((base / "oof" / e / "fold4.json").exists() for e in lites)
-    assert "the members' bundle: about" in said and "another backbone is bought only within 50 ms" in said
+    assert plan["draws"] > 1 and f"{plan['draws']} bank draws averaged" in said  # time and line speed left
+    meta = json.loads((base / "oof" / lites[0] / "fold0.json").read_text())
+    assert meta["config"]["recipe"]["anomaly_draws"] == plan["draws"] and meta["n_train"] % plan["draws"] == 0
+    assert "the members' bundle: about" in said and "bank draws and backbones are bought only within 50 ms" in said
     blend = json.loads((base / "submissions/blend.json").read_text())
     cv = blend["cross_check"]
     assert "none in fold(s) [0, 1, 2, 3, 4]: no weights can be found" in cv["note"]

@@ -3,6 +3,8 @@ budget by its own cost model, never exceeds the images' size, keeps what the use
 it gave up; a budget too small is one line; a planned run, run again, trains nothing new.
 Learnt figures are asserted with defectkit.testing.learnt against floors set well below the worst seen over
 two seeds of the toy data and two instruction sets (bench/test_margins.py -> bench/results/test_margins.json)."""
+import dataclasses
+
 import pytest
 import yaml
 
@@ -243,17 +245,20 @@ def test_with_the_input_at_its_largest_the_anomaly_plan_buys_more_backbones_whil
     alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
     assert alone.hw == planner.anomaly_sizes(s, {})[0] and alone.total_s < 0.5 * 600  # room left at the top size
     ms = planner.anomaly_image_ms
-    refit = 1 + (alone.refit == "only") / 5  # a member's folds, and its refit when the bundle ships that alone
+
+    def member_s(arch, plan):  # a member's folds, and its refit when the bundle ships that alone
+        return sum(planner.member_estimate(s, CPU[arch], arch, plan).values())
     for limit in (planner.IMAGE_MS, float("inf")):  # the line's speed, or none
         grown = planner.grow_anomaly(s, CPU, dataclasses.replace(alone, archs=list(alone.archs)), limit)
         assert grown.archs[0] == alone.archs[0] and grown.total_s <= FILL * 600
         assert len(grown.archs) == 1 or ms(CPU, grown.archs, grown.hw, grown.models) <= limit
         for arch in grown.archs[1:]:
-            want = planner.anomaly_s(s, CPU[arch], grown.hw, 5) * refit
+            want = planner.anomaly_s(s, CPU[arch], grown.hw, 5)
             assert grown.estimate[f"{arch} anomaly folds"] == pytest.approx(want)
+            assert grown.estimate.get(f"{arch} anomaly refit", 0) == pytest.approx(want / 5 * (alone.refit == "only"))
         left_out = [a for a in CPU if a not in grown.archs]
-        assert not left_out or (grown.total_s + planner.anomaly_s(s, CPU[left_out[0]], grown.hw, 5) * refit
-                                > FILL * 600 or ms(CPU, [*grown.archs, left_out[0]], grown.hw, grown.models) > limit)
+        assert not left_out or (grown.total_s + member_s(left_out[0], grown) > FILL * 600
+                                or ms(CPU, [*grown.archs, left_out[0]], grown.hw, grown.models) > limit)
     names = " + ".join(a.replace("tf_efficientnet_", "") for a in grown.archs)
     assert len(grown.archs) >= 2 and names in grown.line(s.hw)  # no limit: the budget alone (checked above)
     assert grown.fields()["archs"] == grown.archs
@@ -279,6 +284,32 @@ def test_the_anomaly_plan_keeps_one_image_within_the_line_budget_by_shipping_a_f
     assert folds.refit == "none" and ms(CPU, [lite0], folds.hw, 5) <= planner.IMAGE_MS or folds.hw == sizes[-1]
     assert sizes.index(folds.hw) > sizes.index(plan.hw)  # smaller than with the refit
     assert all(ms(CPU, [lite0], hw, 5) > planner.IMAGE_MS for hw in sizes[:sizes.index(folds.hw)])
+
+
+def test_the_anomaly_plan_averages_bank_draws_while_time_and_line_allow_and_keeps_a_set_count():
+    """More draws per model while the run fits and an image stays within IMAGE_MS (each draw: one more bank's
+    search an image and one more coreset a fold); at most MAX_DRAWS; a recipe's anomaly_draws is kept."""
+    ms, lite0, got = planner.anomaly_image_ms, "tf_efficientnet_lite0", {}
+    for name in ("tiny", "100 images"):
+        s = _with_defects(SURVEYS[name], 0)
+        one = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
+        drawn = planner.draw_anomaly(s, CPU, one, {})
+        assert 1 <= drawn.draws <= planner.MAX_DRAWS and drawn.total_s <= FILL * 600
+        assert ms(CPU, [lite0], drawn.hw, drawn.models, 4096 * drawn.draws) <= planner.IMAGE_MS
+        assert drawn.estimate[f"{lite0} anomaly folds"] == pytest.approx(
+            planner.anomaly_s(s, CPU[lite0], drawn.hw, 5, draws=drawn.draws))
+        more = drawn.draws + 1
+        assert more > planner.MAX_DRAWS or ms(CPU, [lite0], drawn.hw, drawn.models, 4096 * more) > planner.IMAGE_MS \
+            or sum(planner.member_estimate(s, CPU[lite0], lite0, dataclasses.replace(drawn, draws=more)).values()) \
+            + drawn.estimate["start and blend"] + drawn.estimate["images"] > FILL * 600
+        assert drawn.fields()["anomaly_draws"] == drawn.draws
+        assert (drawn.draws > 1) == (f"{drawn.draws} bank draws averaged" in drawn.line(s.hw))
+        got[name] = drawn.draws
+    assert got == {"tiny": planner.MAX_DRAWS, "100 images": 1}  # 384 x 512 px: one draw of one model takes ~48 ms
+    tight = planner.search_anomaly(s, CPU, "cpu", one.total_s / FILL * 1.01, {})
+    assert planner.draw_anomaly(s, CPU, tight, {}).draws == 1  # no time left
+    assert planner.draw_anomaly(s, CPU, one, {"anomaly_draws": 1}).draws == 1  # set in the recipe: kept
+    assert planner.anomaly_s(s, CPU[lite0], one.hw, 5, draws=3) > planner.anomaly_s(s, CPU[lite0], one.hw, 5)
 
 
 def test_the_bundle_latency_of_anomaly_members_grows_with_pixels_backbones_and_folds():

@@ -154,6 +154,9 @@ class Recipe:
                                     doc="member anomaly: the backbone's feature levels whose patches fill the bank")
     anomaly_bank: int = opt(4096, ge=16, le=65536, neutral=4096, doc="member anomaly: patches kept in the bank "
                                                                       "(coreset)")
+    anomaly_draws: int = opt(1, ge=1, le=16, neutral=1, doc="member anomaly: banks drawn with different seeds, each "
+                                                            "of anomaly_bank patches; an image scores the mean of "
+                                                            "their log-distances (one draw moves the AUC)")
     with_anomaly: bool = opt(False, scope="grid",
                              doc="run.py also trains the anomaly member (member: anomaly) on the first backbone, at "
                                  "most 512 px a side, and blends it with the classifiers (hill keeps it only if "

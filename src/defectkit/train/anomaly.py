@@ -65,25 +65,35 @@ def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> tuple[nn
 
 
 class NearestDistance(nn.Module):
-    """Each row's squared distance to its nearest bank row, (|a|^2 - 2ab + |b|^2).min: a difference of
-    large terms that int8 would wipe out, so an int8 export keeps it in fp32 (`keep_fp32`)."""
+    """Each row's squared distance to its nearest row of each of the bank's `draws` equal blocks, (|a|^2 -
+    2ab + |b|^2).min: (rows, draws). A difference of large terms that int8 would wipe out, so an int8 export
+    keeps it in fp32 (`keep_fp32`)."""
 
     keep_fp32 = True
 
+    def __init__(self, draws: int = 1):
+        super().__init__()
+        self.draws = draws
+
     def forward(self, flat: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
-        return ((flat ** 2).sum(1, keepdim=True) - 2 * flat @ bank.t() + bank_sq[None]).min(1).values
+        d = (flat ** 2).sum(1, keepdim=True) - 2 * flat @ bank.t() + bank_sq[None]
+        return d.view(d.shape[0], self.draws, -1).min(2).values
 
 
 class PatchCoreNet(nn.Module):
-    """Normalised images (B, 3, H, W) -> (B, 1) logits log(d / scale), d the largest patch distance."""
+    """Normalised images (B, 3, H, W) -> (B, 1) logits log(d / scale), d the largest patch distance; with
+    `draws` banks (the rows of `bank` in equal blocks, each drawn with its own seed), the mean over them of
+    log(d / scale): one draw's luck averaged out (bench/anomaly_ceiling.py)."""
 
-    def __init__(self, model: nn.Module, layers: list[int], bank: torch.Tensor, scale: float = 1.0):
+    def __init__(self, model: nn.Module, layers: list[int], bank: torch.Tensor, scale: float = 1.0, draws: int = 1):
         super().__init__()
+        if len(bank) % draws:
+            raise ValueError(f"a bank of {len(bank)} rows does not split into {draws} draws")
         self.model, self.layers = model, sorted(layers)
         self.register_buffer("bank", bank.float())
         self.register_buffer("bank_sq", (bank.float() ** 2).sum(1))
         self.register_buffer("scale", torch.tensor(float(scale)))
-        self.nearest = NearestDistance()
+        self.nearest = NearestDistance(draws)
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) patch features at the finest tapped level."""
@@ -93,12 +103,17 @@ class PatchCoreNet(nn.Module):
         return torch.cat([o if o.shape[-2:] == hw else F.interpolate(o, size=hw, mode="bilinear",
                                                                      align_corners=False) for o in out], 1)
 
-    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, h, w): each patch's distance to its nearest bank patch (the anomaly map)."""
+    def draw_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, draws, h, w): each patch's distance to its nearest patch of each drawn bank."""
         p = self.patches(x)
         b, d, h, w = p.shape
         flat = p.permute(0, 2, 3, 1).reshape(b * h * w, d)
-        return self.nearest(flat, self.bank, self.bank_sq).clamp_min(0).sqrt().view(b, h, w)
+        dist = self.nearest(flat, self.bank, self.bank_sq).clamp_min(0).sqrt()
+        return dist.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h, w): each patch's distance to its nearest bank patch, the mean over draws (the anomaly map)."""
+        return self.draw_scores(x).mean(1)
 
     def batch_for(self, hw: tuple[int, int], batch: int) -> int:
         """The batch that keeps one batch's patch-to-bank distances within MAX_DISTANCES (at 288 px and
@@ -111,8 +126,8 @@ class PatchCoreNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
-            dist = self.patch_scores(x.float()).flatten(1).max(1).values
-        return torch.log(dist.clamp_min(1e-6) / self.scale)[:, None]
+            dist = self.draw_scores(x.float()).flatten(2).max(2).values
+        return torch.log(dist.clamp_min(1e-6) / self.scale).mean(1, keepdim=True)
 
 
 def coreset(feats: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
@@ -143,21 +158,28 @@ def check_bank_memory(k: int, dim: int, pool: int) -> None:
 
 
 @torch.inference_mode()
-def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16, seed: int = 0) -> torch.Tensor:
-    """`k` coreset patches of the good `images` (uint8 NHWC), drawn from at most POOL_PER_BANK x k; `seed`
-    draws the pool and the coreset's first patch (bench/anomaly_ceiling.py: how far the AUC moves with it)."""
-    g = torch.Generator().manual_seed(seed)
+def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16,
+               seeds: tuple[int, ...] = (0,)) -> torch.Tensor:
+    """`k` coreset patches of the good `images` (uint8 NHWC) per seed, drawn from at most POOL_PER_BANK x k,
+    the draws' banks one after the other (PatchCoreNet's `draws`). A seed draws its pool and its coreset's
+    first patch (bench/anomaly_ceiling.py: how far the AUC moves with it); the images pass once for all."""
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     x0 = net.patches(to_input(image_batches(images[:1], 1)[0][0], setup))
     per_image = x0.shape[2] * x0.shape[3]
     keep = max(1, min(per_image, POOL_PER_BANK * k // len(images)))
-    check_bank_memory(k, x0.shape[1], keep * len(images))
-    pool = []
+    check_bank_memory(k * len(seeds), x0.shape[1], keep * len(images) * len(seeds))
+    pools = [[] for _ in seeds]
     for x, _ in image_batches(images, batch):
         p = net.patches(to_input(x, setup))
         flat = p.permute(0, 2, 3, 1).reshape(len(p), per_image, -1)
-        pool += [f[torch.randperm(per_image, generator=g)[:keep]] for f in flat]
-    pool = torch.cat(pool)
-    return pool[coreset(pool, min(k, len(pool)), seed)]
+        for f in flat:
+            for pool, g in zip(pools, gens):
+                pool.append(f[torch.randperm(per_image, generator=g)[:keep]])
+    banks = []
+    for pool, seed in zip(pools, seeds):
+        pool = torch.cat(pool)
+        banks.append(pool[coreset(pool, min(k, len(pool)), seed)])
+    return torch.cat(banks)
 
 
 def score(net: nn.Module, images: np.ndarray, setup, tta: int, batch: int) -> np.ndarray:
@@ -186,8 +208,9 @@ def fit_anomaly_fold(cfg: Config, arch: str, fold, layout: Layout, progress: boo
     setup = make_setup(device, info.mean, info.std, amp=False, channels_last=rec.channels_last)
     bank_rows, scale_rows = split_good(d.y, d.tr_idx, rec.seed)
     net = PatchCoreNet(model, list(rec.anomaly_layers), torch.zeros(1, 1)).to(memory_format=torch.channels_last)
-    bank = build_bank(net, d.train_images[np.sort(bank_rows)], rec.anomaly_bank, setup)
-    net = PatchCoreNet(model, list(rec.anomaly_layers), bank)
+    bank = build_bank(net, d.train_images[np.sort(bank_rows)], rec.anomaly_bank, setup,
+                      seeds=tuple(range(rec.anomaly_draws)))
+    net = PatchCoreNet(model, list(rec.anomaly_layers), bank, draws=rec.anomaly_draws)
     p = score(net, d.train_images[np.sort(scale_rows)], setup, 1, 2 * rec.batch_size)  # d / (d + 1)
     scale = float(np.median(p / np.clip(1 - p, 1e-12, None)))
     net.scale.fill_(max(scale, 1e-6))
@@ -214,11 +237,11 @@ def write_fold(cfg: Config, arch: str, fold, layout: Layout, parts: tuple) -> Fo
     meta = write_fold_outputs(cfg, arch, d, paths, (p_val, p_test), FoldFacts(
         weights=info.source, run_id=run_id, best_epoch=1, epochs_run=1, val_auc=val_auc, n_train=len(net.bank),
         device="cpu", secs=round(time.time() - t0, 1), synthetic_auc=synthetic))
+    draws = f" ({net.nearest.draws} draws)" if net.nearest.draws > 1 else ""
+    oof = f", OOF AUC with TTA x{rec.tta_views} {meta.oof_auc:.4f}" if meta.oof_auc is not None else ""
+    syn = f", AUC on synthetic defects {synthetic:.4f} (a yardstick, not a result)" if synthetic is not None else ""
     print(f"[{meta.exp} fold {fold}] anomaly bank {len(net.bank)} patches x {net.bank.shape[1]} of the good training "
-          f"images, scale {float(net.scale):.4f}" + (f", OOF AUC with TTA x{rec.tta_views} {meta.oof_auc:.4f}"
-                                                      if meta.oof_auc is not None else "")
-          + (f", AUC on synthetic defects {synthetic:.4f} (a yardstick, not a result)" if synthetic is not None else "")
-          + f" -> {paths.oof.parent}")
+          f"images{draws}, scale {float(net.scale):.4f}{oof}{syn} -> {paths.oof.parent}")
     return meta
 
 
@@ -244,7 +267,8 @@ def synthetic_scores(net: nn.Module, d, p_val: np.ndarray, how: tuple) -> tuple[
 def load_anomaly_net(ck: Checkpoint) -> PatchCoreNet:
     """The fold's PatchCoreNet from its checkpoint (the bank's shape from the state dict)."""
     layers = list(ck.recipe.get("anomaly_layers", [2, 3]))
-    net = PatchCoreNet(backbone(ck.arch, layers, pretrained="none")[0], layers, torch.zeros(ck.model["bank"].shape))
+    net = PatchCoreNet(backbone(ck.arch, layers, pretrained="none")[0], layers, torch.zeros(ck.model["bank"].shape),
+                       draws=int(ck.recipe.get("anomaly_draws", 1)))
     net.load_state_dict(ck.model)
     return net.eval()
 

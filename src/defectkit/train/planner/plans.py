@@ -27,6 +27,7 @@ from defectkit.train.planner.cost import (
     anomaly_s,
     anomaly_sizes,
     batch_for,
+    draw_anomaly,
     estimate,
     grow_anomaly,
     ladder,
@@ -46,7 +47,8 @@ def device_kind(cfg: Config) -> str:
 def fixed_fields(cfg: Config) -> dict:
     """The planned fields the user set (YAML or flags): the plan keeps them."""
     rec, ex = cfg.recipe, cfg.explicit
-    out = {k: getattr(rec, k) for k in ("archs", "epochs", "tta", "pool", "member", "with_anomaly", "refit") if k in ex}
+    out = {k: getattr(rec, k) for k in ("archs", "epochs", "tta", "pool", "member", "with_anomaly", "refit",
+                                           "anomaly_draws") if k in ex}
     if "img_size" in ex or "aspect_ratio" in ex:
         out["hw"] = rec.hw
     return out
@@ -119,9 +121,11 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     hw0 = fixed.get("hw") or min(ladder(s)[0], (ANOMALY_MAX_SIDE, ANOMALY_MAX_SIDE))
     costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE)}
     plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
+    if tuple(plan.hw) == anomaly_sizes(s, fixed)[0]:  # resolution first, then bank draws, then backbones
+        plan = draw_anomaly(s, costs, plan, fixed)
     others = [a for a in LITES if a != arch and not fixed.get("archs")]
     room = (tuple(plan.hw) == anomaly_sizes(s, fixed)[0] and plan.total_s < FILL * budget / 2
-            and 2 * anomaly_image_ms(costs, plan.archs, plan.hw, plan.models) <= IMAGE_MS)  # time and speed left
+            and 2 * anomaly_image_ms(costs, plan.archs, plan.hw, plan.models, 4096 * plan.draws) <= IMAGE_MS)
     if others and room:
         costs.update({a: probe_arch(a, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE) for a in others})
         plan.budget_s = budget - (time.perf_counter() - t0)
@@ -130,11 +134,13 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     say(f"probe: {', '.join(costs)} timed for the anomaly member on the cpu in {spent:.0f} s ({s.n_defect} defect "
         f"image(s): fewer than the {plan.folds} a classifier's folds need)")
     names = " + ".join(a.replace("tf_efficientnet_", "") for a in plan.archs)
+    bank = 4096 * plan.draws
     models = {"only": f"a full-data refit of {names}, as {plan.folds} fold models would take "
-                      f"{anomaly_image_ms(costs, plan.archs, plan.hw, plan.folds):.0f} ms"}.get(
+                      f"{anomaly_image_ms(costs, plan.archs, plan.hw, plan.folds, bank):.0f} ms"}.get(
         plan.refit, f"{plan.models} models of {names}")
-    say(f"the members' bundle: about {anomaly_image_ms(costs, plan.archs, plan.hw, plan.models):.0f} ms an image on "
-        f"2 cores ({models}; another backbone is bought only within {IMAGE_MS:.0f} ms)")
+    draws = f", {plan.draws} bank draws each" if plan.draws > 1 else ""
+    say(f"the members' bundle: about {anomaly_image_ms(costs, plan.archs, plan.hw, plan.models, bank):.0f} ms an "
+        f"image on 2 cores ({models}{draws}; bank draws and backbones are bought only within {IMAGE_MS:.0f} ms)")
     plan.budget_s, plan.estimate = budget, {"plan (probe)": spent, **plan.estimate}
     plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
     plan.kept = dict(inputs["fixed"])
@@ -156,7 +162,7 @@ def load_saved(cfg: Config, base: Path, inputs: dict) -> Plan | None:
         p = saved["plan"]
         return Plan(p["device"], p["budget_s"], tuple(p["hw"]), p["archs"], p["epochs"], p["tta"], p["pool"],
                     p["folds"], p["batch"], p["cached"], p["estimate"], p["kept"], p["notes"], member=p["member"],
-                    anomaly=p["anomaly"], refit=p["refit"])
+                    anomaly=p["anomaly"], refit=p["refit"], draws=p["draws"])
     except (ValueError, KeyError, TypeError):
         return None  # another version's plan: planned again
 
