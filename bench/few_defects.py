@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     exp = summary["table"][0]["experiment"]
     recs = [FoldRecord.read(q) for q in sorted((work / "oof" / exp).glob("fold[0-9].json"))]
     result = {"data": args.data, "images": args.n, "defects": args.defects, "supervised_message": message,
-              "experiment": exp, "plan": {k: (summary.get("plan") or {}).get(k) for k in ("hw", "archs", "member")},
+              "experiment": exp,
+              "plan": {k: (summary.get("plan") or {}).get(k) for k in ("hw", "archs", "member", "refit", "draws")},
               "wall_min": round(wall / 60, 2), "fold_secs": [r.secs for r in recs], "bank_patches": recs[0].n_train,
               "refit": (summary.get("plan") or {}).get("refit"),
               "refit_secs": [FoldRecord.read(q).secs for q in sorted((work / "oof").glob("*/foldall.json"))],

@@ -264,9 +264,12 @@ def few_defects() -> str:
     archs = ", ".join(a.replace("tf_efficientnet_", "") for a in r["plan"]["archs"])
     h, w = r["plan"]["hw"]
     refit = ", 5 folds + a full-data refit (the bundle's model)" if r.get("refit") == "only" else ""
+    draws = r["plan"].get("draws") or 1
+    bank = f"{draws} bank draws of {r['bank_patches'] // draws:,} patches" if draws > 1 else \
+        f"bank {r['bank_patches']:,} patches"
     rows = [["plan", f"the anomaly member alone, {archs}, {w} x {h} px{refit}; wall {fmt(r['wall_min'], 1)} min "
                      f"({fmt(100 * r['budget_used'], 0)} % of {fmt(r['budget_min'], 0)}, estimated "
-                     f"{fmt(r['plan_min'], 1)}), bank {r['bank_patches']:,} patches"],
+                     f"{fmt(r['plan_min'], 1)}), {bank}"],
             [f"OOF ({ch['tn'] + ch['fp']} good, {ch['tp'] + ch['fn']} defects)", f"AUC {fmt(r['oof_auc'])}"],
             ["held-out split", f"AUC {fmt(r['held_out_auc'])}"],
             [f"fresh {r['fresh_good']} good + {r['fresh_defect']} defects",

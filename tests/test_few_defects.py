@@ -46,7 +46,8 @@ def test_good_images_alone_plan_train_and_blend_the_anomaly_member(good_only):
     assert plan["draws"] > 1 and f"{plan['draws']} bank draws averaged" in said  # time and line speed left
     meta = json.loads((base / "oof" / lites[0] / "fold0.json").read_text())
     assert meta["config"]["recipe"]["anomaly_draws"] == plan["draws"] and meta["n_train"] % plan["draws"] == 0
-    assert "the members' bundle: about" in said and "bank draws and backbones are bought only within 50 ms" in said
+    assert "the members' bundle: about" in said
+    assert "bank draws and backbones are bought only within 42 ms, the 50 ms target less" in said
     blend = json.loads((base / "submissions/blend.json").read_text())
     cv = blend["cross_check"]
     assert "none in fold(s) [0, 1, 2, 3, 4]: no weights can be found" in cv["note"]

@@ -32,6 +32,8 @@ from defectkit.train.planner.cost import (  # noqa: F401
     GPU_EPOCH_S,
     GPU_FOLD_S,
     IMAGE_MS,
+    LINE_FILL,
+    LINE_MS,
     MAX_CACHE_GB,
     MAX_DRAWS,
     MIN_SIDE,
