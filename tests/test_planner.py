@@ -315,6 +315,26 @@ def test_the_anomaly_plan_averages_bank_draws_while_time_and_line_allow_and_keep
     assert planner.anomaly_s(s, CPU[lite0], one.hw, 5, draws=3) > planner.anomaly_s(s, CPU[lite0], one.hw, 5)
 
 
+def test_a_saved_anomaly_plan_reads_back_with_its_refit_and_draws(tmp_path):
+    """run.py and predict.py read the saved plan again (same inputs: no new probe); the refit and the bank draws
+    come back with it, and so do the recipe fields they set."""
+    from defectkit.core.fileio import write_json_atomic
+    from defectkit.testing import write_toy_config
+    cfg = load_config(write_toy_config(tmp_path))
+    s = _with_defects(_survey(300, (224, 224)), 0)
+    plan = planner.draw_anomaly(s, CPU, planner.search_anomaly(s, CPU, "cpu", 10 * 60, {}), {})
+    assert (plan.refit, plan.draws > 1) == ("only", True)
+    inputs = {"budget_min": 10, "fixed": {}}
+    write_json_atomic(planner.plan_path(cfg, tmp_path), {"format": planner.PLAN_FORMAT, "inputs": inputs,
+                                                         "plan": dataclasses.asdict(plan)})
+    back = planner.load_saved(cfg, tmp_path, inputs)
+    assert (back.refit, back.draws, back.hw, back.archs, back.member) == (plan.refit, plan.draws, plan.hw,
+                                                                          plan.archs, "anomaly")
+    rec = planner.apply(cfg, back).recipe
+    assert (rec.refit, rec.anomaly_draws, rec.member) == ("only", plan.draws, "anomaly")
+    assert planner.load_saved(cfg, tmp_path, {**inputs, "budget_min": 20}) is None  # other inputs: planned again
+
+
 def test_the_bundle_latency_of_anomaly_members_grows_with_pixels_backbones_and_folds():
     ms = planner.anomaly_image_ms
     one = ms(CPU, ["tf_efficientnet_lite0"], (160, 160), 5)
