@@ -172,7 +172,8 @@ def test_too_few_defects_plan_the_anomaly_member_alone_at_most_512_px_a_side(nam
     assert plan.hw == fit[0]  # the largest whose run fits the budget and one model an image the line
     f = plan.fields()
     assert f["member"] == "anomaly" and f["name"].startswith("{arch}_anomaly") and "epochs" not in f
-    assert "anomaly member alone" in plan.line(s.hw)
+    assert "anomaly member alone (too few defects for classifiers)" in plan.line(s.hw)
+    assert "anomaly member alone (as set)" in dataclasses.replace(plan, kept={"member": "anomaly"}).line(s.hw)
 
 
 def test_the_anomaly_member_joins_the_classifiers_when_the_budget_allows_and_only_then():

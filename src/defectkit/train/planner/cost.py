@@ -166,7 +166,8 @@ class Plan:
         if self.member == "anomaly":
             refit = {"only": " + a full-data refit each (the bundle's model)", "both": " + a full-data refit each"}
             draws = f", {self.draws} bank draws averaged" if self.draws > 1 else ""
-            return (f"plan: the anomaly member alone (too few defects for classifiers), {w} x {h} px ({share}), "
+            why = "as set" if self.kept.get("member") == "anomaly" else "too few defects for classifiers"
+            return (f"plan: the anomaly member alone ({why}), {w} x {h} px ({share}), "
                     f"{names}, {self.folds} folds{refit.get(self.refit, '')}{draws}: {budget}")
         extra = f" + the anomaly member ({' x '.join(map(str, anomaly_hw(self.hw)[::-1]))} px)" if self.anomaly else ""
         return (f"plan: {w} x {h} px ({share}), {names}, {self.folds} folds x {self.epochs} epochs, TTA x{self.tta}, "

@@ -132,8 +132,9 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
         plan.budget_s = budget - (time.perf_counter() - t0)
         plan = grow_anomaly(s, costs, plan)
     spent = time.perf_counter() - t0
-    say(f"probe: {', '.join(costs)} timed for the anomaly member on the cpu in {spent:.0f} s ({s.n_defect} defect "
-        f"image(s): fewer than the {plan.folds} a classifier's folds need)")
+    why = ("member: anomaly, as set" if fixed.get("member") == "anomaly" else
+           f"{s.n_defect} defect image(s): fewer than the {plan.folds} a classifier's folds need")
+    say(f"probe: {', '.join(costs)} timed for the anomaly member on the cpu in {spent:.0f} s ({why})")
     names = " + ".join(a.replace("tf_efficientnet_", "") for a in plan.archs)
     bank = 4096 * plan.draws
     models = {"only": f"a full-data refit of {names}, as {plan.folds} fold models would take "
