@@ -109,7 +109,6 @@ def main(argv=None) -> int:
               "experiment": exp,
               "plan": {k: (summary.get("plan") or {}).get(k) for k in ("hw", "archs", "member", "refit", "draws")},
               "wall_min": round(wall / 60, 2), "fold_secs": [r.secs for r in recs], "bank_patches": recs[0].n_train,
-              "refit": (summary.get("plan") or {}).get("refit"),
               "refit_secs": [FoldRecord.read(q).secs for q in sorted((work / "oof").glob("*/foldall.json"))],
               "oof_auc": summary["table"][0]["oof_auc"], "held_out_auc": summary["table"][-1]["test_auc"],
               "operating_points": summary["blend"]["operating_points"], **fresh_scores(cfg_path, work, fresh)}

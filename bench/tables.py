@@ -263,7 +263,7 @@ def few_defects() -> str:
     ch = r["operating_points"]["chosen"]
     archs = ", ".join(a.replace("tf_efficientnet_", "") for a in r["plan"]["archs"])
     h, w = r["plan"]["hw"]
-    refit = ", 5 folds + a full-data refit (the bundle's model)" if r.get("refit") == "only" else ""
+    refit = ", 5 folds + a full-data refit (the bundle's model)" if r["plan"].get("refit") == "only" else ""
     draws = r["plan"].get("draws") or 1
     bank = f"{draws} bank draws of {r['bank_patches'] // draws:,} patches" if draws > 1 else \
         f"bank {r['bank_patches']:,} patches"

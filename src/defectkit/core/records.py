@@ -113,6 +113,7 @@ def write_record(path: Path, record) -> None:
 
 DATA_PATHS = ("loader", "device", "cache")  # how a fold's training batches reached its model (FoldRecord.data_path)
 
+
 @dataclass
 class FoldRecord:
     """One complete fold (or the full-data refit, fold "all") of one experiment."""

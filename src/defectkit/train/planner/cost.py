@@ -11,6 +11,7 @@ from defectkit.core.checks import InputError
 from defectkit.core.presets import LITES
 
 PLAN_FORMAT = 3
+ANOMALY_BANK = 4096  # the anomaly member's bank (recipe anomaly_bank's default), the patches the plan costs
 
 
 DEFAULT_BUDGET = {"cpu": 10.0, "cuda": 30.0}  # minutes, when time_budget is 0
@@ -143,6 +144,11 @@ class Plan:
         return float(sum(self.estimate.values()))
 
     @property
+    def bank_rows(self) -> int:
+        """Bank patches an anomaly model searches for each image patch: its draws' banks together."""
+        return ANOMALY_BANK * self.draws
+
+    @property
     def models(self) -> int:
         """Models per member in the bundle: the fold models, the full-data refit alone, or both."""
         return {"none": self.folds, "only": 1, "both": self.folds + 1}[self.refit]
@@ -207,7 +213,8 @@ def anomaly_hw(hw: tuple[int, int]) -> tuple[int, int]:
     return tuple(max(32, int(x * f) // 32 * 32) for x in hw)
 
 
-def anomaly_s(s: Survey, c: ArchCost, hw: tuple[int, int], folds: int, bank: int = 4096, draws: int = 1) -> float:
+def anomaly_s(s: Survey, c: ArchCost, hw: tuple[int, int], folds: int, bank: int = ANOMALY_BANK,
+              draws: int = 1) -> float:
     """Seconds of the anomaly member's folds (on the CPU): every image's forward once (bank, scale,
     validation and test images), each drawn bank's coreset loop, the search of the drawn banks for the
     held-out, test and synthetic images' patches, a fold's fixed cost."""
@@ -245,7 +252,7 @@ def search_anomaly(s: Survey, costs: dict[str, ArchCost], device: str, budget_s:
     for hw in sizes:
         plan = anomaly_plan(s, costs, arch, hw, fixed)
         plan.device, plan.budget_s = device, budget_s
-        fast = anomaly_image_ms(costs, plan.archs, hw, plan.models, 4096 * plan.draws) <= LINE_MS or hw == sizes[-1]
+        fast = anomaly_image_ms(costs, plan.archs, hw, plan.models, plan.bank_rows) <= LINE_MS or hw == sizes[-1]
         if plan.total_s <= FILL * budget_s and fast:
             return plan
     raise InputError(f"time_budget {budget_s / 60:g} min: too small for the anomaly member at {sizes[-1][1]} x "
@@ -260,7 +267,7 @@ def anomaly_plan(s: Survey, costs: dict[str, ArchCost], arch: str, hw: tuple[int
     folds = fixed.get("folds", FOLDS)
     plan = Plan("cpu", 0.0, hw, [arch], 1, 1, folds=folds, cached=False, member="anomaly",
                 draws=fixed.get("anomaly_draws", 1))
-    slow = anomaly_image_ms(costs, [arch], hw, folds, 4096 * plan.draws) > LINE_MS
+    slow = anomaly_image_ms(costs, [arch], hw, folds, plan.bank_rows) > LINE_MS
     plan.refit = fixed.get("refit") or ("only" if slow else "none")
     plan.estimate = {"start and blend": START_S, "images": (s.n_train + s.n_test) * s.decode_s,
                      **member_estimate(s, costs[arch], arch, plan)}
@@ -282,7 +289,7 @@ LINE_MS = LINE_FILL * IMAGE_MS
 
 
 def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int, int], folds: int,
-                     bank: int = 4096) -> float:
+                     bank: int = ANOMALY_BANK) -> float:
     """Milliseconds one image takes through the bundle of anomaly members `archs` on the 2-core reference
     CPU (each fold's model: the backbone's forward and the search of its bank): lite0's measured cost per
     pixel, scaled for another backbone by the probe's ratio of its forward to the first one's (a ratio
@@ -307,12 +314,12 @@ def draw_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict)
     other backbones; a recipe's anomaly_draws is kept."""
     if "anomaly_draws" in fixed:
         return plan
-    base = dataclasses.replace(plan, estimate=dict(plan.estimate))
+    one = plan
     for draws in range(2, MAX_DRAWS + 1):
-        trial = dataclasses.replace(base, draws=draws, estimate=dict(base.estimate))
+        trial = dataclasses.replace(one, draws=draws, estimate=dict(one.estimate))
         for arch in trial.archs:
             trial.estimate.update(member_estimate(s, costs[arch], arch, trial))
-        ms = anomaly_image_ms(costs, trial.archs, trial.hw, trial.models, bank=4096 * draws)
+        ms = anomaly_image_ms(costs, trial.archs, trial.hw, trial.models, trial.bank_rows)
         if trial.total_s > FILL * trial.budget_s or ms > LINE_MS:
             break
         plan = trial
@@ -328,8 +335,7 @@ def grow_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, max_image_ms
     for arch in [a for a in costs if a not in plan.archs]:
         extra = member_estimate(s, costs[arch], arch, plan)
         if (plan.total_s + sum(extra.values()) > FILL * plan.budget_s
-                or anomaly_image_ms(costs, [*plan.archs, arch], plan.hw, plan.models, 4096 * plan.draws)
-                > max_image_ms):
+                or anomaly_image_ms(costs, [*plan.archs, arch], plan.hw, plan.models, plan.bank_rows) > max_image_ms):
             break
         plan.archs = [*plan.archs, arch]
         plan.estimate = {**plan.estimate, **extra}

@@ -126,7 +126,7 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
         plan = draw_anomaly(s, costs, plan, fixed)
     others = [a for a in LITES if a != arch and not fixed.get("archs")]
     room = (tuple(plan.hw) == anomaly_sizes(s, fixed)[0] and plan.total_s < FILL * budget / 2
-            and 2 * anomaly_image_ms(costs, plan.archs, plan.hw, plan.models, 4096 * plan.draws) <= LINE_MS)
+            and 2 * anomaly_image_ms(costs, plan.archs, plan.hw, plan.models, plan.bank_rows) <= LINE_MS)
     if others and room:
         costs.update({a: probe_arch(a, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE) for a in others})
         plan.budget_s = budget - (time.perf_counter() - t0)
@@ -136,14 +136,13 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
            f"{s.n_defect} defect image(s): fewer than the {plan.folds} a classifier's folds need")
     say(f"probe: {', '.join(costs)} timed for the anomaly member on the cpu in {spent:.0f} s ({why})")
     names = " + ".join(a.replace("tf_efficientnet_", "") for a in plan.archs)
-    bank = 4096 * plan.draws
     models = {"only": f"a full-data refit of {names}, as {plan.folds} fold models would take "
-                      f"{anomaly_image_ms(costs, plan.archs, plan.hw, plan.folds, bank):.0f} ms"}.get(
+                      f"{anomaly_image_ms(costs, plan.archs, plan.hw, plan.folds, plan.bank_rows):.0f} ms"}.get(
         plan.refit, f"{plan.models} models of {names}")
     draws = f", {plan.draws} bank draws each" if plan.draws > 1 else ""
-    say(f"the members' bundle: about {anomaly_image_ms(costs, plan.archs, plan.hw, plan.models, bank):.0f} ms an "
-        f"image on 2 cores ({models}{draws}; bank draws and backbones are bought only within {LINE_MS:.0f} ms, "
-        f"the {IMAGE_MS:.0f} ms target less the estimate's margin)")
+    ms = anomaly_image_ms(costs, plan.archs, plan.hw, plan.models, plan.bank_rows)
+    say(f"the members' bundle: about {ms:.0f} ms an image on 2 cores ({models}{draws}; bank draws and backbones are "
+        f"bought only within {LINE_MS:.0f} ms, the {IMAGE_MS:.0f} ms target less the estimate's margin)")
     plan.budget_s, plan.estimate = budget, {"plan (probe)": spent, **plan.estimate}
     plan.costs = {a: {k: getattr(c, k).points for k in ("prefix", "train", "infer")} for a, c in costs.items()}
     plan.kept = dict(inputs["fixed"])
