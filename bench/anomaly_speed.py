@@ -3,6 +3,10 @@ it (uint8 image in, normalisation and the bank's nearest-neighbour search inside
 backbone, tapped feature levels and bank size; and the bank's memory.
 
     python bench/anomaly_speed.py [--img-size 160] [--archs tf_efficientnet_lite0 ...] [--banks 1024 4096 16384]
+    python bench/anomaly_speed.py --img-size 160 224 304 384 --archs tf_efficientnet_lite0 --layers 2,3 \
+        --banks 16 4096 8192 16384 --out bench/results/anomaly_speed_sizes_cpu.json   # the planner's latency model
+
+A bank of 16 patches times the forward pass alone (the search of 16 is ~0.1 ms).
 
 The bank's contents do not change the speed (a matrix product and a minimum): it is filled with
 random patches. Writes bench/results/anomaly_speed_cpu.json.
@@ -54,7 +58,7 @@ def one(arch: str, layers: list[int], bank: int, hw: tuple[int, int], n: int, th
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--img-size", type=int, default=160)
+    p.add_argument("--img-size", type=int, nargs="+", default=[160], help="square input sides")
     p.add_argument("--archs", nargs="+", default=["tf_efficientnet_lite0", "tf_efficientnet_lite1"])
     p.add_argument("--layers", nargs="+", default=["2,3", "1,2"], help="tapped feature levels, comma-separated")
     p.add_argument("--banks", type=int, nargs="+", default=[1024, 4096, 16384])
@@ -62,18 +66,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out")
     args = p.parse_args()
-    hw = (args.img_size, args.img_size)
     rows = []
-    for arch in args.archs:
-        for layers in args.layers:
-            for bank in args.banks:
-                rows.append(one(arch, [int(x) for x in layers.split(",")], bank, hw, args.n, args.threads))
-                print(rows[-1], flush=True)
+    for side in args.img_size:
+        for arch in args.archs:
+            for layers in args.layers:
+                for bank in args.banks:
+                    levels = [int(x) for x in layers.split(",")]
+                    rows.append(one(arch, levels, bank, (side, side), args.n, args.threads))
+                    print(rows[-1], flush=True)
     default = next((r for r in rows if r["arch"] == "tf_efficientnet_lite0" and r["layers"] == [2, 3]
                     and r["bank"] == 4096), rows[0])
     save_result({"threads": args.threads, "rows": rows, "target_ms": 50},
                 f"anomaly member, one image per call: {default['arch']} levels {default['layers']} bank "
-                f"{default['bank']} at {args.img_size} px: {default['ms_p50']} ms (target <= 50)",
+                f"{default['bank']} at {default['img_size'][0]} px: {default['ms_p50']} ms (target <= 50)",
                 args.out, "anomaly_speed_cpu")
 
 

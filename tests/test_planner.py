@@ -316,6 +316,26 @@ def test_the_anomaly_plan_averages_bank_draws_while_time_and_line_allow_and_keep
     assert planner.anomaly_s(s, CPU[lite0], one.hw, 5, draws=3) > planner.anomaly_s(s, CPU[lite0], one.hw, 5)
 
 
+def test_the_anomaly_plan_costs_a_bank_set_in_the_recipe():
+    """anomaly_bank set in the YAML: the plan keeps it and costs it (the search and coreset of that many patches,
+    the bundle's latency), so a smaller bank buys a larger input or more draws, a larger one less."""
+    s, lite0 = _with_defects(SURVEYS["100 images"], 0), "tf_efficientnet_lite0"
+    base = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
+    small = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {"anomaly_bank": 1024})
+    big = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {"anomaly_bank": 16384})
+    assert (base.bank, small.bank, big.bank) == (4096, 1024, 16384)
+    assert small.bank_rows == 1024 * small.draws
+    same = {"anomaly_bank": 1024, "hw": base.hw, "refit": base.refit}
+    cheap = planner.search_anomaly(s, CPU, "cpu", 10 * 60, same)
+    assert cheap.estimate[f"{lite0} anomaly folds"] < base.estimate[f"{lite0} anomaly folds"]
+    assert planner.anomaly_image_ms(CPU, [lite0], base.hw, 1, cheap.bank_rows) < planner.anomaly_image_ms(
+        CPU, [lite0], base.hw, 1, base.bank_rows)
+    sizes = planner.anomaly_sizes(s, {})
+    assert sizes.index(big.hw) >= sizes.index(base.hw) >= sizes.index(small.hw)
+    assert sizes.index(big.hw) > sizes.index(small.hw)  # 16x the search: a smaller input within the line
+    assert planner.draw_anomaly(s, CPU, small, {"anomaly_bank": 1024}).bank == 1024
+
+
 def test_a_saved_anomaly_plan_reads_back_with_its_refit_and_draws(tmp_path):
     """run.py and predict.py read the saved plan again (same inputs: no new probe); the refit and the bank draws
     come back with it, and so do the recipe fields they set."""
@@ -329,8 +349,8 @@ def test_a_saved_anomaly_plan_reads_back_with_its_refit_and_draws(tmp_path):
     write_json_atomic(planner.plan_path(cfg, tmp_path), {"format": planner.PLAN_FORMAT, "inputs": inputs,
                                                          "plan": dataclasses.asdict(plan)})
     back = planner.load_saved(cfg, tmp_path, inputs)
-    assert (back.refit, back.draws, back.hw, back.archs, back.member) == (plan.refit, plan.draws, plan.hw,
-                                                                          plan.archs, "anomaly")
+    assert (back.refit, back.draws, back.bank, back.hw, back.archs, back.member) == (
+        plan.refit, plan.draws, plan.bank, plan.hw, plan.archs, "anomaly")
     rec = planner.apply(cfg, back).recipe
     assert (rec.refit, rec.anomaly_draws, rec.member) == ("only", plan.draws, "anomaly")
     assert planner.load_saved(cfg, tmp_path, {**inputs, "budget_min": 20}) is None  # other inputs: planned again

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from defectkit.core.checks import InputError
 from defectkit.core.presets import LITES
 
-PLAN_FORMAT = 3
+PLAN_FORMAT = 4
 ANOMALY_BANK = 4096  # the anomaly member's bank (recipe anomaly_bank's default), the patches the plan costs
 
 
@@ -138,6 +138,7 @@ class Plan:
     anomaly: bool = False  # the anomaly member beside the classifiers (recipe with_anomaly)
     refit: str = "none"  # recipe refit: "only" ships each anomaly member's full-data refit, one model, not its folds
     draws: int = 1  # recipe anomaly_draws: banks drawn with different seeds per anomaly model, their scores averaged
+    bank: int = ANOMALY_BANK  # recipe anomaly_bank: the patches of one drawn bank
 
     @property
     def total_s(self) -> float:
@@ -146,7 +147,7 @@ class Plan:
     @property
     def bank_rows(self) -> int:
         """Bank patches an anomaly model searches for each image patch: its draws' banks together."""
-        return ANOMALY_BANK * self.draws
+        return self.bank * self.draws
 
     @property
     def models(self) -> int:
@@ -200,7 +201,7 @@ def estimate(s: Survey, costs: dict[str, ArchCost], plan: Plan) -> dict:
         predict = (n_val + s.n_test) * plan.tta * c.infer(px)
         out[f"{a} folds"] = plan.folds * (plan.epochs * per_epoch + predict + fold_s)
     if plan.anomaly:
-        out["anomaly member"] = anomaly_s(s, costs[plan.archs[0]], anomaly_hw(plan.hw), plan.folds)
+        out["anomaly member"] = anomaly_s(s, costs[plan.archs[0]], anomaly_hw(plan.hw), plan.folds, plan.bank)
     return out
 
 
@@ -215,14 +216,16 @@ def anomaly_hw(hw: tuple[int, int]) -> tuple[int, int]:
 
 def anomaly_s(s: Survey, c: ArchCost, hw: tuple[int, int], folds: int, bank: int = ANOMALY_BANK,
               draws: int = 1) -> float:
-    """Seconds of the anomaly member's folds (on the CPU): every image's forward once (bank, scale,
-    validation and test images), each drawn bank's coreset loop, the search of the drawn banks for the
-    held-out, test and synthetic images' patches, a fold's fixed cost."""
+    """Seconds of the anomaly member's folds (on the CPU). A fold passes each image through the backbone
+    once: its good training images (bank and scale), its held-out rows, a synthetic defect per held-out good
+    image, the test images; then each drawn bank's coreset loop, the search of the drawn banks for every
+    scored image's patches (scale, held-out, synthetic, test), a fold's fixed cost."""
     px = hw[0] * hw[1]
-    forward = (s.n_train + s.n_test) * (c.prefix(px) + c.infer(px))
+    good_tr = s.n_good * (folds - 1) / folds
+    scored = good_tr * 0.1 + (s.n_train + s.n_good) / folds + s.n_test
+    forward = (good_tr * 0.9 + scored) * (c.prefix(px) + c.infer(px))
     per_image = math.ceil(hw[0] / ANOMALY_STRIDE) * math.ceil(hw[1] / ANOMALY_STRIDE)
-    pool = min(per_image * s.n_good * (folds - 1) / folds * 0.9, 16 * bank)
-    scored = (s.n_train + s.n_good) / folds + s.n_test  # held-out rows, a synthetic defect per held-out good, test
+    pool = min(per_image * good_tr * 0.9, 16 * bank)
     search = scored * per_image * bank * draws * NN_S
     return folds * (forward + draws * pool * min(bank, pool) * CORESET_S + search + FOLD_S)
 
@@ -230,7 +233,7 @@ def anomaly_s(s: Survey, c: ArchCost, hw: tuple[int, int], folds: int, bank: int
 def member_estimate(s: Survey, c: ArchCost, arch: str, plan: Plan) -> dict:
     """Seconds of one anomaly member of `plan`: its folds, and its full-data refit (one more fold's work:
     every image, its banks) when the plan ships one."""
-    fold_s = anomaly_s(s, c, plan.hw, plan.folds, draws=plan.draws)
+    fold_s = anomaly_s(s, c, plan.hw, plan.folds, plan.bank, plan.draws)
     return {f"{arch} anomaly folds": fold_s, **({f"{arch} anomaly refit": fold_s / plan.folds}
                                                 if plan.refit != "none" else {})}
 
@@ -266,7 +269,7 @@ def anomaly_plan(s: Survey, costs: dict[str, ArchCost], arch: str, hw: tuple[int
     less), a full-data refit that the bundle ships alone; a refit the user set is kept."""
     folds = fixed.get("folds", FOLDS)
     plan = Plan("cpu", 0.0, hw, [arch], 1, 1, folds=folds, cached=False, member="anomaly",
-                draws=fixed.get("anomaly_draws", 1))
+                draws=fixed.get("anomaly_draws", 1), bank=fixed.get("anomaly_bank", ANOMALY_BANK))
     slow = anomaly_image_ms(costs, [arch], hw, folds, plan.bank_rows) > LINE_MS
     plan.refit = fixed.get("refit") or ("only" if slow else "none")
     plan.estimate = {"start and blend": START_S, "images": (s.n_train + s.n_test) * s.decode_s,
@@ -381,11 +384,11 @@ def search(s: Survey, costs: dict[str, ArchCost], device: str, budget_s: float, 
     epochs = fixed.get("epochs", min_epochs(s.n_train, folds, batch, lo_e, max(hi_e, 20)))
     for hw in sizes:
         plan = Plan(device, budget_s, hw, list(archs0), epochs, tta0, fixed.get("pool", "avg"), folds, batch,
-                    fixed.get("cached", device == "cpu"))
+                    fixed.get("cached", device == "cpu"), bank=fixed.get("anomaly_bank", ANOMALY_BANK))
         if fits(s, costs, plan):
             return grow(s, costs, plan, fixed, cands, max(hi_e, epochs))
     least = Plan(device, budget_s, sizes[-1], list(archs0), epochs, tta0, folds=folds, batch=batch,
-                 cached=fixed.get("cached", device == "cpu"))
+                 cached=fixed.get("cached", device == "cpu"), bank=fixed.get("anomaly_bank", ANOMALY_BANK))
     least.estimate = estimate(s, costs, least)
     raise InputError(f"time_budget {budget_s / 60:g} min: too small for even the smallest plan ({least.hw[1]} x "
                      f"{least.hw[0]} px, {len(least.archs)} backbone, {least.epochs} epochs), which needs about "

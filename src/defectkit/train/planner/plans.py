@@ -49,7 +49,7 @@ def fixed_fields(cfg: Config) -> dict:
     """The planned fields the user set (YAML or flags): the plan keeps them."""
     rec, ex = cfg.recipe, cfg.explicit
     out = {k: getattr(rec, k) for k in ("archs", "epochs", "tta", "pool", "member", "with_anomaly", "refit",
-                                           "anomaly_draws") if k in ex}
+                                           "anomaly_draws", "anomaly_bank") if k in ex}
     if "img_size" in ex or "aspect_ratio" in ex:
         out["hw"] = rec.hw
     return out
@@ -107,7 +107,7 @@ def add_member(s: Survey, plan: Plan, cpu: ArchCost, budget_s: float) -> Plan:
     """A GPU plan's anomaly member, beside its classifiers when the whole still fits `budget_s`: the
     member runs on the CPU (its neighbour search is a matrix product), timed there (`cpu`: the cost of
     the plan's first backbone on this machine's CPU)."""
-    member_s = anomaly_s(s, cpu, anomaly_hw(plan.hw), plan.folds)
+    member_s = anomaly_s(s, cpu, anomaly_hw(plan.hw), plan.folds, plan.bank)
     if plan.total_s + member_s <= FILL * budget_s:
         plan.anomaly = True
         plan.estimate = {**plan.estimate, "anomaly member (cpu)": member_s}
@@ -164,7 +164,7 @@ def load_saved(cfg: Config, base: Path, inputs: dict) -> Plan | None:
         p = saved["plan"]
         return Plan(p["device"], p["budget_s"], tuple(p["hw"]), p["archs"], p["epochs"], p["tta"], p["pool"],
                     p["folds"], p["batch"], p["cached"], p["estimate"], p["kept"], p["notes"], member=p["member"],
-                    anomaly=p["anomaly"], refit=p["refit"], draws=p["draws"])
+                    anomaly=p["anomaly"], refit=p["refit"], draws=p["draws"], bank=p["bank"])
     except (ValueError, KeyError, TypeError):
         return None  # another version's plan: planned again
 
