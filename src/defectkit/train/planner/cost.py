@@ -277,26 +277,42 @@ def anomaly_plan(s: Survey, costs: dict[str, ArchCost], arch: str, hw: tuple[int
     return plan
 
 
-NN_S = 2.1e-9  # seconds per (image patch x bank patch) of one image's nearest-neighbour search, 2 threads
+NN_S = 2.3e-9  # seconds per (image patch x bank patch) of one image's nearest-neighbour search, 2 threads: the
+#   (p50 - forward) / (patches x bank) of bench/results/anomaly_speed_sizes_cpu.json's rows, 2.2-2.5 ns from
+#   400 to 2,304 patches and banks of 4,096-16,384 (one row 3.3)
 
 
-FORWARD_S_PER_PX = 1.13e-7  # lite0's forward per input pixel, one image per call, 2 threads, ONNX
-#   (both: the fitted line through the 2-core EPYC's p50 of lite0 at 160 px with banks of 1,024-16,384,
-#   bench/results/anomaly_speed_cpu.json: 2.9 ms of forward, 0.83 us per bank patch over 400 patches)
+LITE0_FORWARD_MS = ((160 * 160, 4.91), (224 * 224, 5.45), (304 * 304, 14.73), (384 * 384, 24.27))
+#   lite0's forward (pruned after level 3) by input pixels, one image per call, 2 threads, ONNX: the p50 with a
+#   bank of 16 patches, bench/results/anomaly_speed_sizes_cpu.json (2-core EPYC). Not a line through the
+#   origin: from 224 to 304 px the activations leave the cache and the cost per pixel rises by half.
+
+
+def lite0_forward_s(px: float) -> float:
+    """Seconds of lite0's forward at `px` input pixels (LITE0_FORWARD_MS, linear between its points, the
+    last segment's slope beyond them, in proportion below the first)."""
+    pts = LITE0_FORWARD_MS
+    if px <= pts[0][0]:
+        return pts[0][1] * px / pts[0][0] / 1000
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if px <= x1 or (x1, y1) == pts[-1]:
+            return (y0 + (y1 - y0) * (px - x0) / (x1 - x0)) / 1000
+    raise AssertionError("unreachable")
 
 
 IMAGE_MS = 50.0  # what one image through the anomaly members' bundle may take on 2 cores (every fold model)
-LINE_FILL = 0.85  # share of IMAGE_MS a plan may fill (the rest: the latency estimate's error; a 48 ms
-#   estimate measured 47 and 54 ms p50 in two runs, bench/results/few_defects_scratch.json's bundle)
+LINE_FILL = 0.85  # share of IMAGE_MS a plan may fill (the rest: the file's decode and resize, outside the model,
+#   and the runs' spread: the scratches bundle, 480 x 192 px with 2 x 4,096 bank patches, is 42 ms by the model
+#   and measured 47 and 54 ms p50 in two runs, bench/results/few_defects_scratch.json)
 LINE_MS = LINE_FILL * IMAGE_MS
 
 
 def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int, int], folds: int,
                      bank: int = ANOMALY_BANK) -> float:
     """Milliseconds one image takes through the bundle of anomaly members `archs` on the 2-core reference
-    CPU (each fold's model: the backbone's forward and the search of its bank): lite0's measured cost per
-    pixel, scaled for another backbone by the probe's ratio of its forward to the first one's (a ratio
-    holds across machines and loads where the probe's own seconds do not)."""
+    CPU (each fold's model: the backbone's forward and the search of its bank): lite0's measured forward at
+    that size (lite0_forward_s), scaled for another backbone by the probe's ratio of its forward to the first
+    one's (a ratio holds across machines and loads where the probe's own seconds do not)."""
     px = hw[0] * hw[1]
     patches = math.ceil(hw[0] / ANOMALY_STRIDE) * math.ceil(hw[1] / ANOMALY_STRIDE)
     base = costs[archs[0]].prefix(px) + costs[archs[0]].infer(px)
@@ -304,7 +320,7 @@ def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int
     def ratio(a: str) -> float:
         own = costs[a].prefix(px) + costs[a].infer(px)
         return own / base if base > 0 and own > 0 else 1.0
-    return 1000 * folds * sum(FORWARD_S_PER_PX * px * ratio(a) + patches * bank * NN_S for a in archs)
+    return 1000 * folds * sum(lite0_forward_s(px) * ratio(a) + patches * bank * NN_S for a in archs)
 
 
 MAX_DRAWS = 5  # bank draws per anomaly model the plan buys (bench/results/anomaly_ceiling_lite0_224.json: 5)
