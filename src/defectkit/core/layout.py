@@ -52,6 +52,13 @@ class FoldPaths:
                            "held-out good images (an anomaly member's yardstick, not a result)")
     meta = _fold_file("oof_dir", "fold{k}.json", "the fold record, written last: its presence marks the fold complete")
 
+    @classmethod
+    def of_oof(cls, oof_dir: Path, fold: int | str) -> FoldPaths:
+        """Fold `fold` of the experiment whose OOF folder is `oof_dir` (oof/<exp>: models/<exp> beside it):
+        for the readers that walk the OOF folders."""
+        oof_dir = Path(oof_dir)
+        return cls(oof_dir.parent.parent / "models" / oof_dir.name, oof_dir, fold)
+
     def outputs(self) -> list[Path]:
         return [self.best, self.last, self.log, self.curves, self.config, self.oof, self.test, self.synthetic,
                 self.meta]

@@ -13,7 +13,7 @@ from defectkit.core import metrics
 from defectkit.core.checks import InputError, check_columns, check_predictions, read_csv
 from defectkit.core.config import Competition
 from defectkit.core.fileio import file_hash
-from defectkit.core.layout import Layout
+from defectkit.core.layout import REFIT, FoldPaths, Layout
 from defectkit.core.records import FoldRecord, fold_differences, refit_matches_folds
 from defectkit.data.tables import load_sample_submission
 from defectkit.runtime.combine import experiment_score
@@ -93,7 +93,8 @@ def _why_left_out(meta: list[FoldRecord], comp: Competition, folds_hash: str, n_
 
 def _read_fold(d: Path, k: int, folds_by_id: pd.DataFrame, test_index: pd.Index, sample_name: str):
     """Fold k's OOF rows (checked against the folds file) and its test predictions (aligned)."""
-    path = d / f"fold{k}.csv"
+    paths = FoldPaths.of_oof(d, k)
+    path = paths.oof
     df = read_csv(path, "OOF file")
     check_columns(df, ["id", "target", "fold", "pred"], path)
     check_predictions(df["pred"], path)
@@ -105,7 +106,7 @@ def _read_fold(d: Path, k: int, folds_by_id: pd.DataFrame, test_index: pd.Index,
         row = int(np.flatnonzero(wrong)[0])
         raise InputError(f"{path}: row {row + 2}: target of id {df['id'].iloc[row]!r} is {df['target'].iloc[row]} "
                          f"but the folds file says {int(truth.iloc[row])} ({int(wrong.sum())} such row(s))")
-    tpath = d / f"test_fold{k}.csv"
+    tpath = paths.test
     t = read_csv(tpath, "test predictions")
     check_columns(t, ["id", "pred"], tpath)
     check_predictions(t["pred"], tpath)
@@ -161,7 +162,7 @@ def _read_synthetic(d: Path, meta: list[FoldRecord], n_folds: int) -> list[pd.Da
         return None
     tables = []
     for k in range(n_folds):
-        path = d / f"synthetic_fold{k}.csv"
+        path = FoldPaths.of_oof(d, k).synthetic
         if not path.exists():
             return None  # made before the scores were kept
         t = read_csv(path, "synthetic defects' scores")
@@ -175,7 +176,8 @@ def _read_refit(d: Path, folds_hash: str, test_index: pd.Index, sample_name: str
                 folds: list[FoldRecord]) -> tuple[np.ndarray | None, str]:
     """(The refit's test probabilities, aligned, or None, and why not): a refit counts when it is
     complete, made with these folds and with their recipe (but for the epoch count)."""
-    meta = d / "foldall.json"
+    paths = FoldPaths.of_oof(d, REFIT)
+    meta = paths.meta
     if not meta.exists():
         return None, f"no {meta.name}; train it with python src/train.py --fold all"
     rec = FoldRecord.read(meta)
@@ -184,7 +186,7 @@ def _read_refit(d: Path, folds_hash: str, test_index: pd.Index, sample_name: str
     if not refit_matches_folds(rec, folds):
         return None, (f"{meta} was made by another recipe than the experiment's folds; train it again with "
                       "their recipe (python src/train.py --fold all and the folds' flags)")
-    tpath = d / "test_foldall.csv"
+    tpath = paths.test
     t = read_csv(tpath, "test predictions")
     check_columns(t, ["id", "pred"], tpath)
     check_predictions(t["pred"], tpath)
