@@ -312,7 +312,22 @@ def ceiling() -> str:
             + f"\n({machine(r)}, {r['date']}: {src('anomaly_ceiling_lite0_224.json')})\n")
 
 
-TABLES = {"demo": demo, "yardstick": yardstick, "ceiling": ceiling, "results": results, "speed": speed,
+def discriminator() -> str:
+    """The bank against a SimpleNet-style discriminator on the same features (bench/anomaly_discriminator.py)."""
+    name = "anomaly_discriminator_lite0_224.json"
+    r = load(name)
+    b = r["bank"]
+    rows = [[f"the member's bank ({b['patches']:,} patches, one draw)", fmt(b["held_out_auc"]),
+             fmt(b["synthetic_auc"]), "", ""]]
+    rows += [[f"discriminator, noise sigma {d['sigma']}", fmt(d["held_out_auc"]), fmt(d["synthetic_auc"]),
+              fmt(d["rank_sum_with_bank_auc"]), fmt(d["rank_corr_with_bank"], 3)] for d in r["discriminator"]]
+    return (table(["lite0, 224 px, levels 2+3, ELPV", "held-out AUC", "synthetic AUC",
+                   "rank sum with the bank: held-out AUC", "rank correlation with the bank"], rows)
+            + f"\n({machine(r)}, {r['date']}: {src(name)})\n")
+
+
+TABLES = {"demo": demo, "discriminator": discriminator,
+          "yardstick": yardstick, "ceiling": ceiling, "results": results, "speed": speed,
           "line-speed": line_speed, "anomaly-bundle": anomaly_bundle, "anomaly-speed": anomaly_speed,
           "few-defects": few_defects,
           "plans": plans, "localise": localise, "bundle-speed": bundle_speed, "cpu-profiles": cpu_profiles,
