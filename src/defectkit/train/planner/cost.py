@@ -46,7 +46,8 @@ ANOMALY_MAX_SIDE = 512  # the anomaly member's input: its patches (and the bank'
 ANOMALY_STRIDE = 8  # of its finest tapped level (level 2 of the lites and most timm CNNs)
 
 
-CORESET_S = 8.4e-8  # seconds per (pool patch x bank patch) of the greedy k-centre loop (2-core EPYC, memory bound)
+CORESET_S = 5.3e-8  # seconds per (pool patch x bank patch) of the greedy k-centre loop, 2-core EPYC: the largest of
+#   bench/results/coreset_speed_cpu.json's pools of 65,536 and more (smaller pools stay in cache: 2-4e-8)
 
 
 MIN_STEPS = 60  # optimizer steps a fold takes at least: a small set gets smaller batches and more epochs
