@@ -3,6 +3,7 @@ nearest-neighbour distance on ELPV (issue 33, item 2: "a feature adaptor trained
 noise in feature space").
 
     python bench/anomaly_discriminator.py [--img-size 224] [--sigmas 0.1 0.25 0.5] [--epochs 4] [--workdir DIR]
+                                          [--real-defects 1 2 4] [--defect-draws 3]
 
 The member's own patch features (PatchCoreNet.patches: lite0, levels 2 + 3, each averaged over 3 x 3) of
 ELPV's good training images, less a tenth held out for the synthetic yardstick (data/synthetic.py on them),
@@ -13,6 +14,14 @@ the same patches plus Gaussian noise of `sigma` (in standard deviations) <= -0.5
 Beside it: the member's bank (one draw of 4,096 coreset patches of the same features), and the rank
 sum of the two. Each figure: held-out AUC on ELPV's test split (656 cells) and AUC on the synthetic
 defects against the held-out good cells. Writes bench/results/anomaly_discriminator_lite0_<size>.json.
+
+Item 3 (a handful of real defects teach the discriminator, SuperSimpleNet's supervised mode): with
+`--real-defects K`, K defective training cells drawn at random (`--defect-draws` draws of them, seeds
+0..) give their `DEFECT_PATCHES` patches farthest from the bank (ELPV has no masks: where the bank puts
+the defect) as a third term of the loss, pushed <= -0.5 like the noisy patches, at the middle noise
+level; the held-out figures are on the test split, which none of them is in. Beside each: the bank
+searched with the same cells' patches as a second bank (a patch's log distance to the good bank less
+a quarter of its log distance to the defect patches), the simplest way to use them.
 """
 from __future__ import annotations
 
@@ -39,6 +48,7 @@ from defectkit.train.engine import image_batches, make_setup, to_input
 from benchlib import save_result  # first: puts src/ on the path
 
 ARCH, LAYERS, BANK = "tf_efficientnet_lite0", [2, 3], 4096
+DEFECT_PATCHES = 16  # patches of a real defect image taken as anomalous: its farthest from the bank
 
 
 def features(net: PatchCoreNet, setup, images: np.ndarray) -> torch.Tensor:
@@ -50,14 +60,21 @@ def flat(t: torch.Tensor) -> torch.Tensor:
     return t.float().permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
+def nearest(f: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Each row of `f`'s distance to its nearest row of `b`."""
+    return ((f ** 2).sum(1, keepdim=True) - 2 * f @ b.t() + (b ** 2).sum(1)).min(1).values.clamp_min(0).sqrt()
+
+
 def image_scores(patch_score, feats: torch.Tensor) -> np.ndarray:
     per_image = feats.shape[2] * feats.shape[3]
     return torch.cat([patch_score(flat(feats[i:i + 32])).view(-1, per_image).max(1).values
                       for i in range(0, len(feats), 32)]).numpy()
 
 
-def train_discriminator(good: torch.Tensor, sigma: float, epochs: int, seed: int = 0, n: int = 300_000):
-    """(patch score function, final loss): -D(A(z)) of standardised patches z."""
+def train_discriminator(good: torch.Tensor, sigma: float, epochs: int, seed: int = 0, n: int = 300_000,
+                        real: torch.Tensor | None = None):
+    """(patch score function, final loss): -D(A(z)) of standardised patches z; `real` (patches of real
+    defects), when given, a third loss term pushing them to the anomalous side in every batch."""
     torch.manual_seed(seed)
     mu, sd = good.mean(0), good.std(0) + 1e-6
     dim = good.shape[1]
@@ -69,13 +86,17 @@ def train_discriminator(good: torch.Tensor, sigma: float, epochs: int, seed: int
     opt = torch.optim.AdamW([{"params": disc.parameters(), "lr": 2e-4},
                              {"params": adaptor.parameters(), "lr": 1e-4}], weight_decay=1e-5)
     x = (good[torch.randperm(len(good))[:n]] - mu) / sd
+    r = None if real is None or not len(real) else (real - mu) / sd
     loss_sum, steps = 0.0, 0
     for _ in range(epochs):
         loss_sum, steps = 0.0, 0
         for idx in torch.randperm(len(x)).split(2048):
             a = adaptor(x[idx])
-            s = disc(torch.cat([a, a + sigma * torch.randn_like(a)])).squeeze(1)
-            loss = (0.5 - s[:len(idx)]).clamp_min(0).mean() + (0.5 + s[len(idx):]).clamp_min(0).mean()
+            s = disc(torch.cat([a, a + sigma * torch.randn_like(a)] + ([] if r is None else [adaptor(r)]))).squeeze(1)
+            n2 = 2 * len(idx)
+            loss = (0.5 - s[:len(idx)]).clamp_min(0).mean() + (0.5 + s[len(idx):n2]).clamp_min(0).mean()
+            if r is not None:  # in the same batch: BatchNorm's statistics are the batch's, as at the start
+                loss = loss + (0.5 + s[n2:]).clamp_min(0).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -95,6 +116,9 @@ def main(argv=None) -> int:
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.25, 0.5])
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--workdir", help="where ELPV is prepared (default: a temporary folder)")
+    p.add_argument("--real-defects", type=int, nargs="*", default=[1, 2, 4],
+                   help="numbers of real defective training cells to learn from (item 3); none: skip")
+    p.add_argument("--defect-draws", type=int, default=3, help="random draws of those cells per number")
     p.add_argument("--out")
     args = p.parse_args(argv)
     runtime.configure(torch.device("cpu"), 2)
@@ -107,6 +131,10 @@ def main(argv=None) -> int:
         pre = Preprocess((args.img_size, args.img_size))
         good = np.stack([pre.load(data / "train" / f"{i}.png") for i in train.id[train.target == 0]])
         test = np.stack([pre.load(data / "test" / f"{i}.png") for i in sol.id])
+        bad_ids = train.id[train.target == 1].to_numpy()
+        draws = {(k, d): np.random.default_rng(d).choice(bad_ids, k, replace=False)
+                 for k in args.real_defects for d in range(args.defect_draws)}
+        bad = {key: np.stack([pre.load(data / "train" / f"{i}.png") for i in ids]) for key, ids in draws.items()}
     y = sol.target.to_numpy()
     perm = np.random.default_rng(0).permutation(len(good))
     hold, fit = perm[:len(good) // 10], np.sort(perm[len(good) // 10:])
@@ -140,10 +168,28 @@ def main(argv=None) -> int:
                      "rank_sum_with_bank_auc": round(float(auc(y, both)), 4),
                      "rank_corr_with_bank": round(float(np.corrcoef(rankdata(p_bank), rankdata(p_disc))[0, 1]), 3)})
         print(rows[-1], flush=True)
+    sigma = sorted(args.sigmas)[len(args.sigmas) // 2]
+    supervised = []
+    for (k, d), imgs in bad.items():
+        t1 = time.time()
+        fb = features(net, setup, imgs)
+        real = torch.cat([flat(fb[j:j + 1])[nearest(flat(fb[j:j + 1]), bank).topk(DEFECT_PATCHES).indices]
+                          for j in range(len(fb))])
+        fn, loss = train_discriminator(g, sigma, args.epochs, real=real)
+        row, p_disc = judge(fn)
+        both = rankdata(p_bank) + rankdata(p_disc)
+        second, _ = judge(lambda f, real=real: torch.log(nearest(f, bank) + 1e-6)
+                          - 0.25 * torch.log(nearest(f, real) + 1e-6))
+        supervised.append({"real_defects": k, "draw": d, "sigma": sigma, **row, "final_loss": loss,
+                           "train_s": round(time.time() - t1, 1),
+                           "rank_sum_with_bank_auc": round(float(auc(y, both)), 4),
+                           "defect_bank_held_out_auc": second["held_out_auc"]})
+        print(supervised[-1], flush=True)
     best = max(rows, key=lambda r: r["held_out_auc"])
     result = {"arch": ARCH, "img_size": args.img_size, "layers": LAYERS, "epochs": args.epochs,
               "good_images": len(fit), "held_out_good": len(hold), "synthetic_defects": len(defects),
               "test_images": len(test), "bank": {"patches": BANK, **bank_row}, "discriminator": rows,
+              "defect_patches": DEFECT_PATCHES, "supervised": supervised,
               "minutes": round((time.time() - t0) / 60, 1)}
     save_result(result, f"{ARCH} {args.img_size} px, ELPV held-out: the bank {bank_row['held_out_auc']}, the "
                 f"discriminator {min(r['held_out_auc'] for r in rows)}-{best['held_out_auc']} (sigma "

@@ -321,9 +321,24 @@ def discriminator() -> str:
              fmt(b["synthetic_auc"]), "", ""]]
     rows += [[f"discriminator, noise sigma {d['sigma']}", fmt(d["held_out_auc"]), fmt(d["synthetic_auc"]),
               fmt(d["rank_sum_with_bank_auc"]), fmt(d["rank_corr_with_bank"], 3)] for d in r["discriminator"]]
-    return (table(["lite0, 224 px, levels 2+3, ELPV", "held-out AUC", "synthetic AUC",
-                   "rank sum with the bank: held-out AUC", "rank correlation with the bank"], rows)
-            + f"\n({machine(r)}, {r['date']}: {src(name)})\n")
+    out = (table(["lite0, 224 px, levels 2+3, ELPV", "held-out AUC", "synthetic AUC",
+                  "rank sum with the bank: held-out AUC", "rank correlation with the bank"], rows)
+           + f"\n({machine(r)}, {r['date']}: {src(name)})\n")
+    sup = r.get("supervised", [])
+    if not sup:
+        return out
+
+    def span(key: str, k: int) -> str:
+        xs = [d[key] for d in sup if d["real_defects"] == k]
+        return f"{fmt(min(xs))}-{fmt(max(xs))}"
+    ks = sorted({d["real_defects"] for d in sup})
+    draws = len(sup) // len(ks)
+    rows = [[f"{k} real defect cell(s), {draws} draws", span("held_out_auc", k), span("rank_sum_with_bank_auc", k),
+             span("defect_bank_held_out_auc", k)] for k in ks]
+    return out + "\n" + table([f"the discriminator (sigma {sup[0]['sigma']}) also taught by", "held-out AUC",
+                                "rank sum with the bank: held-out AUC",
+                                f"the bank less 1/4 x log distance to their {r['defect_patches']} farthest patches"],
+                               rows) + f"\n(the same run: {src(name)})\n"
 
 
 TABLES = {"demo": demo, "discriminator": discriminator,
