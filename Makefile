@@ -5,7 +5,8 @@
 # make lint   ruff check (CI runs it before the tests)
 # make docs   serve the docs site at http://127.0.0.1:8000 (make docs-build: mkdocs build --strict into site/)
 # make bench  throughput and blend-speed benchmarks (figures in bench/results/)
-# make gpu-kit-check  the GPU kit end to end on CPU under the GPU machine's torch (README, GPU kit)
+# make gpu-kit-check  the GPU kit end to end on CPU under the GPU machine's torch (README, GPU kit);
+#                     GPU_PY=/path/to/python3.12 where python3.12 is not on the PATH (pyenv: PYENV_VERSION=3.12.x)
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin

@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.core.metrics import auc
 from defectkit.data.sources.elpv import load_elpv, prepare_elpv
 from defectkit.runtime.imaging import Preprocess
 from defectkit.train.anomaly import PatchCoreNet, backbone, build_bank, score
 from defectkit.train.engine import make_setup
-
-from benchlib import save_result  # first: puts src/ on the path
 
 GRADES = (0.0, 1 / 3, 2 / 3, 1.0)
 

@@ -37,6 +37,8 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.core.metrics import auc
 from defectkit.data.sources.elpv import prepare_elpv
 from defectkit.data.synthetic import synthetic_set
@@ -44,8 +46,6 @@ from defectkit.runtime.imaging import Preprocess
 from defectkit.train import runtime
 from defectkit.train.anomaly import PatchCoreNet, backbone, coreset
 from defectkit.train.engine import image_batches, make_setup, to_input
-
-from benchlib import save_result  # first: puts src/ on the path
 
 ARCH, LAYERS, BANK = "tf_efficientnet_lite0", [2, 3], 4096
 DEFECT_PATCHES = 16  # patches of a real defect image taken as anomalous: its farthest from the bank

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.runtime.runner import onnx_session, run_model
 from defectkit.ship.export import ExportNet
 from defectkit.ship.exporters import onnx_fp32
 from defectkit.train.anomaly import PatchCoreNet, backbone
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def one(arch: str, layers: list[int], bank: int, hw: tuple[int, int], n: int, threads: int) -> dict:

@@ -15,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.core.config import load_config
 from defectkit.ensemble.methods import METHODS
 from defectkit.ensemble.report import run_blend
 from defectkit.testing import make_blend_workdir, sigmoid, write_experiment
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def main(argv=None) -> int:

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.core.config import load_config, resolve_config_path
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
@@ -32,8 +34,6 @@ from defectkit.ship.exporters import OnnxExporter
 from defectkit.ship.predict import fold_probs, load_member
 from defectkit.train import runtime
 from defectkit.train.models import create_model
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def time_it(fn, repeats: int) -> float:

@@ -15,10 +15,10 @@ import time
 
 import torch
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.train import runtime
 from defectkit.train.anomaly import POOL_PER_BANK, coreset
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def main() -> None:

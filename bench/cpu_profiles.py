@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from defectkit.testing import OTHER_CPU
-
 from benchlib import ROOT, save_result  # first: puts src/ on the path
+
+from defectkit.testing import OTHER_CPU
 
 PROFILES = {"native": {}, "other-cpu": OTHER_CPU}
 

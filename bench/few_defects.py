@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from line_speed import export_variant, measure
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.cli.predict import main as predict_main
 from defectkit.cli.prepare import main as prepare_main
 from defectkit.core.checks import InputError
@@ -33,8 +35,6 @@ from defectkit.core.metrics import auc
 from defectkit.core.records import FoldRecord
 from defectkit.pipeline.grid import run_grid
 from defectkit.testing import scratch_image, toy_blob
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def draw(root: Path, data: str, n_good: int, n_defect: int, seed: int) -> Path:

@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.core.config import load_config
 from defectkit.pipeline.grid import EXECUTORS, run_grid
 from defectkit.testing import make_toy_competition, write_toy_config
 from defectkit.train.ray_executor import RayOptions, init_ray
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def device_name() -> str:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.core import metrics
 from defectkit.core.checks import InputError
 from defectkit.core.config import load_config
@@ -33,8 +35,6 @@ from defectkit.ensemble.report import read_solution
 from defectkit.runtime.imaging import read_image
 from defectkit.runtime.runner import Scorer
 from defectkit.ship.export import ExportOptions, calib_images, export, student_ensemble
-
-from benchlib import save_result  # first: puts src/ on the path
 
 VARIANTS = ["ensemble onnx fp32", "student onnx fp32", "student onnx int8", "student openvino fp32",
             "student openvino int8"]  # the default; also "ensemble onnx int8", "ensemble openvino fp32", ...

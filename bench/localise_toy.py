@@ -14,13 +14,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.core.config import load_config
 from defectkit.explain.gradcam import CAMS, localisation
 from defectkit.explain.localise import summary_line
 from defectkit.pipeline.grid import run_grid
 from defectkit.testing import make_toy_competition, write_toy_config
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def main(argv=None) -> int:

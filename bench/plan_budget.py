@@ -21,12 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.cli.prepare import main as prepare_main
 from defectkit.core.config import load_config
 from defectkit.pipeline.grid import run_grid
 from defectkit.testing import make_scratch_folder
-
-from benchlib import save_result  # first: puts src/ on the path
 
 BEFORE = {"preset": "cpu-fast", "resize": "squash"}  # + the images' aspect ratio, as prepare.py wrote it
 

@@ -11,12 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.cli.prepare import main as prepare_main
 from defectkit.core.config import load_config
 from defectkit.pipeline.grid import run_grid
 from defectkit.testing import make_scratch_folder
-
-from benchlib import save_result  # first: puts src/ on the path
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.core.metrics import auc
 from defectkit.core.records import FoldRecord
 from defectkit.pipeline.grid import run_grid
-
-from benchlib import save_result  # first: puts src/ on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 

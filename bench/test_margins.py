@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from defectkit.testing import OTHER_CPU
-
 from benchlib import ROOT, save_result  # first: puts src/ on the path
+
+from defectkit.testing import OTHER_CPU
 
 PROFILES = {"native": {}, "other-cpu": OTHER_CPU}
 

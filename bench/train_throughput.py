@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.data.augment import build_transform
 from defectkit.data.datasets import ImageDataset, make_loader
 from defectkit.data.device_batches import BatchAug, DeviceBatches
 from defectkit.train import engine, runtime
 from defectkit.train.models import create_model
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def sync(device):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from benchlib import save_result  # first: puts src/ on the path
+
 from defectkit.cli.flags import config_from_args, config_parser
 from defectkit.core import metrics
 from defectkit.core.checks import cli_main, read_csv
@@ -21,8 +23,6 @@ from defectkit.data.datasets import ImageDataset, make_loader
 from defectkit.explain.gradcam import fold_images
 from defectkit.train import engine, runtime
 from defectkit.train.models import load_fold_model
-
-from benchlib import save_result  # first: puts src/ on the path
 
 
 def symmetry_aucs(comp, base: Path, exp: str, fold: int, device: str = "auto", batch_size: int = 32) -> dict:

@@ -141,6 +141,23 @@ def test_the_kit_scripts_name_only_what_exists():
         assert script in text and (ROOT / script).exists()
 
 
+def test_every_benchmark_puts_src_on_the_path_before_it_imports_the_package():
+    """The GPU machine has no editable install of defectkit: a benchmark must import benchlib (which puts
+    src/ on sys.path) before any defectkit module, or the kit's throughput step dies on an ImportError."""
+    import ast
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        lines = {"benchlib": [], "defectkit": []}
+        for node in ast.parse(path.read_text()).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in lines:
+                    lines[top].append(node.lineno)
+        if lines["defectkit"]:
+            assert lines["benchlib"] and min(lines["benchlib"]) < min(lines["defectkit"]), path.name
+
+
 def test_parallel_auto_packs_the_grid_from_the_fold_and_the_bare_loop_measured_here(tmp_path, monkeypatch):
     """--parallel auto reads step c's fold record and step b's bare loop: the H200 run's figures (2.35 GiB,
     1,574 x 20 images in 101.6 s, bare 2,507 img/s: 12 % busy) pack 8 jobs; a fold near the bare loop's
