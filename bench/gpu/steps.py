@@ -37,8 +37,10 @@ ROOT = HERE.parent.parent
 RESULTS = ROOT / "bench" / "results"
 LITE0 = "tf_efficientnet_lite0"
 FALLBACK_PARALLEL = 5  # jobs at a time when nothing here was measured (the H200 run's 2.0 jobs/min)
-THROUGHPUT = {  # name: benchmark flags (the two cases; batch 64, strong augmentation)
+THROUGHPUT = {  # name: benchmark flags (the two cases, and lite0 on the GPU-resident data path that
+    # `data_path: auto` gives a fold there; batch 64, strong augmentation)
     "lite0_300": ["--arch", LITE0, "--img-size", "300", "--batch-size", "64"],
+    "lite0_300_device": ["--arch", LITE0, "--img-size", "300", "--batch-size", "64", "--data-path", "device"],
     "resnet50_224": ["--arch", "resnet50", "--img-size", "224", "--batch-size", "64"],
 }
 
