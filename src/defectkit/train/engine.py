@@ -17,19 +17,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# The 8 symmetries of the square (dihedral group D4) on NCHW tensors, in imaging.D4_NUMPY's order.
-# TTA n uses the first n: 1 = identity, 2 = + horizontal flip, 4 = + vertical flip and 180 degrees
-# (the 4 that keep a rectangle's shape), 8 = all.
-D4 = (
-    lambda x: x,
-    lambda x: x.flip(3),
-    lambda x: x.flip(2),
-    lambda x: x.flip(2).flip(3),
-    lambda x: x.transpose(2, 3),
-    lambda x: x.rot90(1, (2, 3)),
-    lambda x: x.rot90(3, (2, 3)),
-    lambda x: x.flip(2).flip(3).transpose(2, 3),
-)
+from defectkit.data.device_batches import D4_TORCH
+
+# The 8 symmetries of the square (dihedral group D4) on NCHW tensors, in imaging.D4_NUMPY's order (one
+# definition, the data layer's, which the GPU-resident augmentation draws from too). TTA n uses the first
+# n: 1 = identity, 2 = + horizontal flip, 4 = + vertical flip and 180 degrees (the 4 that keep a
+# rectangle's shape), 8 = all.
+D4 = D4_TORCH
 
 
 class NonFiniteLossError(RuntimeError):
