@@ -6,12 +6,14 @@
 # make docs   serve the docs site at http://127.0.0.1:8000 (make docs-build: mkdocs build --strict into site/)
 # make bench  throughput and blend-speed benchmarks (figures in bench/results/)
 # make gpu-kit-check  the GPU kit end to end on CPU under the GPU machine's torch (README, GPU kit);
-#                     GPU_PY=/path/to/python3.12 where python3.12 is not on the PATH (pyenv: PYENV_VERSION=3.12.x)
+#                     (GPU_PY=/path/to/python3.12 where neither python3.12 nor pyenv's 3.12 runs)
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 CONFIG  ?= configs/elpv_cpu.yaml
-GPU_PY  ?= python3.12
+# the first Python 3.12 that runs: python3.12 on the PATH, else pyenv's (whose shim refuses it unless selected)
+GPU_PY  ?= $(firstword $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+            $$p -c '' 2>/dev/null && echo $$p; done) python3.12)
 GPU_VENV ?= .venv-gpu
 
 # Another CPU imitated on this one (defectkit.testing.OTHER_CPU; tests/test_code_shape.py keeps the two equal)
