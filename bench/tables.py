@@ -67,7 +67,9 @@ def results() -> str:
         rows.append(["ELPV", "`make demo` (configs/elpv_cpu.yaml: 2 backbones x 5 folds, 160 px)", fmt(n["oof_auc"]),
                      fmt(n["held_out_auc"]), f"{fmt(n['wall_min'], 1)} min", machine(r), r["date"], src(prof.name)])
     for name, what in (("plan_elpv_auto.json", "`preset: auto`, 10-minute budget"),
-                       ("plan_elpv_auto_60.json", "`preset: auto`, 60-minute budget")):
+                       ("plan_elpv_auto_60.json", "`preset: auto`, 60-minute budget"),
+                       ("plan_elpv_auto_anomaly.json", "`preset: auto` with `member: anomaly` (learnt from the "
+                        "good cells alone), 10-minute budget")):
         r = load(name)
         rows.append(["ELPV", what, fmt(r["oof_auc"]), fmt(r["held_out_auc"]), f"{fmt(r['wall_min'], 1)} min",
                      machine(r), r["date"], src(name)])
