@@ -108,6 +108,21 @@ def test_rank_blend_is_invariant_to_monotone_transform(complementary):
     np.testing.assert_allclose(sub1.target, sub2.target)  # same submission, not just the same AUC
 
 
+def test_a_prediction_read_back_from_its_csv_ranks_where_the_fresh_one_does(tmp_path):
+    """rank_pct compares in float32, the members' precision: the OOF references come back from the fold's CSV
+    a few 1e-8 off the float32 the model predicted, and a new image that ties one of them (an image scored
+    twice) must land on the same side of it in predict.py and the bundle (fresh) as in blend.py (read back):
+    in float64 one reference step, 1 / n, flipped with the last bits (seen under one thread a worker)."""
+    from defectkit.core.fileio import write_csv_atomic
+    from defectkit.runtime.combine import rank_pct
+    fresh = np.random.default_rng(0).random(200).astype(np.float32)
+    write_csv_atomic(pd.DataFrame({"id": range(200), "pred": fresh}), tmp_path / "fold0.csv")
+    back = pd.read_csv(tmp_path / "fold0.csv").pred.to_numpy()
+    assert (back != fresh.astype(np.float64)).sum() > 50  # the CSV's shortest decimals are not float32's values
+    np.testing.assert_array_equal(rank_pct(back, fresh), rank_pct(fresh, fresh))
+    np.testing.assert_array_equal(rank_pct(back, back), (np.argsort(np.argsort(fresh)) + 1) / 200)
+
+
 def test_operating_points_are_chosen_on_oof():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 2000)

@@ -20,9 +20,15 @@ LINKS = ("identity", "logistic")
 
 
 def rank_pct(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Percentile of each x within the reference predictions `ref` (a model's OOF). For OOF
-    itself this is the rank transform; other predictions land on the same scale."""
-    return np.searchsorted(np.sort(ref), x, side="right") / len(ref)
+    """Percentile of each x within the reference predictions `ref` (a model's OOF): the share of them at
+    most x. For OOF itself this is the rank transform; other predictions land on the same scale. Compared
+    in float32, the precision the members predict in: a prediction read back from a CSV (float32's
+    shortest decimal, parsed as float64, a few 1e-8 off) and the same prediction made afresh by predict.py
+    or the bundle are then one number, and a prediction that ties a reference (an image scored twice)
+    lands on the same side of it on both paths, where in float64 one reference step (1 / its length)
+    flipped with the last bits."""
+    ref32, x32 = np.asarray(ref, np.float64).astype(np.float32), np.asarray(x, np.float64).astype(np.float32)
+    return np.searchsorted(np.sort(ref32), x32, side="right") / len(ref32)
 
 
 REFIT_USES = ("none", "only", "both")
