@@ -1,5 +1,5 @@
 # make demo   install into .venv, then run the whole ELPV competition on CPU (configs/elpv_cpu.yaml)
-# make test   install into .venv (with test tools), then run the test suite
+# make test   install into .venv (with test tools), then run the test suite (TEST_WORKERS=2 processes)
 # make test-fast  the tests that train no model (under a minute)
 # make test-other-cpu  the fast tier and the numeric tests again, as another CPU's kernels round (CI runs it)
 # make lint   ruff check (CI runs it before the tests)
@@ -15,6 +15,9 @@ CONFIG  ?= configs/elpv_cpu.yaml
 GPU_PY  ?= $(firstword $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
             $$p -c '' 2>/dev/null && echo $$p; done) python3.12)
 GPU_VENV ?= .venv-gpu
+# make test's pytest-xdist workers: a test module each at a time, each worker on its own share of the cores
+# (tests/conftest.py), so that two never run more threads than the cores (on 2 cores: 1 thread each)
+TEST_WORKERS ?= 2
 
 # Another CPU imitated on this one (defectkit.testing.OTHER_CPU; tests/test_code_shape.py keeps the two equal)
 OTHER_CPU := ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
@@ -40,7 +43,7 @@ demo: install
 	$(BIN)/python src/run.py --config $(CONFIG)
 
 test: install-dev
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -6,10 +6,19 @@ from pathlib import Path
 # at import): a weight source that is not here fails at once instead of retrying the hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+# Under pytest-xdist (make test: -n 2), each worker keeps to its own share of the cores, set before torch is
+# imported: its threads (sized by defectkit.runtime.cpus.usable_cpus) then never outnumber them, where two
+# workers each sized to the whole machine would run twice the threads the cores have and wait on each other.
+_worker, _workers = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _worker.startswith("gw") and _workers > 1 and hasattr(os, "sched_setaffinity"):
+    _cpus = sorted(os.sched_getaffinity(0))
+    if len(_cpus) >= _workers:
+        os.sched_setaffinity(0, _cpus[int(_worker[2:]) % _workers::_workers])
+
 import pytest  # noqa: E402
 
-from defectkit.ensemble.report import run_blend
-from defectkit.pipeline.grid import run_grid
+from defectkit.ensemble.report import run_blend  # noqa: E402
+from defectkit.pipeline.grid import run_grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))

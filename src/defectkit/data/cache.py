@@ -3,7 +3,6 @@ and resize rule (`input/<comp>/.cache/`), built once under a lock."""
 from __future__ import annotations
 
 import hashlib
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from defectkit.core.checks import InputError
 from defectkit.core.fileio import build_npy_cache
+from defectkit.runtime.cpus import usable_cpus
 from defectkit.runtime.imaging import ImageError, Preprocess
 
 
@@ -36,7 +36,7 @@ def cached_images(paths: list[Path], pre: Preprocess, cache_dir: Path, tag: str 
     size = f"{h}px" if h == w else f"{h}x{w}px"
     mode = "" if resize == "squash" else f"_{resize}"
     cache = Path(cache_dir) / f"{tag}_{size}{mode}_crop{border_crop:g}_{_cache_key(paths, hw, resize, border_crop)}.npy"
-    threads = threads or min(8, os.cpu_count() or 1)
+    threads = threads or min(8, usable_cpus())
 
     def load(p: Path) -> np.ndarray:
         try:

@@ -17,7 +17,6 @@ import argparse
 import csv
 import importlib
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .combine import blend_scores, meta_columns, stack_intercept
+from .cpus import usable_cpus
 from .errors import cli_main
 from .files import atomic_path
 from .image_inputs import list_inputs, read_all, read_meta
@@ -141,7 +141,7 @@ class Scorer:
     def __init__(self, folder: Path, threads: int = 0, batch_size: int = BATCH, spec: BundleSpec | None = None):
         self.folder, self.batch_size = Path(folder), batch_size
         self.spec = spec or load_bundle(self.folder)
-        threads = threads or os.cpu_count() or 1
+        threads = threads or usable_cpus()
         with np.load(self.folder / "refs.npz") as refs:
             self.refs = {k: refs[k] for k in refs.files}
 

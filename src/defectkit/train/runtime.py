@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 import torch
 
 from defectkit.core.checks import InputError
+from defectkit.runtime.cpus import usable_cpus
 
 
 def pick_device(name: str) -> torch.device:
@@ -45,14 +45,14 @@ def configure(device: torch.device, threads: int = 0) -> None:
     CPU threads (0 = all cores) on CPU, cudnn autotuning on CUDA."""
     keep_freed_memory()
     if device.type == "cpu":
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+        torch.set_num_threads(threads or usable_cpus())
     else:
         torch.backends.cudnn.benchmark = True
 
 
 def default_num_workers(device_type: str) -> int:
     """Data-loader worker processes: none on a 2-core CPU (they would compete with the model)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     if device_type == "cuda":
         return min(8, cpus)
     return 0 if cpus <= 2 else min(4, cpus // 2)

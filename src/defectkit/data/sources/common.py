@@ -18,6 +18,7 @@ from defectkit.core.checks import InputError, check_train_table
 from defectkit.core.config import ROOT
 from defectkit.core.fileio import atomic_path, file_hash, write_csv_atomic, write_json_atomic, write_text_atomic
 from defectkit.core.layout import Layout
+from defectkit.runtime.cpus import usable_cpus
 from defectkit.runtime.imaging import IMAGE_EXTS, ImageError, read_image
 
 MARKER = ".prepared.json"
@@ -196,7 +197,7 @@ def import_image(src: Path, dst: Path) -> tuple[int, int]:
 
 def import_images(jobs: list[tuple[Path, Path]]) -> list[tuple[int, int]]:
     from tqdm import tqdm
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(min(8, usable_cpus())) as pool:
         return list(tqdm(pool.map(lambda j: import_image(*j), jobs), total=len(jobs), desc="images", unit="img",
                          leave=False))
 
