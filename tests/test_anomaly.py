@@ -132,8 +132,12 @@ def test_a_full_data_refit_is_the_bundles_one_model_and_scores_as_predict_does(s
     pytest.importorskip("openvino")
     from defectkit.ship import export as export_module
     monkeypatch.setattr(export_module, "MAX_INT8_DRIFT", 1e-9)
+    # (Under another CPU's instruction set, OpenVINO's int8 model may instead return no scores at all: refused too.)
     assert export_main([*argv, "--precision", "int8", "--target", "openvino", "--out", str(tmp_path / "ov")]) == 2
-    assert "model's scores on 16 check images move by up to" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert ("model's scores on 16 check images move by up to" in err
+            or "model, on its 16 check images, returned 0 score(s) for 1 image(s), not one each" in err), err
+    assert len(err.strip().splitlines()) == 1 and "export it with --precision fp32, or with another --target" in err
     assert not list(tmp_path.glob("*ov*"))
 
 

@@ -126,9 +126,19 @@ def load_bundle(folder: Path) -> BundleSpec:
     return BundleSpec.read(folder)
 
 
-def run_model(sess, images: np.ndarray, batch_size: int) -> np.ndarray:
+def run_model(sess, images: np.ndarray, batch_size: int, what: str = "the model") -> np.ndarray:
+    """One score an image, in batches; a runtime that returns another count (OpenVINO's int8 kernels under
+    an older instruction set returned none) is a one-line BundleError naming `what`, not a broadcast error."""
     name = sess.get_inputs()[0].name
-    out = [sess.run(None, {name: images[s:s + batch_size]})[0] for s in range(0, len(images), batch_size)]
+    out = []
+    for s in range(0, len(images), batch_size):
+        batch = images[s:s + batch_size]
+        got = np.asarray(sess.run(None, {name: batch})[0])
+        if got.ndim != 1 or len(got) != len(batch):
+            raise BundleError(f"{what} returned {got.size} score(s) for {len(batch)} image(s), not one each: its "
+                              "runtime computes it wrongly on this CPU; export it with --precision fp32, or with "
+                              "another --target")
+        out.append(got)
     return np.concatenate(out).astype(np.float64)
 
 
@@ -174,7 +184,7 @@ def checked_session(folder: Path, m, threads: int, runtime: str, refs, alone: bo
     sess = session(folder / m.model, threads, runtime, alone)
     if m.precision != "fp32" and m.bound > 0:
         images, want = refs[f"{m.ref}/check_images"], refs[f"{m.ref}/check_scores"]
-        drift = float(np.abs(run_model(sess, images, 1) - want).max())
+        drift = float(np.abs(run_model(sess, images, 1, f"{folder / m.model}: the {m.precision} model") - want).max())
         if drift > m.bound:
             raise BundleError(f"{folder / m.model}: the {m.precision} model's scores drift by {drift:.4f} from the "
                               f"fp32 model's on its {len(images)} check images, over the bound {m.bound:.4f} recorded "

@@ -92,7 +92,9 @@ def export_member(m: Member, path: Path, exporter: Exporter, opts: ExportOptions
     check = calib[:opts.n_check]
     with torch.no_grad():
         want = net(torch.from_numpy(check)).numpy().astype(np.float64)
-    drift = float(np.abs(run_model(session(path, 1, exporter.runtime), check, 1) - want).max())
+    got = run_model(session(path, 1, exporter.runtime), check, 1, f"{path.name}: the {exporter.runtime} "
+                    f"{opts.precision} model, on its {len(check)} check images,")
+    drift = float(np.abs(got - want).max())
     if drift > MAX_INT8_DRIFT:  # e.g. OpenVINO's int8 transformations reach the anomaly member's fp32 distances
         raise InputError(f"{path.name}: the {exporter.runtime} {opts.precision} model's scores on {len(check)} check "
                          f"images move by up to {drift:.3f} from fp32's (at most {MAX_INT8_DRIFT} is accepted); "
