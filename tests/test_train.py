@@ -148,9 +148,10 @@ def test_patience_stops_early_when_validation_auc_stalls(work, monkeypatch):
 
 def test_freeze_epochs_train_only_the_head_and_mixup_still_learns(work):
     from defectkit.train.models import create_model
-    torch.manual_seed(42)  # the recipe's seed: the same initial weights as the fold's
+    cfg = _cfg(work, epochs=1, freeze_epochs=1, name="frz")
+    torch.manual_seed(cfg.recipe.seed)  # the recipe's seed: the same initial weights as the fold's
     init = create_model("resnet10t", "none", None, 1, 0.0)[0].state_dict()
-    train_fold(_cfg(work, epochs=1, freeze_epochs=1, name="frz"), "resnet10t", 0, work, QUIET)
+    train_fold(cfg, "resnet10t", 0, work, QUIET)
     ck = torch.load(Layout(work).fold("frz", 0).best, weights_only=False)["model"]
     assert torch.equal(ck["conv1.0.weight"], init["conv1.0.weight"])  # backbone untouched
     assert not torch.equal(ck["fc.weight"], init["fc.weight"])  # head trained
