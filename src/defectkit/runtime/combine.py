@@ -27,8 +27,8 @@ def rank_pct(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
     or the bundle are then one number, and a prediction that ties a reference (an image scored twice)
     lands on the same side of it on both paths, where in float64 one reference step (1 / its length)
     flipped with the last bits."""
-    ref32, x32 = np.asarray(ref, np.float64).astype(np.float32), np.asarray(x, np.float64).astype(np.float32)
-    return np.searchsorted(np.sort(ref32), x32, side="right") / len(ref32)
+    ref32 = np.sort(np.asarray(ref, np.float32))
+    return np.searchsorted(ref32, np.asarray(x, np.float32), side="right") / len(ref32)
 
 
 REFIT_USES = ("none", "only", "both")
