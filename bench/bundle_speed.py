@@ -12,7 +12,6 @@ bench/results/bundle_speed_cpu_batch<B>.json.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.runtime import runner
 from defectkit.runtime.combine import blend_scores
+from defectkit.runtime.cpus import usable_cpus
 from defectkit.runtime.imaging import read_image
 from defectkit.ship.export import ExportNet
 from defectkit.ship.exporters import OnnxExporter
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--bundle", help="default: submissions/bundle")
     p.add_argument("--n", type=int, default=64, help="test images scored")
     p.add_argument("--batch-size", type=int, default=1, help="images per run, on both sides (the runner's: 1)")
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--threads", type=int, default=usable_cpus())
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out")
     args = p.parse_args(argv)

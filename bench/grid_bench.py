@@ -27,6 +27,7 @@ from benchlib import save_result  # first: puts src/ on the path
 
 from defectkit.core.config import load_config
 from defectkit.pipeline.grid import EXECUTORS, run_grid
+from defectkit.runtime.cpus import usable_cpus
 from defectkit.testing import make_toy_competition, write_toy_config
 from defectkit.train.ray_executor import RayOptions, init_ray
 
@@ -57,7 +58,7 @@ def toy_overhead(out: str | None) -> None:
             startup = 0.0
             if executor == "ray":
                 t0 = time.perf_counter()
-                init_ray(None, num_cpus=os.cpu_count(), object_store_memory=100 * 2**20)
+                init_ray(None, num_cpus=usable_cpus(), object_store_memory=100 * 2**20)
                 startup = time.perf_counter() - t0
             wall, jobs, _ = timed_grid(cfg, base, executor, RayOptions(cpus_per_job=1))
             walls[executor] = (wall, startup, jobs)

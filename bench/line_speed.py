@@ -16,7 +16,6 @@ against solution.csv. Writes bench/results/line_speed_cpu.json.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import time
@@ -32,6 +31,7 @@ from defectkit.core.config import load_config
 from defectkit.core.layout import Layout
 from defectkit.ensemble.members import load_ensemble
 from defectkit.ensemble.report import read_solution
+from defectkit.runtime.cpus import usable_cpus
 from defectkit.runtime.imaging import read_image
 from defectkit.runtime.runner import Scorer
 from defectkit.ship.export import ExportOptions, calib_images, export, student_ensemble
@@ -123,7 +123,7 @@ def main() -> None:
     for k in measured:
         rows[k]["speedup_batch1"] = round(rows[k]["img_s_batch1"] / base["img_s_batch1"], 1)
     save_result({"competition": comp.name, "blend": args.blend or "submissions/blend.json", "test_images": len(images),
-                 "timed_batch1": min(args.n, len(images)), "threads": args.threads or os.cpu_count(), "variants": rows},
+                 "timed_batch1": min(args.n, len(images)), "threads": args.threads or usable_cpus(), "variants": rows},
                 f"line speed: {base_name} {base['img_s_batch1']} img/s, {last} {best['img_s_batch1']} img/s "
                 f"(x{best['speedup_batch1']}), held-out AUC {base.get('held_out_auc')} -> {best.get('held_out_auc')}",
                 args.out, "line_speed_cpu")

@@ -165,7 +165,7 @@ def test_parallel_auto_packs_the_grid_from_the_fold_and_the_bare_loop_measured_h
     s = steps.Steps(type("A", (), {"device": "cuda", "out": str(tmp_path / "out"), "work": str(tmp_path / "w"),
                                    "site": str(tmp_path / "site"), "recipe": "", "config": "configs/elpv.yaml",
                                    "parallel": "auto", "minutes": 1})())
-    monkeypatch.setattr(steps.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr("defectkit.runtime.cpus.usable_cpus", lambda: 16)  # the H200 machine's 16 cores
     monkeypatch.setattr(s, "free_gib", lambda: 135.0)
     cfg = s.config()
     assert s.parallel(cfg)[0] == steps.FALLBACK_PARALLEL and "fallback" in s.parallel(cfg)[1]

@@ -280,6 +280,7 @@ class Steps:
         bare = self.out / f"train_throughput_{self.dev}_lite0_300.json"
         if not (m0 and m0.get("peak_gpu_mem_gib") and bare.exists()):
             return FALLBACK_PARALLEL, "no measured fold or bare loop here: the fallback"
+        from defectkit.runtime.cpus import usable_cpus
         from defectkit.train.planner import JobFootprint, pack_jobs
         from defectkit.train.runtime import default_num_workers
         rec = cfg.recipe
@@ -291,7 +292,7 @@ class Steps:
         free = self.free_gib()
         if free is None:
             return FALLBACK_PARALLEL, "the GPU's free memory could not be read: the fallback"
-        return pack_jobs(job, free, os.cpu_count() or 1)
+        return pack_jobs(job, free, usable_cpus())
 
     def free_gib(self) -> float | None:
         """The GPU's free memory, read in a child process (this one never holds a CUDA context); None if unread."""
