@@ -34,11 +34,14 @@ def learning_modules() -> list[str]:
 
 def run(seed: int, profile: str, figures: Path, modules: list[str]) -> tuple[int, str]:
     env = {**os.environ, **PROFILES[profile], "DEFECTKIT_TEST_SEED": str(seed), "DEFECTKIT_FIGURES": str(figures)}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
-    last = (r.stdout.strip().splitlines() or [""])[-1]
-    print(f"seed {seed} {profile}: {last}", flush=True)
-    return r.returncode, last
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *modules], cwd=ROOT,
+                       env=env, capture_output=True, text=True)
+    lines = r.stdout.strip().splitlines() or [""]
+    print(f"seed {seed} {profile}: {lines[-1]}", flush=True)
+    for line in lines:  # which tests failed (a failure before a test's figure leaves that figure out of the run)
+        if line.startswith("FAILED "):
+            print(f"  {line}", flush=True)
+    return r.returncode, lines[-1]
 
 
 def current_floors() -> list[tuple[re.Pattern, float]]:
