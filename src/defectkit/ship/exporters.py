@@ -105,13 +105,13 @@ def quantize_int8(src: Path, dst: Path, calib: np.ndarray, keep: tuple = (), sta
         nodes = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
         fixed = [n for n in nodes if n.startswith(tuple(keep))]
         layers = [n for n in nodes if n not in fixed]
-        want = run_model(onnx_session(src, 1), calib, 1)
+        want = run_model(onnx_session(src, 1), calib, 1, f"{dst.name}: the fp32 model")
         best, n = None, len(layers)
         for k in sorted({min(k, n) for k in [0] + [2 ** i for i in range(1, max(1, n).bit_length() + 1)]
                          if min(k, n) >= min(start, n)}):
             out = Path(tmp) / f"q{k}.onnx"
             _quantize(pre, out, calib, fixed + layers[:k])
-            got = run_model(onnx_session(out, 1), calib, 1)
+            got = run_model(onnx_session(out, 1), calib, 1, f"{dst.name}: the int8 trial with {k} layers in fp32")
             corr = float(np.corrcoef(got, want)[0, 1]) if np.std(got) > 0 and np.std(want) > 0 else 1.0
             if best is None or corr > best[1]:
                 best = (k, corr, out)
