@@ -274,6 +274,41 @@ def test_with_the_input_at_its_largest_the_anomaly_plan_buys_more_backbones_whil
     assert planner.grow_anomaly(s, CPU, tight, float("inf")).archs == alone.archs  # no room: the member alone
 
 
+def test_at_the_largest_input_the_anomaly_member_takes_a_larger_backbone_when_run_and_line_allow():
+    """lite0 sets the input (the largest that fits); there the first of ANOMALY_UPGRADES (lite2, then lite1)
+    whose run fits the budget and whose bundle scores an image within LINE_MS replaces it, costed from lite0's
+    measured forward by the probe's ratio (never as fast as lite0); else, or with a backbone set, lite0 stays."""
+    lite0, lite1, lite2 = planner.LITES
+    assert planner.ANOMALY_UPGRADES == (lite2, lite1)
+    ms = planner.anomaly_image_ms
+    got = {}
+    for side in (224, 320, 352):  # the line holds lite2, lite1 alone, lite0 alone at the top size
+        s = _with_defects(_survey(300, (side, side)), 0)
+        alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
+        assert alone.archs == [lite0] and alone.hw == planner.anomaly_sizes(s, {})[0] == (side, side)
+        up = planner.upgrade_anomaly(s, CPU, alone, {})
+        got[side] = up.archs
+        assert len(up.archs) == 1 and up.hw == alone.hw and up.total_s <= FILL * 600
+        assert ms(CPU, up.archs, up.hw, up.models, up.bank_rows) <= planner.LINE_MS
+        for better in planner.ANOMALY_UPGRADES[:planner.ANOMALY_UPGRADES.index(up.archs[0])
+                                               if up.archs[0] != lite0 else None]:
+            assert ms(CPU, [better], up.hw, 1, up.bank_rows) > planner.LINE_MS  # passed over: too slow a line
+        if up.archs != [lite0]:
+            assert f"{up.archs[0]} anomaly folds" in up.estimate and f"{lite0} anomaly folds" not in up.estimate
+    assert got == {224: [lite2], 320: [lite1], 352: [lite0]}
+    px = 320 * 320  # another backbone costed against lite0's probe, whichever comes first in the list
+    ratio = (CPU[lite1].prefix(px) + CPU[lite1].infer(px)) / (CPU[lite0].prefix(px) + CPU[lite0].infer(px))
+    nn = 40 * 40 * 4096 * planner.NN_S
+    assert ms(CPU, [lite1], (320, 320), 1) == pytest.approx(1000 * (planner.lite0_forward_s(px) * ratio + nn))
+    assert ms(CPU, [lite1], (320, 320), 1) > ms(CPU, [lite0], (320, 320), 1)
+    assert ms(CPU, [lite1, lite0], (320, 320), 1) == pytest.approx(ms(CPU, [lite0, lite1], (320, 320), 1))
+    s = _with_defects(_survey(300, (224, 224)), 0)
+    alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
+    assert planner.upgrade_anomaly(s, CPU, alone, {"archs": [lite0]}).archs == [lite0]  # set in the recipe: kept
+    tight = planner.search_anomaly(s, CPU, "cpu", alone.total_s / FILL * 1.01, {})
+    assert planner.upgrade_anomaly(s, CPU, tight, {}).archs == [lite0]  # no time for a larger one
+
+
 def test_the_anomaly_plan_keeps_one_image_within_the_line_budget_by_shipping_a_full_data_refit():
     """Large images: five fold models would take over LINE_MS an image, so the bundle ships a full-data refit
     alone (its time in the estimate); small images keep the fold models; a refit the user set is kept, and

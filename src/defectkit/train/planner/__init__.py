@@ -21,6 +21,7 @@ from defectkit.core.presets import LITES  # noqa: F401 - the backbones a plan ch
 from defectkit.train.planner.cost import (  # noqa: F401
     ANOMALY_MAX_SIDE,
     ANOMALY_STRIDE,
+    ANOMALY_UPGRADES,
     CORESET_S,
     DEFAULT_BUDGET,
     EPOCH_S,
@@ -66,6 +67,7 @@ from defectkit.train.planner.cost import (  # noqa: F401
     pack_jobs,
     search,
     search_anomaly,
+    upgrade_anomaly,
 )
 from defectkit.train.planner.inputs import (  # noqa: F401
     survey,

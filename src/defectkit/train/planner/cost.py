@@ -312,11 +312,13 @@ def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int
                      bank: int = ANOMALY_BANK) -> float:
     """Milliseconds one image takes through the bundle of anomaly members `archs` on the 2-core reference
     CPU (each fold's model: the backbone's forward and the search of its bank): lite0's measured forward at
-    that size (lite0_forward_s), scaled for another backbone by the probe's ratio of its forward to the first
-    one's (a ratio holds across machines and loads where the probe's own seconds do not)."""
+    that size (lite0_forward_s), scaled for another backbone by the probe's ratio of its forward to lite0's
+    (a ratio holds across machines and loads where the probe's own seconds do not; without a probe of lite0,
+    to the first backbone's, taken as lite0's)."""
     px = hw[0] * hw[1]
     patches = math.ceil(hw[0] / ANOMALY_STRIDE) * math.ceil(hw[1] / ANOMALY_STRIDE)
-    base = costs[archs[0]].prefix(px) + costs[archs[0]].infer(px)
+    ref = costs[LITES[0] if LITES[0] in costs else archs[0]]
+    base = ref.prefix(px) + ref.infer(px)
 
     def ratio(a: str) -> float:
         own = costs[a].prefix(px) + costs[a].infer(px)
@@ -324,7 +326,30 @@ def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int
     return 1000 * folds * sum(lite0_forward_s(px) * ratio(a) + patches * bank * NN_S for a in archs)
 
 
+ANOMALY_UPGRADES = (LITES[2], LITES[1])  # the member's backbone instead of lite0 at the largest input, the first
+#   that fits: on ELPV at 288 px (bench/results/anomaly_ceiling_lite{0,1,2}_288.json, 3 coreset seeds each) the
+#   held-out AUC of one bank is 0.864-0.873 (lite0), 0.877-0.889 (lite1), 0.888-0.889 (lite2), and on the cells
+#   the annotators were sure of 0.928, 0.935, 0.942: PatchCore's finding that a stronger ImageNet backbone's
+#   patches tell defects better, which holds for any material
+
+
 MAX_DRAWS = 5  # bank draws per anomaly model the plan buys (bench/results/anomaly_ceiling_lite0_224.json: 5)
+
+
+def upgrade_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict) -> Plan:
+    """At the largest input, the member's backbone swapped for the first of ANOMALY_UPGRADES (probed, in
+    `costs`) whose run still fits the budget and whose bundle scores an image within LINE_MS: a larger
+    ImageNet backbone's patches tell a defect from the good images better. Bought before bank draws, which
+    only average one backbone's coreset luck. A backbone set in the recipe is kept."""
+    if fixed.get("archs") or plan.archs != [LITES[0]]:
+        return plan
+    for arch in [a for a in ANOMALY_UPGRADES if a in costs]:
+        trial = anomaly_plan(s, costs, arch, plan.hw, fixed)
+        trial.device, trial.budget_s = plan.device, plan.budget_s
+        if (trial.total_s <= FILL * plan.budget_s
+                and anomaly_image_ms(costs, [arch], plan.hw, trial.models, trial.bank_rows) <= LINE_MS):
+            return trial
+    return plan
 
 
 def draw_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict) -> Plan:

@@ -35,6 +35,7 @@ from defectkit.train.planner.cost import (
     notes,
     search,
     search_anomaly,
+    upgrade_anomaly,
 )
 from defectkit.train.planner.inputs import survey
 from defectkit.train.planner.probes import MEMBER_PROBE, PROBE_SIZES, Probe, probe_arch
@@ -115,22 +116,20 @@ def add_member(s: Survey, plan: Plan, cpu: ArchCost, budget_s: float) -> Plan:
 
 
 def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
-    """The anomaly member alone: its backbone probed on the CPU (where the member runs), then the
-    largest input that fits (`search_anomaly`)."""
+    """The anomaly member alone: lite0 probed on the CPU (where the member runs), then the largest input
+    that fits (`search_anomaly`). At the images' own size (or ANOMALY_MAX_SIDE) the other lites are probed
+    too, and the room left buys, in turn, a larger backbone in lite0's place (`upgrade_anomaly`), more bank
+    draws (`draw_anomaly`), other backbones as more members (`grow_anomaly`)."""
     t0, budget = time.perf_counter(), inputs["budget_min"] * 60
     arch = (fixed.get("archs") or LITES)[0]
     hw0 = fixed.get("hw") or min(ladder(s)[0], (ANOMALY_MAX_SIDE, ANOMALY_MAX_SIDE))
     costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE)}
     plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
-    if tuple(plan.hw) == anomaly_sizes(s, fixed)[0]:  # resolution first, then bank draws, then backbones
-        plan = draw_anomaly(s, costs, plan, fixed)
     others = [a for a in LITES if a != arch and not fixed.get("archs")]
-    room = (tuple(plan.hw) == anomaly_sizes(s, fixed)[0] and plan.total_s < FILL * budget / 2
-            and 2 * anomaly_image_ms(costs, plan.archs, plan.hw, plan.models, plan.bank_rows) <= LINE_MS)
-    if others and room:
+    if tuple(plan.hw) == anomaly_sizes(s, fixed)[0]:  # resolution first, then a larger backbone, draws, backbones
         costs.update({a: probe_arch(a, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE) for a in others})
         plan.budget_s = budget - (time.perf_counter() - t0)
-        plan = grow_anomaly(s, costs, plan)
+        plan = grow_anomaly(s, costs, draw_anomaly(s, costs, upgrade_anomaly(s, costs, plan, fixed), fixed))
     spent = time.perf_counter() - t0
     why = ("member: anomaly, as set" if fixed.get("member") == "anomaly" else
            f"{s.n_defect} defect image(s): fewer than the {plan.folds} a classifier's folds need")
