@@ -223,6 +223,29 @@ def test_make_plan_on_a_gpu_times_the_member_on_the_cpu(tmp_path, monkeypatch):
     assert calls[-1] == (plan.archs[0], "cpu") and all(d == "cuda" for _, d in calls[:-1])
 
 
+def test_the_anomaly_plan_probes_every_lite_at_the_members_largest_input(tmp_path, monkeypatch):
+    """make_plan's anomaly path, the probes stubbed: lite0 first, then (the input at its largest) the other lites
+    for the larger backbone and more members, each at the member's own largest input (512 px a side at most),
+    never at the images' full size."""
+    calls = []
+
+    def probe(arch, device, sizes=planner.PROBE_SIZES, cost=None, how=planner.Probe()):
+        calls.append((arch, device, tuple(map(tuple, sizes))))
+        return CPU[arch]
+    monkeypatch.setattr(planner.plans, "probe_arch", probe)
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump({
+        "competition": {"name": "toy", "source": {"type": "toy"}}, "recipe": {"preset": "auto", "time_budget": 10}}))
+    for name in ("hairline strips", "tiny"):
+        calls.clear()
+        s = _with_defects(SURVEYS[name], 0)
+        plan = planner.make_plan(load_config(tmp_path / "toy.yaml"), s, "cpu", say=lambda *a: None)
+        top = planner.anomaly_sizes(s, {})[0]
+        assert plan.member == "anomaly" and plan.hw == top and max(top) <= planner.ANOMALY_MAX_SIDE
+        assert [c[0] for c in calls] == planner.LITES and all(c[1] == "cpu" for c in calls)
+        assert all(c[2] == (planner.PROBE_SIZES[0], top) for c in calls)
+        assert plan.archs[0] in planner.ANOMALY_UPGRADES or plan.archs[0] == planner.LITES[0]
+
+
 def test_a_budget_too_small_for_the_anomaly_member_says_what_it_needs():
     with pytest.raises(InputError, match=r"too small for the anomaly member at .* needs about [\d.]+ min; give "
                                          r"--time-budget \d+ or more"):

@@ -14,7 +14,6 @@ from defectkit.core.fileio import write_json_atomic
 from defectkit.core.layout import Layout
 from defectkit.core.presets import LITES
 from defectkit.train.planner.cost import (
-    ANOMALY_MAX_SIDE,
     DEFAULT_BUDGET,
     FILL,
     IMAGE_MS,
@@ -31,7 +30,6 @@ from defectkit.train.planner.cost import (
     draw_anomaly,
     estimate,
     grow_anomaly,
-    ladder,
     notes,
     search,
     search_anomaly,
@@ -122,7 +120,7 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     draws (`draw_anomaly`), other backbones as more members (`grow_anomaly`)."""
     t0, budget = time.perf_counter(), inputs["budget_min"] * 60
     arch = (fixed.get("archs") or LITES)[0]
-    hw0 = fixed.get("hw") or min(ladder(s)[0], (ANOMALY_MAX_SIDE, ANOMALY_MAX_SIDE))
+    hw0 = anomaly_sizes(s, fixed)[0]  # its largest input (a tuple's min would take a 480 x 1200 one, 4x the pixels)
     costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE)}
     plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
     others = [a for a in LITES if a != arch and not fixed.get("archs")]
