@@ -297,20 +297,20 @@ def test_with_the_input_at_its_largest_the_anomaly_plan_buys_more_backbones_whil
     assert planner.grow_anomaly(s, CPU, tight, float("inf")).archs == alone.archs  # no room: the member alone
 
 
-def test_at_the_largest_input_the_anomaly_member_takes_a_larger_backbone_when_run_and_line_allow():
+def test_at_the_largest_input_the_anomaly_member_takes_a_larger_backbone_when_run_and_line_allow(monkeypatch):
     """lite0 sets the input (the largest that fits); there the first of ANOMALY_UPGRADES (lite2, then lite1)
-    whose run fits the budget and whose bundle scores an image within LINE_MS replaces it, costed from lite0's
-    measured forward by the probe's ratio (never as fast as lite0); else, or with a backbone set, lite0 stays."""
+    whose run fits the budget and whose bundle scores an image within LINE_MS replaces it, its call costed as
+    lite0's times its measured ratio (LITE_CALL_RATIO; another backbone: lite0's forward times the probe's
+    ratio, plus the search); else, or with a backbone set, lite0 stays."""
     lite0, lite1, lite2 = planner.LITES
     assert planner.ANOMALY_UPGRADES == (lite2, lite1)
     ms = planner.anomaly_image_ms
-    got = {}
-    for side in (224, 320, 352):  # the line holds lite2, lite1 alone, lite0 alone at the top size
+
+    def upgraded(side):
         s = _with_defects(_survey(300, (side, side)), 0)
         alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
         assert alone.archs == [lite0] and alone.hw == planner.anomaly_sizes(s, {})[0] == (side, side)
         up = planner.upgrade_anomaly(s, CPU, alone, {})
-        got[side] = up.archs
         assert len(up.archs) == 1 and up.hw == alone.hw and up.total_s <= FILL * 600
         assert ms(CPU, up.archs, up.hw, up.models, up.bank_rows) <= planner.LINE_MS
         for better in planner.ANOMALY_UPGRADES[:planner.ANOMALY_UPGRADES.index(up.archs[0])
@@ -318,12 +318,17 @@ def test_at_the_largest_input_the_anomaly_member_takes_a_larger_backbone_when_ru
             assert ms(CPU, [better], up.hw, 1, up.bank_rows) > planner.LINE_MS  # passed over: too slow a line
         if up.archs != [lite0]:
             assert f"{up.archs[0]} anomaly folds" in up.estimate and f"{lite0} anomaly folds" not in up.estimate
-    assert got == {224: [lite2], 320: [lite1], 352: [lite0]}
-    px = 320 * 320  # another backbone costed against lite0's probe, whichever comes first in the list
-    ratio = (CPU[lite1].prefix(px) + CPU[lite1].infer(px)) / (CPU[lite0].prefix(px) + CPU[lite0].infer(px))
-    nn = 40 * 40 * 4096 * planner.NN_S
-    assert ms(CPU, [lite1], (320, 320), 1) == pytest.approx(1000 * (planner.lite0_forward_s(px) * ratio + nn))
-    assert ms(CPU, [lite1], (320, 320), 1) > ms(CPU, [lite0], (320, 320), 1)
+        return up.archs[0]
+    assert [upgraded(side) for side in (224, 320)] == [lite2, lite0]  # 320 px: lite0's call x 1.6 is over the line
+    monkeypatch.setattr(planner.cost, "LITE_CALL_RATIO", {lite1: 1.2, lite2: 2.0})
+    assert [upgraded(side) for side in (224, 288, 352)] == [lite2, lite1, lite0]
+    monkeypatch.undo()
+    px, nn = 320 * 320, 40 * 40 * 4096 * planner.NN_S
+    assert ms(CPU, [lite1], (320, 320), 1) == pytest.approx(
+        1000 * (planner.lite0_forward_s(px) + nn) * planner.LITE_CALL_RATIO[lite1])
+    other = {lite0: CPU[lite0], "other": CPU[lite2]}  # a backbone without a measured ratio: the probe's
+    ratio = (CPU[lite2].prefix(px) + CPU[lite2].infer(px)) / (CPU[lite0].prefix(px) + CPU[lite0].infer(px))
+    assert ms(other, ["other"], (320, 320), 1) == pytest.approx(1000 * (planner.lite0_forward_s(px) * ratio + nn))
     assert ms(CPU, [lite1, lite0], (320, 320), 1) == pytest.approx(ms(CPU, [lite0, lite1], (320, 320), 1))
     s = _with_defects(_survey(300, (224, 224)), 0)
     alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
@@ -443,3 +448,9 @@ def test_the_bundle_latency_model_follows_the_measured_one_image_calls():
         assert model == pytest.approx(r["ms_p50"], rel=0.25 if r["img_size"][0] < 304 else 0.10), r
     fwd = [planner.lite0_forward_s(side * side) for side in (32, 160, 200, 288, 384, 512)]
     assert fwd == sorted(fwd) and fwd[0] > 0
+    # lite1 and lite2: their whole call (bank 4,096) at most LITE_CALL_RATIO times lite0's in every measured pair
+    for name in ("anomaly_speed_lites_cpu.json", "anomaly_speed_lites_304_cpu.json"):
+        rows = json.loads((ROOT / "bench" / "results" / name).read_text())["rows"]
+        ms = {(r["arch"], r["img_size"][0]): r["ms_p50"] for r in rows if r["bank"] == 4096}
+        pairs = [(a, ms[a, side] / ms[lite0, side]) for a, side in ms if a != lite0]
+        assert len(pairs) >= 2 and all(ratio <= planner.LITE_CALL_RATIO[a] for a, ratio in pairs), (name, pairs)

@@ -35,6 +35,7 @@ from defectkit.train.planner.cost import (  # noqa: F401
     LINE_FILL,
     LINE_MS,
     LITE0_FORWARD_MS,
+    LITE_CALL_RATIO,
     MAX_CACHE_GB,
     MAX_DRAWS,
     MIN_SIDE,

@@ -308,22 +308,34 @@ LINE_FILL = 0.85  # share of IMAGE_MS a plan may fill (the rest: the file's deco
 LINE_MS = LINE_FILL * IMAGE_MS
 
 
+LITE_CALL_RATIO = {LITES[1]: 1.6, LITES[2]: 1.6}  # one image's whole call (forward and the search of a bank of
+#   4,096) against lite0's at the same input, ONNX Runtime, 2 threads: 0.96-1.60 (lite1) and 0.99-1.59 (lite2) over
+#   224-352 px in bench/results/anomaly_speed_lites_cpu.json and anomaly_speed_lites_304_cpu.json, the largest
+#   taken (one call's spread on a shared 2-core machine is that wide). Not their forward's ratio alone (the probe's
+#   1.3 and 1.5): their calls measured above lite0's forward plus lite0's search, the planner's model before,
+#   and the scratches bundle of lite2 it had put at 35 ms measured 58 ms.
+
+
 def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int, int], folds: int,
                      bank: int = ANOMALY_BANK) -> float:
     """Milliseconds one image takes through the bundle of anomaly members `archs` on the 2-core reference
     CPU (each fold's model: the backbone's forward and the search of its bank): lite0's measured forward at
-    that size (lite0_forward_s), scaled for another backbone by the probe's ratio of its forward to lite0's
-    (a ratio holds across machines and loads where the probe's own seconds do not; without a probe of lite0,
-    to the first backbone's, taken as lite0's)."""
+    that size (lite0_forward_s) and its bank's search; lite1 and lite2 that whole call times their measured
+    ratio to lite0's (LITE_CALL_RATIO); another backbone lite0's forward scaled by the probe's ratio of its
+    forward to lite0's (a ratio holds across machines and loads where the probe's own seconds do not; without a
+    probe of lite0, to the first backbone's, taken as lite0's), and the search."""
     px = hw[0] * hw[1]
     patches = math.ceil(hw[0] / ANOMALY_STRIDE) * math.ceil(hw[1] / ANOMALY_STRIDE)
     ref = costs[LITES[0] if LITES[0] in costs else archs[0]]
     base = ref.prefix(px) + ref.infer(px)
+    search = patches * bank * NN_S
 
-    def ratio(a: str) -> float:
+    def call(a: str) -> float:
+        if a in LITE_CALL_RATIO:
+            return (lite0_forward_s(px) + search) * LITE_CALL_RATIO[a]
         own = costs[a].prefix(px) + costs[a].infer(px)
-        return own / base if base > 0 and own > 0 else 1.0
-    return 1000 * folds * sum(lite0_forward_s(px) * ratio(a) + patches * bank * NN_S for a in archs)
+        return lite0_forward_s(px) * (own / base if base > 0 and own > 0 else 1.0) + search
+    return 1000 * folds * sum(call(a) for a in archs)
 
 
 ANOMALY_UPGRADES = (LITES[2], LITES[1])  # the member's backbone instead of lite0 at the largest input, the first
