@@ -69,8 +69,13 @@ def results() -> str:
     for name, what in (("plan_elpv_auto.json", "`preset: auto`, 10-minute budget"),
                        ("plan_elpv_auto_60.json", "`preset: auto`, 60-minute budget"),
                        ("plan_elpv_auto_anomaly.json", "`preset: auto` with `member: anomaly` (learnt from the "
-                        "good cells alone), 10-minute budget")):
+                        "good cells alone), 10-minute budget"),
+                       ("plan_elpv_auto_15_anomaly.json", "`preset: auto` with `member: anomaly`, 15-minute budget")):
         r = load(name)
+        plan = r.get("plan") or {}
+        if plan.get("member") == "anomaly":  # which backbone the budget bought
+            what += (f": {' + '.join(a.replace('tf_efficientnet_', '') for a in plan['archs'])}, "
+                     f"{plan['hw'][1]} x {plan['hw'][0]} px")
         rows.append(["ELPV", what, fmt(r["oof_auc"]), fmt(r["held_out_auc"]), f"{fmt(r['wall_min'], 1)} min",
                      machine(r), r["date"], src(name)])
     g, e = load("elpv_grid_cuda.json"), load("env_cuda.json")
@@ -318,6 +323,23 @@ def ceiling() -> str:
             + f"\n({machine(r)}, {r['date']}: {src('anomaly_ceiling_lite0_224.json')})\n")
 
 
+def backbones() -> str:
+    """The member's backbone at the plan's 288 px on ELPV, coreset draws each (bench/anomaly_ceiling.py): why the
+    planner takes the largest lite that fits (planner.ANOMALY_UPGRADES)."""
+    names = [f"anomaly_ceiling_{a}_288.json" for a in ("lite0", "lite1", "lite2")]
+    rows = []
+    for name in names:
+        r = load(name)
+        aucs = [x["held_out_auc"] for x in r["per_seed"]]
+        rows.append([r["arch"].replace("tf_efficientnet_", ""), f"{fmt(min(aucs))}-{fmt(max(aucs))}",
+                     fmt(sum(aucs) / len(aucs)), fmt(r["mean_of_seeds_auc"]), fmt(r["certain_cells_auc"])])
+    r = load(names[0])
+    return (table([f"backbone ({r['img_size']} px, levels 2+3, bank {r['bank']:,}, {len(r['per_seed'])} draws)",
+                   "held-out AUC, one draw", "mean", "held-out AUC of the draws' mean", "certain cells alone"],
+                  rows)
+            + f"\n({machine(r)}, {r['date']}: " + ", ".join(src(n) for n in names) + ")\n")
+
+
 def discriminator() -> str:
     """The bank against a SimpleNet-style discriminator on the same features (bench/anomaly_discriminator.py)."""
     name = "anomaly_discriminator_lite0_224.json"
@@ -348,7 +370,7 @@ def discriminator() -> str:
 
 
 TABLES = {"demo": demo, "discriminator": discriminator,
-          "yardstick": yardstick, "ceiling": ceiling, "results": results, "speed": speed,
+          "yardstick": yardstick, "ceiling": ceiling, "backbones": backbones, "results": results, "speed": speed,
           "line-speed": line_speed, "anomaly-bundle": anomaly_bundle, "anomaly-speed": anomaly_speed,
           "few-defects": few_defects,
           "plans": plans, "localise": localise, "bundle-speed": bundle_speed, "cpu-profiles": cpu_profiles,
