@@ -313,7 +313,7 @@ LITE_CALL_RATIO = {LITES[1]: 1.6, LITES[2]: 1.6}  # one image's whole call (forw
 #   224-352 px in bench/results/anomaly_speed_lites_cpu.json and anomaly_speed_lites_304_cpu.json, the largest
 #   taken (one call's spread on a shared 2-core machine is that wide). Not their forward's ratio alone (the probe's
 #   1.3 and 1.5): their calls measured above lite0's forward plus lite0's search, the planner's model before,
-#   and the scratches bundle of lite2 it had put at 35 ms measured 58 ms.
+#   and the scratches bundle of lite2 it had put at 35 ms measured 58 ms (a trial run of bench/few_defects.py).
 
 
 def anomaly_image_ms(costs: dict[str, ArchCost], archs: list[str], hw: tuple[int, int], folds: int,
