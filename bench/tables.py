@@ -324,17 +324,19 @@ def ceiling() -> str:
 
 
 def backbones() -> str:
-    """The member's backbone at the plan's 288 px on ELPV, coreset draws each (bench/anomaly_ceiling.py): why the
-    planner takes the largest lite that fits (planner.ANOMALY_UPGRADES)."""
-    names = [f"anomaly_ceiling_{a}_288.json" for a in ("lite0", "lite1", "lite2")]
+    """The member's backbone and bank at the plan's 288 px on ELPV, coreset draws each (bench/anomaly_ceiling.py):
+    why the planner takes the largest lite that fits, with half the bank if need be (planner.upgrade_anomaly)."""
+    names = [f"anomaly_ceiling_{a}_288.json" for a in ("lite0", "lite1", "lite2")] + \
+        [n for n in ("anomaly_ceiling_lite2_288_b2048.json", "anomaly_ceiling_lite0_288_b2048.json")
+         if (RESULTS / n).exists()]
     rows = []
     for name in names:
         r = load(name)
         aucs = [x["held_out_auc"] for x in r["per_seed"]]
-        rows.append([r["arch"].replace("tf_efficientnet_", ""), f"{fmt(min(aucs))}-{fmt(max(aucs))}",
+        rows.append([r["arch"].replace("tf_efficientnet_", ""), f"{r['bank']:,}", f"{fmt(min(aucs))}-{fmt(max(aucs))}",
                      fmt(sum(aucs) / len(aucs)), fmt(r["mean_of_seeds_auc"]), fmt(r["certain_cells_auc"])])
     r = load(names[0])
-    return (table([f"backbone ({r['img_size']} px, levels 2+3, bank {r['bank']:,}, {len(r['per_seed'])} draws)",
+    return (table([f"backbone ({r['img_size']} px, levels 2+3, {len(r['per_seed'])} draws)", "bank",
                    "held-out AUC, one draw", "mean", "held-out AUC of the draws' mean", "certain cells alone"],
                   rows)
             + f"\n({machine(r)}, {r['date']}: " + ", ".join(src(n) for n in names) + ")\n")

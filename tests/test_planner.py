@@ -299,29 +299,31 @@ def test_with_the_input_at_its_largest_the_anomaly_plan_buys_more_backbones_whil
 
 def test_at_the_largest_input_the_anomaly_member_takes_a_larger_backbone_when_run_and_line_allow(monkeypatch):
     """lite0 sets the input (the largest that fits); there the first of ANOMALY_UPGRADES (lite2, then lite1)
-    whose run fits the budget and whose bundle scores an image within LINE_MS replaces it, its call costed as
-    lite0's times its measured ratio (LITE_CALL_RATIO; another backbone: lite0's forward times the probe's
-    ratio, plus the search); else, or with a backbone set, lite0 stays."""
+    whose run fits the budget and whose bundle scores an image within LINE_MS replaces it, with the plan's bank
+    or half of it (at least MIN_UPGRADE_BANK), its call costed as lite0's times its measured ratio
+    (LITE_CALL_RATIO; another backbone: lite0's forward times the probe's ratio, plus the search); else, or
+    with a backbone set, lite0 stays; a bank set in the recipe is not halved."""
     lite0, lite1, lite2 = planner.LITES
-    assert planner.ANOMALY_UPGRADES == (lite2, lite1)
+    assert planner.ANOMALY_UPGRADES == (lite2, lite1) and planner.MIN_UPGRADE_BANK == 2048
     ms = planner.anomaly_image_ms
 
-    def upgraded(side):
+    def upgraded(side, fixed=None):
         s = _with_defects(_survey(300, (side, side)), 0)
-        alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
+        alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, dict(fixed or {}))
         assert alone.archs == [lite0] and alone.hw == planner.anomaly_sizes(s, {})[0] == (side, side)
-        up = planner.upgrade_anomaly(s, CPU, alone, {})
+        up = planner.upgrade_anomaly(s, CPU, alone, dict(fixed or {}))
         assert len(up.archs) == 1 and up.hw == alone.hw and up.total_s <= FILL * 600
         assert ms(CPU, up.archs, up.hw, up.models, up.bank_rows) <= planner.LINE_MS
-        for better in planner.ANOMALY_UPGRADES[:planner.ANOMALY_UPGRADES.index(up.archs[0])
-                                               if up.archs[0] != lite0 else None]:
-            assert ms(CPU, [better], up.hw, 1, up.bank_rows) > planner.LINE_MS  # passed over: too slow a line
         if up.archs != [lite0]:
             assert f"{up.archs[0]} anomaly folds" in up.estimate and f"{lite0} anomaly folds" not in up.estimate
-        return up.archs[0]
-    assert [upgraded(side) for side in (224, 320)] == [lite2, lite0]  # 320 px: lite0's call x 1.6 is over the line
-    monkeypatch.setattr(planner.cost, "LITE_CALL_RATIO", {lite1: 1.2, lite2: 2.0})
-    assert [upgraded(side) for side in (224, 288, 352)] == [lite2, lite1, lite0]
+            assert up.fields()["anomaly_bank"] == up.bank
+            assert (f"a bank of {up.bank:,} patches" in up.line(s.hw)) == (up.bank != 4096)
+        return up.archs[0], up.bank
+    # 320 px: lite0's call x 1.6 is over the line with 4,096 patches, within it with 2,048; 352 px: neither
+    assert [upgraded(side) for side in (224, 320, 352)] == [(lite2, 4096), (lite2, 2048), (lite0, 4096)]
+    assert upgraded(320, {"anomaly_bank": 4096}) == (lite0, 4096)  # a bank set in the recipe: not halved
+    monkeypatch.setattr(planner.cost, "LITE_CALL_RATIO", {lite1: 1.2, lite2: 3.0})
+    assert [upgraded(side) for side in (224, 288, 352)] == [(lite2, 4096), (lite1, 4096), (lite1, 2048)]
     monkeypatch.undo()
     px, nn = 320 * 320, 40 * 40 * 4096 * planner.NN_S
     assert ms(CPU, [lite1], (320, 320), 1) == pytest.approx(
@@ -334,7 +336,9 @@ def test_at_the_largest_input_the_anomaly_member_takes_a_larger_backbone_when_ru
     alone = planner.search_anomaly(s, CPU, "cpu", 10 * 60, {})
     assert planner.upgrade_anomaly(s, CPU, alone, {"archs": [lite0]}).archs == [lite0]  # set in the recipe: kept
     tight = planner.search_anomaly(s, CPU, "cpu", alone.total_s / FILL * 1.01, {})
-    assert planner.upgrade_anomaly(s, CPU, tight, {}).archs == [lite0]  # no time for a larger one
+    cheap = planner.upgrade_anomaly(s, CPU, tight, {})  # no time for lite2 with 4,096; with 2,048 (less coreset) fits
+    assert cheap.total_s <= FILL * tight.budget_s and (cheap.archs, cheap.bank) in (([lite0], 4096), ([lite2], 2048))
+    assert planner.upgrade_anomaly(s, CPU, tight, {"anomaly_bank": 4096}).archs == [lite0]  # no time for a larger one
 
 
 def test_the_anomaly_plan_keeps_one_image_within_the_line_budget_by_shipping_a_full_data_refit():
@@ -411,6 +415,7 @@ def test_a_saved_anomaly_plan_reads_back_with_its_refit_and_draws(tmp_path):
     cfg = load_config(write_toy_config(tmp_path))
     s = _with_defects(_survey(300, (224, 224)), 0)
     plan = planner.draw_anomaly(s, CPU, planner.search_anomaly(s, CPU, "cpu", 10 * 60, {}), {})
+    plan.bank = 2048  # as upgrade_anomaly halves it
     assert (plan.refit, plan.draws > 1) == ("only", True)
     inputs = {"budget_min": 10, "fixed": {}}
     write_json_atomic(planner.plan_path(cfg, tmp_path), {"format": planner.PLAN_FORMAT, "inputs": inputs,
@@ -419,7 +424,7 @@ def test_a_saved_anomaly_plan_reads_back_with_its_refit_and_draws(tmp_path):
     assert (back.refit, back.draws, back.bank, back.hw, back.archs, back.member) == (
         plan.refit, plan.draws, plan.bank, plan.hw, plan.archs, "anomaly")
     rec = planner.apply(cfg, back).recipe
-    assert (rec.refit, rec.anomaly_draws, rec.member) == ("only", plan.draws, "anomaly")
+    assert (rec.refit, rec.anomaly_draws, rec.member, rec.anomaly_bank) == ("only", plan.draws, "anomaly", 2048)
     assert planner.load_saved(cfg, tmp_path, {**inputs, "budget_min": 20}) is None  # other inputs: planned again
 
 

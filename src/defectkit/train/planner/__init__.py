@@ -40,6 +40,7 @@ from defectkit.train.planner.cost import (  # noqa: F401
     MAX_DRAWS,
     MIN_SIDE,
     MIN_STEPS,
+    MIN_UPGRADE_BANK,
     NN_S,
     PLAN_FORMAT,
     PLANNED,

@@ -161,7 +161,7 @@ class Plan:
         size = {"img_size": [h, w] if h != w else h, "archs": list(self.archs), "tta": self.tta}
         if self.member == "anomaly":
             return {**size, "member": "anomaly", "refit": self.refit, "anomaly_draws": self.draws,
-                    "name": f"{{arch}}_anomaly{tag}"}
+                    "anomaly_bank": self.bank, "name": f"{{arch}}_anomaly{tag}"}
         return {**size, "epochs": self.epochs, "pool": self.pool, "batch_size": self.batch,
                 "with_anomaly": self.anomaly, "name": f"{{arch}}_auto{tag}e{self.epochs}b{self.batch}"}
 
@@ -173,7 +173,8 @@ class Plan:
         budget = f"about {self.total_s / 60:.1f} min of {self.budget_s / 60:.0f}"
         if self.member == "anomaly":
             refit = {"only": " + a full-data refit each (the bundle's model)", "both": " + a full-data refit each"}
-            draws = f", {self.draws} bank draws averaged" if self.draws > 1 else ""
+            draws = (f", a bank of {self.bank:,} patches" if self.bank != ANOMALY_BANK else "") + \
+                (f", {self.draws} bank draws averaged" if self.draws > 1 else "")
             why = "as set" if self.kept.get("member") == "anomaly" else "too few defects for classifiers"
             return (f"plan: the anomaly member alone ({why}), {w} x {h} px ({share}), "
                     f"{names}, {self.folds} folds{refit.get(self.refit, '')}{draws}: {budget}")
@@ -345,22 +346,32 @@ ANOMALY_UPGRADES = (LITES[2], LITES[1])  # the member's backbone instead of lite
 #   patches tell defects better, which holds for any material
 
 
+MIN_UPGRADE_BANK = 2048  # the smallest bank the upgrade takes for a larger backbone: on ELPV at 288 px one bank of
+#   lite2 with 2,048 patches scores 0.873-0.887 held-out (mean 0.880; bench/results/anomaly_ceiling_lite2_288_b2048
+#   .json), lite2 with 4,096 0.888-0.889, lite0 with 4,096 0.864-0.873 (mean 0.870): half the bank loses less
+#   than the larger backbone gains
+
+
 MAX_DRAWS = 5  # bank draws per anomaly model the plan buys (bench/results/anomaly_ceiling_lite0_224.json: 5)
 
 
 def upgrade_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict) -> Plan:
     """At the largest input, the member's backbone swapped for the first of ANOMALY_UPGRADES (probed, in
-    `costs`) whose run still fits the budget and whose bundle scores an image within LINE_MS: a larger
-    ImageNet backbone's patches tell a defect from the good images better. Bought before bank draws, which
-    only average one backbone's coreset luck. A backbone set in the recipe is kept."""
+    `costs`) whose run still fits the budget and whose bundle scores an image within LINE_MS, with the plan's
+    bank or, when only that fits the line, half of it down to MIN_UPGRADE_BANK: a larger ImageNet backbone's
+    patches tell a defect from the good images better, by more than the smaller bank loses. Bought before
+    bank draws, which only average one backbone's coreset luck. A backbone or a bank set in the recipe is kept."""
     if fixed.get("archs") or plan.archs != [LITES[0]]:
         return plan
+    banks = [plan.bank] + ([plan.bank // 2] if "anomaly_bank" not in fixed and plan.bank // 2 >= MIN_UPGRADE_BANK
+                           else [])
     for arch in [a for a in ANOMALY_UPGRADES if a in costs]:
-        trial = anomaly_plan(s, costs, arch, plan.hw, fixed)
-        trial.device, trial.budget_s = plan.device, plan.budget_s
-        if (trial.total_s <= FILL * plan.budget_s
-                and anomaly_image_ms(costs, [arch], plan.hw, trial.models, trial.bank_rows) <= LINE_MS):
-            return trial
+        for bank in banks:
+            trial = anomaly_plan(s, costs, arch, plan.hw, {**fixed, "anomaly_bank": bank})
+            trial.device, trial.budget_s = plan.device, plan.budget_s
+            if (trial.total_s <= FILL * plan.budget_s
+                    and anomaly_image_ms(costs, [arch], plan.hw, trial.models, trial.bank_rows) <= LINE_MS):
+                return trial
     return plan
 
 
