@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     plan = summary.get("plan") or {}
     result = {"data": args.data, "mode": args.mode, "budget_min": args.budget if args.mode == "auto" else None,
               "plan": {k: plan.get(k) for k in ("hw", "archs", "epochs", "tta", "pool", "notes", "member", "refit",
-                                                "draws")} if plan else None,
+                                                "draws", "bank")} if plan else None,
               "estimate_min": round(plan["total_s"] / 60, 2) if plan else None, "wall_min": round(wall / 60, 2),
               "estimate_error": round(plan["total_s"] / wall - 1, 3) if plan else None,
               "held_out_auc": blend.get("test_auc"), "held_out_acc": blend.get("test_acc"),

@@ -75,7 +75,7 @@ def results() -> str:
         plan = r.get("plan") or {}
         if plan.get("member") == "anomaly":  # which backbone the budget bought
             what += (f": {' + '.join(a.replace('tf_efficientnet_', '') for a in plan['archs'])}, "
-                     f"{plan['hw'][1]} x {plan['hw'][0]} px")
+                     f"{plan['hw'][1]} x {plan['hw'][0]} px" + (f", bank {plan['bank']:,}" if plan.get("bank") else ""))
         rows.append(["ELPV", what, fmt(r["oof_auc"]), fmt(r["held_out_auc"]), f"{fmt(r['wall_min'], 1)} min",
                      machine(r), r["date"], src(name)])
     g, e = load("elpv_grid_cuda.json"), load("env_cuda.json")

@@ -305,7 +305,7 @@ def lite0_forward_s(px: float) -> float:
 IMAGE_MS = 50.0  # what one image through the anomaly members' bundle may take on 2 cores (every fold model)
 LINE_FILL = 0.85  # share of IMAGE_MS a plan may fill (the rest: the file's decode and resize, outside the model,
 #   and the runs' spread: the scratches bundle, 480 x 192 px with 2 x 4,096 bank patches, is 42 ms by the model
-#   and measured 47 and 54 ms p50 in two runs, bench/results/few_defects_scratch.json)
+#   and measured 40.8 to 54 ms p50 in runs of bench/few_defects.py, stops 41-43, on this shared 2-core machine)
 LINE_MS = LINE_FILL * IMAGE_MS
 
 
