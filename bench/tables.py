@@ -342,6 +342,23 @@ def backbones() -> str:
             + f"\n({machine(r)}, {r['date']}: " + ", ".join(src(n) for n in names) + ")\n")
 
 
+def lite_speed() -> str:
+    """One image through each lite the planner can buy for the member, by input and bank (bench/anomaly_speed.py)."""
+    names = ["anomaly_speed_lites_cpu.json", "anomaly_speed_lites_304_cpu.json"]
+    ms = {}
+    for name in names:
+        for x in load(name)["rows"]:
+            ms[x["arch"], x["img_size"][0], x["bank"]] = x["ms_p50"]
+    sides = sorted({k[1] for k in ms})
+    rows = [[f"{a.replace('tf_efficientnet_', '')}, bank {b:,}",
+             *(f"{ms[a, side, b]} ms" if (a, side, b) in ms else "-" for side in sides)]
+            for a in dict.fromkeys(k[0] for k in ms) for b in sorted({k[2] for k in ms})]
+    r = load(names[0])
+    return (table(["backbone (levels 2+3), bank", *(f"{side} px" for side in sides)], rows)
+            + f"\n(p50, one image per call, ONNX Runtime, {r['threads']} threads; {machine(r)}, {r['date']}: "
+            + ", ".join(src(n) for n in names) + ")\n")
+
+
 def discriminator() -> str:
     """The bank against a SimpleNet-style discriminator on the same features (bench/anomaly_discriminator.py)."""
     name = "anomaly_discriminator_lite0_224.json"
@@ -372,7 +389,8 @@ def discriminator() -> str:
 
 
 TABLES = {"demo": demo, "discriminator": discriminator,
-          "yardstick": yardstick, "ceiling": ceiling, "backbones": backbones, "results": results, "speed": speed,
+          "yardstick": yardstick, "ceiling": ceiling, "backbones": backbones, "lite-speed": lite_speed,
+          "results": results, "speed": speed,
           "line-speed": line_speed, "anomaly-bundle": anomaly_bundle, "anomaly-speed": anomaly_speed,
           "few-defects": few_defects,
           "plans": plans, "localise": localise, "bundle-speed": bundle_speed, "cpu-profiles": cpu_profiles,
