@@ -326,9 +326,8 @@ def ceiling() -> str:
 def backbones() -> str:
     """The member's backbone and bank at the plan's 288 px on ELPV, coreset draws each (bench/anomaly_ceiling.py):
     why the planner takes the largest lite that fits, with half the bank if need be (planner.upgrade_anomaly)."""
-    names = [f"anomaly_ceiling_{a}_288.json" for a in ("lite0", "lite1", "lite2")] + \
-        [n for n in ("anomaly_ceiling_lite2_288_b2048.json", "anomaly_ceiling_lite0_288_b2048.json")
-         if (RESULTS / n).exists()]
+    names = [*(f"anomaly_ceiling_{a}_288.json" for a in ("lite0", "lite1", "lite2")),
+             "anomaly_ceiling_lite2_288_b2048.json"]
     rows = []
     for name in names:
         r = load(name)

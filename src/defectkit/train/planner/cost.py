@@ -173,11 +173,11 @@ class Plan:
         budget = f"about {self.total_s / 60:.1f} min of {self.budget_s / 60:.0f}"
         if self.member == "anomaly":
             refit = {"only": " + a full-data refit each (the bundle's model)", "both": " + a full-data refit each"}
-            draws = (f", a bank of {self.bank:,} patches" if self.bank != ANOMALY_BANK else "") + \
+            banks = (f", a bank of {self.bank:,} patches" if self.bank != ANOMALY_BANK else "") + \
                 (f", {self.draws} bank draws averaged" if self.draws > 1 else "")
             why = "as set" if self.kept.get("member") == "anomaly" else "too few defects for classifiers"
             return (f"plan: the anomaly member alone ({why}), {w} x {h} px ({share}), "
-                    f"{names}, {self.folds} folds{refit.get(self.refit, '')}{draws}: {budget}")
+                    f"{names}, {self.folds} folds{refit.get(self.refit, '')}{banks}: {budget}")
         extra = f" + the anomaly member ({' x '.join(map(str, anomaly_hw(self.hw)[::-1]))} px)" if self.anomaly else ""
         return (f"plan: {w} x {h} px ({share}), {names}, {self.folds} folds x {self.epochs} epochs, TTA x{self.tta}, "
                 f"{self.pool} pooling{extra}: {budget}")

@@ -124,7 +124,7 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE)}
     plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
     others = [a for a in LITES if a != arch and not fixed.get("archs")]
-    if tuple(plan.hw) == anomaly_sizes(s, fixed)[0]:  # resolution first, then a larger backbone, draws, backbones
+    if tuple(plan.hw) == hw0:  # resolution first, then a larger backbone, draws, backbones
         costs.update({a: probe_arch(a, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE) for a in others})
         plan.budget_s = budget - (time.perf_counter() - t0)
         plan = grow_anomaly(s, costs, draw_anomaly(s, costs, upgrade_anomaly(s, costs, plan, fixed), fixed))
