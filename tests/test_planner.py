@@ -244,6 +244,14 @@ def test_the_anomaly_plan_probes_every_lite_at_the_members_largest_input(tmp_pat
         assert [c[0] for c in calls] == planner.LITES and all(c[1] == "cpu" for c in calls)
         assert all(c[2] == (planner.PROBE_SIZES[0], top) for c in calls)
         assert plan.archs[0] in planner.ANOMALY_UPGRADES or plan.archs[0] == planner.LITES[0]
+    # at 352 px lite0 fits the line (~38 ms) and lite1/lite2 cannot, even refit alone with 2,048 patches (~47 ms):
+    # known from lite0's probe (LITE_CALL_RATIO), so theirs is skipped
+    calls.clear()
+    s = _with_defects(_survey(300, (352, 352)), 0)
+    plan = planner.make_plan(load_config(tmp_path / "toy.yaml"), s, "cpu", say=lambda *a: None)
+    assert plan.hw == (352, 352) and plan.archs[0] == planner.LITES[0] and [c[0] for c in calls] == planner.LITES[:1]
+    assert not any(planner.may_fit_line(CPU, a, plan, {}) for a in planner.LITE_CALL_RATIO)
+    assert planner.may_fit_line(CPU, "resnet18", plan, {})  # no ratio known: its probe tells
 
 
 def test_a_budget_too_small_for_the_anomaly_member_says_what_it_needs():

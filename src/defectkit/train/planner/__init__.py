@@ -63,6 +63,7 @@ from defectkit.train.planner.cost import (  # noqa: F401
     grow_anomaly,
     ladder,
     lite0_forward_s,
+    may_fit_line,
     member_estimate,
     min_epochs,
     notes,
@@ -70,6 +71,7 @@ from defectkit.train.planner.cost import (  # noqa: F401
     search,
     search_anomaly,
     upgrade_anomaly,
+    upgrade_banks,
 )
 from defectkit.train.planner.inputs import (  # noqa: F401
     survey,

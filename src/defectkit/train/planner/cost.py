@@ -355,6 +355,24 @@ MIN_UPGRADE_BANK = 2048  # the smallest bank the upgrade takes for a larger back
 MAX_DRAWS = 5  # bank draws per anomaly model the plan buys (bench/results/anomaly_ceiling_lite0_224.json: 5)
 
 
+def upgrade_banks(plan: Plan, fixed: dict) -> list[int]:
+    """The banks the upgrade tries, largest first: the plan's, then half of it (at least MIN_UPGRADE_BANK)
+    unless the recipe sets anomaly_bank."""
+    half = plan.bank // 2
+    return [plan.bank] + ([half] if "anomaly_bank" not in fixed and half >= MIN_UPGRADE_BANK else [])
+
+
+def may_fit_line(costs: dict[str, ArchCost], arch: str, plan: Plan, fixed: dict) -> bool:
+    """Whether `arch` alone, with the fewest models (a full-data refit, unless the recipe sets refit) and the
+    smallest bank the plan would give it, could score an image within LINE_MS: for lite1 and lite2 known from
+    lite0's probe alone (LITE_CALL_RATIO), so that their probe (several seconds at a large input) is skipped
+    when neither the upgrade nor another member could use them; another backbone needs its probe to tell."""
+    if arch not in LITE_CALL_RATIO:
+        return True
+    models = dataclasses.replace(plan, refit=fixed.get("refit") or "only").models
+    return anomaly_image_ms(costs, [arch], plan.hw, models, min(upgrade_banks(plan, fixed)) * plan.draws) <= LINE_MS
+
+
 def upgrade_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: dict) -> Plan:
     """At the largest input, the member's backbone swapped for the first of ANOMALY_UPGRADES (probed, in
     `costs`) whose run still fits the budget and whose bundle scores an image within LINE_MS, with the plan's
@@ -363,10 +381,8 @@ def upgrade_anomaly(s: Survey, costs: dict[str, ArchCost], plan: Plan, fixed: di
     bank draws, which only average one backbone's coreset luck. A backbone or a bank set in the recipe is kept."""
     if fixed.get("archs") or plan.archs != [LITES[0]]:
         return plan
-    banks = [plan.bank] + ([plan.bank // 2] if "anomaly_bank" not in fixed and plan.bank // 2 >= MIN_UPGRADE_BANK
-                           else [])
     for arch in [a for a in ANOMALY_UPGRADES if a in costs]:
-        for bank in banks:
+        for bank in upgrade_banks(plan, fixed):
             trial = anomaly_plan(s, costs, arch, plan.hw, {**fixed, "anomaly_bank": bank})
             trial.device, trial.budget_s = plan.device, plan.budget_s
             if (trial.total_s <= FILL * plan.budget_s

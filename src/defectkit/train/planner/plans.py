@@ -30,6 +30,7 @@ from defectkit.train.planner.cost import (
     draw_anomaly,
     estimate,
     grow_anomaly,
+    may_fit_line,
     notes,
     search,
     search_anomaly,
@@ -123,8 +124,8 @@ def plan_anomaly(s: Survey, inputs: dict, fixed: dict, say=print) -> Plan:
     hw0 = anomaly_sizes(s, fixed)[0]  # its largest input (a tuple's min would take a 480 x 1200 one, 4x the pixels)
     costs = {arch: probe_arch(arch, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE)}
     plan = search_anomaly(s, costs, "cpu", budget - (time.perf_counter() - t0), fixed)
-    others = [a for a in LITES if a != arch and not fixed.get("archs")]
     if tuple(plan.hw) == hw0:  # resolution first, then a larger backbone, draws, backbones
+        others = [a for a in LITES if a != arch and not fixed.get("archs") and may_fit_line(costs, a, plan, fixed)]
         costs.update({a: probe_arch(a, "cpu", [PROBE_SIZES[0], hw0], how=MEMBER_PROBE) for a in others})
         plan.budget_s = budget - (time.perf_counter() - t0)
         plan = grow_anomaly(s, costs, draw_anomaly(s, costs, upgrade_anomaly(s, costs, plan, fixed), fixed))
