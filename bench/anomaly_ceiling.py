@@ -3,14 +3,15 @@ ceiling lies in ELPV's own labels.
 
     python bench/anomaly_ceiling.py [--arch tf_efficientnet_lite0] [--img-size 224] [--seeds 5] [--workdir DIR]
 
-One bank (the member's `build_bank`: 16 x bank patches drawn at random, then greedy k-centre) from the good
-images of ELPV's training split, drawn with several seeds; each scores the held-out test split (656 cells).
+One bank (the member's `build_bank`: 16 x bank patches drawn at random, or `--pool` x, then greedy k-centre)
+from the good images of ELPV's training split, drawn with several seeds; each scores the held-out test split
+(656 cells).
 Reported: the held-out AUC per seed (its spread is the noise floor under which two recipes cannot be told
 apart by one run), the AUC of the mean of the seeds' log-scores, and, from the package's defect
 probabilities, the mean rank of each annotation grade (0, 1/3, 2/3, 1: ELPV's defect = probability >= 0.5)
 with the AUC of the certain cells alone (0 against 1). The images go through the competition's own
 preprocessing (Preprocess.fit), the net is the member's PatchCoreNet. Writes
-bench/results/anomaly_ceiling_<arch>_<size>.json.
+bench/results/anomaly_ceiling_<arch>_<size>[_b<bank>][_pool<pool>].json.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from benchlib import save_result  # first: puts src/ on the path
 from defectkit.core.metrics import auc
 from defectkit.data.sources.elpv import load_elpv, prepare_elpv
 from defectkit.runtime.imaging import Preprocess
-from defectkit.train.anomaly import PatchCoreNet, backbone, build_bank, score
+from defectkit.train.anomaly import POOL_PER_BANK, PatchCoreNet, backbone, build_bank, score
 from defectkit.train.engine import make_setup
 
 GRADES = (0.0, 1 / 3, 2 / 3, 1.0)
@@ -42,6 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--layers", default="2,3")
     p.add_argument("--bank", type=int, default=4096)
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--pool", type=int, default=POOL_PER_BANK,
+                   help="patches drawn for the coreset, times the bank (the member's POOL_PER_BANK)")
     p.add_argument("--workdir", help="where ELPV is prepared (default: a temporary folder)")
     p.add_argument("--out")
     args = p.parse_args(argv)
@@ -63,7 +66,7 @@ def main(argv=None) -> int:
     rows, logs, t0 = [], [], time.time()
     for seed in range(args.seeds):
         net = PatchCoreNet(model, layers, torch.zeros(1, 1))
-        bank = build_bank(net, good, args.bank, setup, seeds=(seed,))
+        bank = build_bank(net, good, args.bank, setup, seeds=(seed,), pool_per_bank=args.pool)
         net = PatchCoreNet(model, layers, bank)
         p = score(net, test, setup, 1, 64)
         logs.append(np.log(p / (1 - p)))
@@ -76,6 +79,7 @@ def main(argv=None) -> int:
     certain = np.isclose(grade, 0) | np.isclose(grade, 1)
     aucs = [r["held_out_auc"] for r in rows]
     result = {"arch": args.arch, "img_size": args.img_size, "layers": layers, "bank": args.bank,
+              "pool_per_bank": args.pool,
               "good_images": len(good), "test_images": len(test), "per_seed": rows,
               "spread": {"min": min(aucs), "max": max(aucs), "sd": round(float(np.std(aucs, ddof=1)), 4)},
               "mean_of_seeds_auc": round(float(auc(y, mean)), 4), "by_grade": by_grade,
@@ -85,7 +89,9 @@ def main(argv=None) -> int:
                 f"{args.seeds} coreset seeds (sd {result['spread']['sd']}), their mean {result['mean_of_seeds_auc']}; "
                 f"certain cells alone {result['certain_cells_auc']}; mean rank by grade "
                 + ", ".join(f"{g} {v['mean_rank_pct']}" for g, v in by_grade.items()),
-                args.out, f"anomaly_ceiling_{args.arch.split('_')[-1]}_{args.img_size}")
+                args.out, f"anomaly_ceiling_{args.arch.split('_')[-1]}_{args.img_size}"
+                + (f"_b{args.bank}" if args.bank != 4096 else "")
+                + (f"_pool{args.pool}" if args.pool != POOL_PER_BANK else ""))
     return 0
 
 

@@ -159,14 +159,15 @@ def check_bank_memory(k: int, dim: int, pool: int) -> None:
 
 @torch.inference_mode()
 def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16,
-               seeds: tuple[int, ...] = (0,)) -> torch.Tensor:
-    """`k` coreset patches of the good `images` (uint8 NHWC) per seed, drawn from at most POOL_PER_BANK x k,
+               seeds: tuple[int, ...] = (0,), pool_per_bank: int = POOL_PER_BANK) -> torch.Tensor:
+    """`k` coreset patches of the good `images` (uint8 NHWC) per seed, drawn from at most `pool_per_bank` x k,
     the draws' banks one after the other (PatchCoreNet's `draws`). A seed draws its pool and its coreset's
-    first patch (bench/anomaly_ceiling.py: how far the AUC moves with it); the images pass once for all."""
+    first patch (bench/anomaly_ceiling.py: how far the AUC moves with it, and with a larger pool); the images
+    pass once for all."""
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     x0 = net.patches(to_input(image_batches(images[:1], 1)[0][0], setup))
     per_image = x0.shape[2] * x0.shape[3]
-    keep = max(1, min(per_image, POOL_PER_BANK * k // len(images)))
+    keep = max(1, min(per_image, pool_per_bank * k // len(images)))
     check_bank_memory(k * len(seeds), x0.shape[1], keep * len(images) * len(seeds))
     pools = [[] for _ in seeds]
     for x, _ in image_batches(images, batch):
