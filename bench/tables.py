@@ -341,6 +341,25 @@ def backbones() -> str:
             + f"\n({machine(r)}, {r['date']}: " + ", ".join(src(n) for n in names) + ")\n")
 
 
+def pool() -> str:
+    """The coreset's pool, the one training-only purchase (bench/anomaly_ceiling.py --pool): why the plan does not
+    spend a small set's leftover budget on it."""
+    names = ["anomaly_ceiling_lite0_224.json", "anomaly_ceiling_lite0_224_pool64.json"]
+    rows = []
+    for name in names:
+        r = load(name)
+        aucs = [x["held_out_auc"] for x in r["per_seed"]]
+        x = r.get("pool_per_bank", 16)
+        rows.append([f"{x} x the bank ({x * r['bank']:,} patches)", str(len(aucs)),
+                     f"{fmt(min(aucs))}-{fmt(max(aucs))}", fmt(sum(aucs) / len(aucs)), fmt(r["mean_of_seeds_auc"]),
+                     f"{fmt(r['minutes'] / len(aucs), 1)} min"])
+    r = load(names[0])
+    return (table([f"coreset pool (ELPV, {r['arch'].replace('tf_efficientnet_', '')}, {r['img_size']} px, bank "
+                   f"{r['bank']:,})", "draws", "held-out AUC, one draw", "mean", "held-out AUC of the draws' mean",
+                   "a draw's bank and scores"], rows)
+            + f"\n({machine(r)}: " + ", ".join(f"{src(n)} {load(n)['date']}" for n in names) + ")\n")
+
+
 def lite_speed() -> str:
     """One image through each lite the planner can buy for the member, by input and bank (bench/anomaly_speed.py)."""
     names = ["anomaly_speed_lites_cpu.json", "anomaly_speed_lites_304_cpu.json"]
@@ -389,6 +408,7 @@ def discriminator() -> str:
 
 TABLES = {"demo": demo, "discriminator": discriminator,
           "yardstick": yardstick, "ceiling": ceiling, "backbones": backbones, "lite-speed": lite_speed,
+          "pool": pool,
           "results": results, "speed": speed,
           "line-speed": line_speed, "anomaly-bundle": anomaly_bundle, "anomaly-speed": anomaly_speed,
           "few-defects": few_defects,
