@@ -362,7 +362,7 @@ def pool() -> str:
 
 def lite_speed() -> str:
     """One image through each lite the planner can buy for the member, by input and bank (bench/anomaly_speed.py)."""
-    names = ["anomaly_speed_lites_cpu.json", "anomaly_speed_lites_304_cpu.json"]
+    names = ["anomaly_speed_lites_cpu.json", "anomaly_speed_lites_304_cpu.json", "anomaly_speed_lites_320_cpu.json"]
     ms = {}
     for name in names:
         for x in load(name)["rows"]:
@@ -370,7 +370,8 @@ def lite_speed() -> str:
     sides = sorted({k[1] for k in ms})
     rows = [[f"{a.replace('tf_efficientnet_', '')}, bank {b:,}",
              *(f"{ms[a, side, b]} ms" if (a, side, b) in ms else "-" for side in sides)]
-            for a in dict.fromkeys(k[0] for k in ms) for b in sorted({k[2] for k in ms})]
+            for a in dict.fromkeys(k[0] for k in ms) for b in sorted({k[2] for k in ms})
+            if any((a, side, b) in ms for side in sides)]
     r = load(names[0])
     return (table(["backbone (levels 2+3), bank", *(f"{side} px" for side in sides)], rows)
             + f"\n(p50, one image per call, ONNX Runtime, {r['threads']} threads; {machine(r)}, {r['date']}: "

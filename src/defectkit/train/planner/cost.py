@@ -311,7 +311,8 @@ LINE_MS = LINE_FILL * IMAGE_MS
 
 LITE_CALL_RATIO = {LITES[1]: 1.6, LITES[2]: 1.6}  # one image's whole call (forward and the search of a bank of
 #   4,096) against lite0's at the same input, ONNX Runtime, 2 threads: 0.96-1.60 (lite1) and 0.99-1.59 (lite2) over
-#   224-352 px in bench/results/anomaly_speed_lites_cpu.json and anomaly_speed_lites_304_cpu.json, the largest
+#   224-352 px in bench/results/anomaly_speed_lites_cpu.json and anomaly_speed_lites_304_cpu.json (lite2 at 320 px:
+#   1.52 with 2,048 patches, 1.20 with 4,096, anomaly_speed_lites_320_cpu.json), the largest
 #   taken (one call's spread on a shared 2-core machine is that wide). Not their forward's ratio alone (the probe's
 #   1.3 and 1.5): their calls measured above lite0's forward plus lite0's search, the planner's model before,
 #   and the scratches bundle of lite2 it had put at 35 ms measured 58 ms (a trial run of bench/few_defects.py).
