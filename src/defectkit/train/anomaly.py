@@ -48,6 +48,7 @@ PROJECTION_DIM = 128  # coreset selection's random projection (PatchCore)
 POOL_PER_BANK = 16  # patches drawn for the coreset: at most this many times the bank (64 x on ELPV: no better
 #   held-out AUC, 1.7 x the minutes: bench/results/anomaly_ceiling_lite0_224_pool64.json)
 MAX_DISTANCES = 2**25  # entries of one batch's patch-to-bank distance matrix (128 MiB of float32)
+BANK_BATCH = 16  # images a forward pass of the bank's good images
 
 
 def backbone(arch: str, layers: list[int], pretrained: str = "auto") -> tuple[nn.Module, ModelInfo]:
@@ -159,8 +160,8 @@ def check_bank_memory(k: int, dim: int, pool: int) -> None:
 
 
 @torch.inference_mode()
-def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int = 16,
-               seeds: tuple[int, ...] = (0,), pool_per_bank: int = POOL_PER_BANK) -> torch.Tensor:
+def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, seeds: tuple[int, ...] = (0,),
+               pool_per_bank: int = POOL_PER_BANK) -> torch.Tensor:
     """`k` coreset patches of the good `images` (uint8 NHWC) per seed, drawn from at most `pool_per_bank` x k,
     the draws' banks one after the other (PatchCoreNet's `draws`). A seed draws its pool and its coreset's
     first patch (bench/anomaly_ceiling.py: how far the AUC moves with it, and with a larger pool); the images
@@ -171,7 +172,7 @@ def build_bank(net: PatchCoreNet, images: np.ndarray, k: int, setup, batch: int 
     keep = max(1, min(per_image, pool_per_bank * k // len(images)))
     check_bank_memory(k * len(seeds), x0.shape[1], keep * len(images) * len(seeds))
     pools = [[] for _ in seeds]
-    for x, _ in image_batches(images, batch):
+    for x, _ in image_batches(images, BANK_BATCH):
         p = net.patches(to_input(x, setup))
         flat = p.permute(0, 2, 3, 1).reshape(len(p), per_image, -1)
         for f in flat:
