@@ -32,6 +32,7 @@ from defectkit.data.sources.elpv import load_elpv, prepare_elpv
 from defectkit.runtime.imaging import Preprocess
 from defectkit.train.anomaly import POOL_PER_BANK, PatchCoreNet, backbone, build_bank, score
 from defectkit.train.engine import make_setup
+from defectkit.train.planner.cost import ANOMALY_BANK
 
 GRADES = (0.0, 1 / 3, 2 / 3, 1.0)
 
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--arch", default="tf_efficientnet_lite0")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--layers", default="2,3")
-    p.add_argument("--bank", type=int, default=4096)
+    p.add_argument("--bank", type=int, default=ANOMALY_BANK)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--pool", type=int, default=POOL_PER_BANK,
                    help="patches drawn for the coreset, times the bank (the member's POOL_PER_BANK)")
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
                 f"certain cells alone {result['certain_cells_auc']}; mean rank by grade "
                 + ", ".join(f"{g} {v['mean_rank_pct']}" for g, v in by_grade.items()),
                 args.out, f"anomaly_ceiling_{args.arch.split('_')[-1]}_{args.img_size}"
-                + (f"_b{args.bank}" if args.bank != 4096 else "")
+                + (f"_b{args.bank}" if args.bank != ANOMALY_BANK else "")
                 + (f"_pool{args.pool}" if args.pool != POOL_PER_BANK else ""))
     return 0
 

@@ -323,17 +323,20 @@ def ceiling() -> str:
             + f"\n({machine(r)}, {r['date']}: {src('anomaly_ceiling_lite0_224.json')})\n")
 
 
+def draws_summary(r: dict) -> list[str]:
+    """An anomaly_ceiling result's coreset draws: the range of one draw's held-out AUC, their mean, and the AUC
+    of the mean of their scores."""
+    aucs = [x["held_out_auc"] for x in r["per_seed"]]
+    return [f"{fmt(min(aucs))}-{fmt(max(aucs))}", fmt(sum(aucs) / len(aucs)), fmt(r["mean_of_seeds_auc"])]
+
+
 def backbones() -> str:
     """The member's backbone and bank at the plan's 288 px on ELPV, coreset draws each (bench/anomaly_ceiling.py):
     why the planner takes the largest lite that fits, with half the bank if need be (planner.upgrade_anomaly)."""
     names = [*(f"anomaly_ceiling_{a}_288.json" for a in ("lite0", "lite1", "lite2")),
              "anomaly_ceiling_lite2_288_b2048.json"]
-    rows = []
-    for name in names:
-        r = load(name)
-        aucs = [x["held_out_auc"] for x in r["per_seed"]]
-        rows.append([r["arch"].replace("tf_efficientnet_", ""), f"{r['bank']:,}", f"{fmt(min(aucs))}-{fmt(max(aucs))}",
-                     fmt(sum(aucs) / len(aucs)), fmt(r["mean_of_seeds_auc"]), fmt(r["certain_cells_auc"])])
+    rows = [[r["arch"].replace("tf_efficientnet_", ""), f"{r['bank']:,}", *draws_summary(r),
+             fmt(r["certain_cells_auc"])] for r in map(load, names)]
     r = load(names[0])
     return (table([f"backbone ({r['img_size']} px, levels 2+3, {len(r['per_seed'])} draws)", "bank",
                    "held-out AUC, one draw", "mean", "held-out AUC of the draws' mean", "certain cells alone"],
@@ -345,19 +348,17 @@ def pool() -> str:
     """The coreset's pool, the one training-only purchase (bench/anomaly_ceiling.py --pool): why the plan does not
     spend a small set's leftover budget on it."""
     names = ["anomaly_ceiling_lite0_224.json", "anomaly_ceiling_lite0_224_pool64.json"]
+    runs = [load(n) for n in names]
     rows = []
-    for name in names:
-        r = load(name)
-        aucs = [x["held_out_auc"] for x in r["per_seed"]]
-        x = r.get("pool_per_bank", 16)
-        rows.append([f"{x} x the bank ({x * r['bank']:,} patches)", str(len(aucs)),
-                     f"{fmt(min(aucs))}-{fmt(max(aucs))}", fmt(sum(aucs) / len(aucs)), fmt(r["mean_of_seeds_auc"]),
-                     f"{fmt(r['minutes'] / len(aucs), 1)} min"])
-    r = load(names[0])
+    for r in runs:
+        x, draws = r.get("pool_per_bank", 16), len(r["per_seed"])
+        rows.append([f"{x} x the bank ({x * r['bank']:,} patches)", str(draws), *draws_summary(r),
+                     f"{fmt(r['minutes'] / draws, 1)} min"])
+    r = runs[0]
     return (table([f"coreset pool (ELPV, {r['arch'].replace('tf_efficientnet_', '')}, {r['img_size']} px, bank "
                    f"{r['bank']:,})", "draws", "held-out AUC, one draw", "mean", "held-out AUC of the draws' mean",
                    "a draw's bank and scores"], rows)
-            + f"\n({machine(r)}: " + ", ".join(f"{src(n)} {load(n)['date']}" for n in names) + ")\n")
+            + f"\n({machine(r)}: " + ", ".join(f"{src(n)} {x['date']}" for n, x in zip(names, runs)) + ")\n")
 
 
 def lite_speed() -> str:
